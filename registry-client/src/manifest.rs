@@ -1,0 +1,413 @@
+//! The OCI documents Warrant reads and writes, and what makes a manifest a Wasm artifact.
+//!
+//! These are Warrant's own types rather than a dependency's, so that sizes are unsigned,
+//! digests are validated while parsing, and unknown shapes fail closed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::Error;
+
+/// OCI image manifest.
+pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The Wasm artifact config (CNCF TAG-Runtime "Wasm OCI artifact" layout).
+pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+/// The Wasm artifact layer.
+pub const MEDIA_TYPE_WASM_LAYER: &str = "application/wasm";
+/// The older Wasm layer type, still written by several tools.
+pub const MEDIA_TYPE_WASM_LAYER_LEGACY: &str = "application/vnd.wasm.content.layer.v1+wasm";
+/// The empty descriptor's media type, used as config by referrer artifacts.
+pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+/// The annotation naming a manifest inside an image-layout `index.json`.
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation giving a layer's file name.
+pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+/// The annotation giving a creation time.
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+
+/// A content descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// What the content is.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its exact length in bytes.
+    pub size: u64,
+    /// The artifact type, for manifests listed in a referrers index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    /// A descriptor of `bytes` with `media_type`.
+    pub fn of(media_type: &str, bytes: &[u8]) -> Self {
+        Self {
+            media_type: media_type.to_owned(),
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// An OCI image manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageManifest {
+    /// Always 2.
+    pub schema_version: u32,
+    /// [`MEDIA_TYPE_OCI_MANIFEST`] (optional in the spec, always written by Warrant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// The artifact type, for artifacts whose config is the empty descriptor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The config blob.
+    pub config: Descriptor,
+    /// The layers.
+    pub layers: Vec<Descriptor>,
+    /// The manifest this one refers to (OCI 1.1 referrers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An OCI image index (also the referrers list and an image layout's `index.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageIndex {
+    /// Always 2.
+    pub schema_version: u32,
+    /// [`MEDIA_TYPE_OCI_INDEX`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// The manifests listed.
+    pub manifests: Vec<Descriptor>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ImageIndex {
+    /// An empty index.
+    pub fn empty() -> Self {
+        Self {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_OCI_INDEX.to_owned()),
+            manifests: Vec::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<Self, Error> {
+        let index: Self = crate::json::parse(bytes, what)?;
+        if index.schema_version != 2 {
+            return Err(Error::Malformed {
+                what: what.to_owned(),
+                reason: format!("schemaVersion {} is not 2", index.schema_version),
+            });
+        }
+        if let Some(mt) = &index.media_type
+            && mt != MEDIA_TYPE_OCI_INDEX
+        {
+            return Err(Error::UnsupportedMediaType {
+                what: what.to_owned(),
+                media_type: mt.clone(),
+                expected: format!("`{MEDIA_TYPE_OCI_INDEX}`"),
+            });
+        }
+        if index.manifests.len() > crate::limits::MAX_INDEX_ENTRIES {
+            return Err(Error::TooLarge {
+                what: format!("{what} entry count"),
+                limit: crate::limits::MAX_INDEX_ENTRIES as u64,
+            });
+        }
+        Ok(index)
+    }
+}
+
+impl ImageManifest {
+    /// Parse and check the generic shape of an image manifest.
+    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        // Peek at the media type first so an index or a Docker manifest is refused by name,
+        // not with a confusing "missing field".
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Peek {
+            media_type: Option<String>,
+        }
+        let peek: Peek = crate::json::parse(bytes, "manifest")?;
+        if let Some(mt) = peek.media_type.as_deref()
+            && mt != MEDIA_TYPE_OCI_MANIFEST
+        {
+            return Err(Error::UnsupportedMediaType {
+                what: "manifest".into(),
+                media_type: mt.to_owned(),
+                expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}`"),
+            });
+        }
+        let manifest: Self = crate::json::parse(bytes, "manifest")?;
+        if manifest.schema_version != 2 {
+            return Err(Error::Malformed {
+                what: "manifest".into(),
+                reason: format!("schemaVersion {} is not 2", manifest.schema_version),
+            });
+        }
+        Ok(manifest)
+    }
+}
+
+/// Whether a Wasm binary is a core module or a component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WasmKind {
+    /// A core WebAssembly module (WASI preview 1).
+    Module,
+    /// A component (WASI 0.2).
+    Component,
+}
+
+impl WasmKind {
+    /// Read the kind from the 8-byte preamble; `None` when it is not Wasm at all.
+    pub fn detect(bytes: &[u8]) -> Option<Self> {
+        match bytes.get(..8)? {
+            [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00] => Some(Self::Module),
+            [0x00, 0x61, 0x73, 0x6d, _, _, 0x01, 0x00] => Some(Self::Component),
+            _ => None,
+        }
+    }
+
+    /// The `os` field of the Wasm config v0: `wasip1` for modules, `wasip2` for components.
+    pub fn wasi_os(self) -> &'static str {
+        match self {
+            Self::Module => "wasip1",
+            Self::Component => "wasip2",
+        }
+    }
+
+    /// `module` or `component`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Module => "module",
+            Self::Component => "component",
+        }
+    }
+}
+
+/// The Wasm config v0 (`application/vnd.wasm.config.v0+json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WasmConfig {
+    /// RFC 3339 creation time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// Who made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Always `wasm`.
+    pub architecture: String,
+    /// `wasip1` or `wasip2`.
+    pub os: String,
+    /// The digests of the layers, in order.
+    #[serde(default)]
+    pub layer_digests: Vec<Digest>,
+}
+
+/// A manifest checked to be a Wasm artifact: one Wasm layer and a config.
+#[derive(Clone, Debug)]
+pub struct WasmManifest {
+    manifest: ImageManifest,
+}
+
+impl WasmManifest {
+    /// Check that `manifest` is a Wasm artifact Warrant accepts:
+    ///
+    /// - config `application/vnd.wasm.config.v0+json` with exactly one `application/wasm`
+    ///   layer (the CNCF layout), or
+    /// - exactly one legacy `application/vnd.wasm.content.layer.v1+wasm` layer.
+    ///
+    /// Anything else is refused, naming the media type that was not accepted.
+    pub fn new(manifest: ImageManifest) -> Result<Self, Error> {
+        let config_type = manifest.config.media_type.as_str();
+        let accepted_layers: &[&str] = if config_type == MEDIA_TYPE_WASM_CONFIG {
+            &[MEDIA_TYPE_WASM_LAYER]
+        } else {
+            &[MEDIA_TYPE_WASM_LAYER_LEGACY]
+        };
+        for layer in &manifest.layers {
+            if !accepted_layers.contains(&layer.media_type.as_str()) {
+                let expected = if config_type == MEDIA_TYPE_WASM_CONFIG {
+                    format!(
+                        "a `{MEDIA_TYPE_WASM_CONFIG}` artifact has one `{MEDIA_TYPE_WASM_LAYER}` layer"
+                    )
+                } else {
+                    format!(
+                        "a Wasm artifact has config `{MEDIA_TYPE_WASM_CONFIG}` and one `{MEDIA_TYPE_WASM_LAYER}` layer, or one `{MEDIA_TYPE_WASM_LAYER_LEGACY}` layer"
+                    )
+                };
+                return Err(Error::UnsupportedMediaType {
+                    what: format!("layer `{}`", layer.digest),
+                    media_type: layer.media_type.clone(),
+                    expected,
+                });
+            }
+        }
+        if manifest.layers.len() != 1 {
+            return Err(Error::Malformed {
+                what: "wasm artifact manifest".into(),
+                reason: format!(
+                    "expected exactly one Wasm layer, found {}",
+                    manifest.layers.len()
+                ),
+            });
+        }
+        if manifest.config.size > crate::limits::MAX_CONFIG_BYTES {
+            return Err(Error::TooLarge {
+                what: format!("config `{}`", manifest.config.digest),
+                limit: crate::limits::MAX_CONFIG_BYTES,
+            });
+        }
+        Ok(Self { manifest })
+    }
+
+    /// The Wasm layer.
+    pub fn layer(&self) -> &Descriptor {
+        // INVARIANT (one layer): `new` refused any manifest without exactly one layer.
+        #[expect(
+            clippy::indexing_slicing,
+            reason = "checked in `new`: exactly one layer"
+        )]
+        &self.manifest.layers[0]
+    }
+
+    /// The config descriptor.
+    pub fn config(&self) -> &Descriptor {
+        &self.manifest.config
+    }
+
+    /// The whole manifest.
+    pub fn manifest(&self) -> &ImageManifest {
+        &self.manifest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(config_type: &str, layer_types: &[&str]) -> ImageManifest {
+        ImageManifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::of(config_type, b"{}"),
+            layers: layer_types
+                .iter()
+                .map(|t| Descriptor::of(t, b"\0asm\x01\0\0\0"))
+                .collect(),
+            subject: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn accepts_the_cncf_layout_and_the_legacy_layer() {
+        assert!(
+            WasmManifest::new(manifest(MEDIA_TYPE_WASM_CONFIG, &[MEDIA_TYPE_WASM_LAYER])).is_ok()
+        );
+        assert!(
+            WasmManifest::new(manifest(
+                "application/vnd.wasm.config.v1+json",
+                &[MEDIA_TYPE_WASM_LAYER_LEGACY]
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn refuses_other_layers_naming_the_media_type() {
+        let err = WasmManifest::new(manifest(
+            MEDIA_TYPE_WASM_CONFIG,
+            &["application/vnd.oci.image.layer.v1.tar+gzip"],
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::UnsupportedMediaType { media_type, .. }
+            if media_type == "application/vnd.oci.image.layer.v1.tar+gzip")
+        );
+        assert!(
+            err.to_string()
+                .contains("`application/vnd.oci.image.layer.v1.tar+gzip`")
+        );
+
+        let err = WasmManifest::new(manifest(
+            "application/vnd.oci.image.config.v1+json",
+            &[MEDIA_TYPE_WASM_LAYER],
+        ))
+        .unwrap_err();
+        assert!(matches!(err, Error::UnsupportedMediaType { .. }));
+    }
+
+    #[test]
+    fn refuses_two_layers_and_none() {
+        let two = manifest(
+            MEDIA_TYPE_WASM_CONFIG,
+            &[MEDIA_TYPE_WASM_LAYER, MEDIA_TYPE_WASM_LAYER],
+        );
+        assert!(matches!(
+            WasmManifest::new(two),
+            Err(Error::Malformed { .. })
+        ));
+        let none = manifest(MEDIA_TYPE_WASM_CONFIG, &[]);
+        assert!(matches!(
+            WasmManifest::new(none),
+            Err(Error::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn manifest_parse_refuses_an_index_by_name() {
+        let index = serde_json::to_vec(&ImageIndex::empty()).unwrap();
+        let err = ImageManifest::parse(&index).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnsupportedMediaType { media_type, .. } if media_type == MEDIA_TYPE_OCI_INDEX)
+        );
+    }
+
+    #[test]
+    fn manifest_parse_refuses_negative_sizes_and_bad_digests() {
+        let bad_size = br#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":-1},"layers":[]}"#;
+        assert!(matches!(
+            ImageManifest::parse(bad_size),
+            Err(Error::Malformed { .. })
+        ));
+        let bad_digest = br#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:../x","size":1},"layers":[]}"#;
+        assert!(matches!(
+            ImageManifest::parse(bad_digest),
+            Err(Error::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn detects_kind() {
+        assert_eq!(WasmKind::detect(b"\0asm\x01\0\0\0"), Some(WasmKind::Module));
+        assert_eq!(
+            WasmKind::detect(b"\0asm\x0d\0\x01\0"),
+            Some(WasmKind::Component)
+        );
+        assert_eq!(WasmKind::detect(b"\0asm\x01\0"), None);
+        assert_eq!(WasmKind::detect(b"\x7fELF\x02\x01\x01\0"), None);
+    }
+}

@@ -1,0 +1,730 @@
+//! The pipeline's first two stages: **resolve** a reference to a manifest digest (once), then
+//! **fetch** exactly what that manifest names into the store.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+use crate::error::Error;
+use crate::layout::Layout;
+use crate::limits::{MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
+use crate::manifest::{
+    ANNOTATION_TITLE, Descriptor, ImageIndex, ImageManifest, MEDIA_TYPE_EMPTY,
+    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_LAYER,
+    WasmConfig, WasmKind, WasmManifest,
+};
+use crate::reference::{Reference, RegistryRef, Selector};
+use crate::remote::RegistryClient;
+use crate::store::{Ingest, Store};
+
+/// Size of the read buffer when copying a blob out of a layout.
+const COPY_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Reports progress of a long transfer. Every method has a no-op default.
+pub trait Progress: Sync {
+    /// A transfer of `total` bytes begins.
+    fn begin(&self, _what: &str, _total: u64) {}
+    /// `bytes` more arrived.
+    fn advance(&self, _bytes: u64) {}
+    /// The transfer ended (successfully or not).
+    fn end(&self) {}
+}
+
+/// Progress that reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// A reference resolved to one manifest digest. Only [`RegistryClient::resolve`] makes one, and
+/// every later step takes its digests from here: the tag is never looked up again.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    reference: Reference,
+    digest: Digest,
+    manifest_bytes: Vec<u8>,
+    wasm: WasmManifest,
+}
+
+impl Resolved {
+    /// The reference as given.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// The manifest digest: the identity of the artifact from here on.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The manifest's exact bytes (they hash to [`Self::digest`]).
+    pub fn manifest_bytes(&self) -> &[u8] {
+        &self.manifest_bytes
+    }
+
+    /// The checked Wasm manifest.
+    pub fn manifest(&self) -> &WasmManifest {
+        &self.wasm
+    }
+
+    /// A descriptor of the manifest.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            media_type: MEDIA_TYPE_OCI_MANIFEST.to_owned(),
+            digest: self.digest.clone(),
+            size: self.manifest_bytes.len() as u64,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// An artifact whose manifest, config and Wasm layer are in the store, each digest-checked.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    resolved: Resolved,
+    kind: WasmKind,
+    module_path: PathBuf,
+}
+
+impl Fetched {
+    /// What was resolved.
+    pub fn resolved(&self) -> &Resolved {
+        &self.resolved
+    }
+
+    /// The manifest digest.
+    pub fn digest(&self) -> &Digest {
+        &self.resolved.digest
+    }
+
+    /// The Wasm layer's descriptor.
+    pub fn layer(&self) -> &Descriptor {
+        self.resolved.wasm.layer()
+    }
+
+    /// Module or component, read from the layer's bytes.
+    pub fn kind(&self) -> WasmKind {
+        self.kind
+    }
+
+    /// Where the layer's bytes are in the store.
+    pub fn module_path(&self) -> &std::path::Path {
+        &self.module_path
+    }
+}
+
+/// A Wasm artifact that was published.
+#[derive(Clone, Debug)]
+pub struct Pushed {
+    /// The manifest's descriptor.
+    pub manifest: Descriptor,
+    /// The layer's descriptor.
+    pub layer: Descriptor,
+    /// Module or component.
+    pub kind: WasmKind,
+}
+
+/// Where a referrers list came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReferrersSource {
+    /// The OCI 1.1 referrers API.
+    Api,
+    /// The referrers tag schema (`sha256-<hex>` index), for registries without the API.
+    TagSchema,
+}
+
+/// The manifests that declare a digest as their subject.
+#[derive(Clone, Debug)]
+pub struct Referrers {
+    /// The descriptors listed.
+    pub manifests: Vec<Descriptor>,
+    /// How they were found.
+    pub source: ReferrersSource,
+}
+
+impl RegistryClient {
+    /// Resolve `reference` to one manifest digest and check that the manifest is a Wasm
+    /// artifact. A tag is looked up here and never again.
+    pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, Error> {
+        let (manifest_bytes, digest) = match reference {
+            Reference::Registry(r) => {
+                let what = format!("resolving `{r}`");
+                let (bytes, digest, content_type) = self
+                    .with_deadline(&what, self.get_manifest_bytes(r, ACCEPT_MANIFESTS))
+                    .await?;
+                if let Some(ct) = content_type.as_deref()
+                    && ct != MEDIA_TYPE_OCI_MANIFEST
+                    && ct != "application/json"
+                {
+                    return Err(Error::UnsupportedMediaType {
+                        what: format!("manifest `{r}`"),
+                        media_type: crate::remote::sanitise(ct),
+                        expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}`"),
+                    });
+                }
+                (bytes, digest)
+            }
+            Reference::Layout(l) => {
+                let layout = Layout::open(l.path())?;
+                let descriptor = match l.selector() {
+                    Selector::Tag(_) => layout.find(l.selector())?,
+                    Selector::Digest(d) => layout.find(l.selector()).unwrap_or(Descriptor {
+                        media_type: MEDIA_TYPE_OCI_MANIFEST.to_owned(),
+                        digest: d.clone(),
+                        size: 0,
+                        artifact_type: None,
+                        annotations: BTreeMap::new(),
+                    }),
+                };
+                if descriptor.media_type != MEDIA_TYPE_OCI_MANIFEST {
+                    return Err(Error::UnsupportedMediaType {
+                        what: format!("manifest `{}` in `{l}`", descriptor.digest),
+                        media_type: descriptor.media_type,
+                        expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}`"),
+                    });
+                }
+                let what = format!("manifest `{}`", descriptor.digest);
+                let bytes = layout.read_blob(&descriptor.digest, MAX_MANIFEST_BYTES, &what)?;
+                if descriptor.size != 0 && descriptor.size != bytes.len() as u64 {
+                    return Err(Error::SizeMismatch {
+                        what,
+                        declared: descriptor.size,
+                        actual: bytes.len() as u64,
+                    });
+                }
+                (bytes, descriptor.digest)
+            }
+        };
+        let wasm = WasmManifest::new(ImageManifest::parse(&manifest_bytes)?)?;
+        Ok(Resolved {
+            reference: reference.clone(),
+            digest,
+            manifest_bytes,
+            wasm,
+        })
+    }
+
+    /// Fetch what `resolved` names into `store`: the Wasm layer (streamed into quarantine,
+    /// bounded by its descriptor and the client's module limit, renamed into the store only
+    /// after its digest matched), the config, then the manifest, then the `index.json` entry.
+    pub async fn fetch(
+        &self,
+        resolved: &Resolved,
+        store: &Store,
+        progress: &dyn Progress,
+    ) -> Result<Fetched, Error> {
+        // INVARIANT (digest binding): everything fetched here is named by a digest taken from
+        // `resolved`, whose manifest bytes hash to `resolved.digest`.
+        let layer = resolved.wasm.layer();
+        let what = format!("layer `{}`", layer.digest);
+        if layer.size > self.options.max_module_bytes {
+            return Err(Error::TooLarge {
+                what,
+                limit: self.options.max_module_bytes,
+            });
+        }
+        let kind = match cached_kind(store, layer)? {
+            Some(kind) => kind,
+            None => {
+                self.with_deadline(
+                    &format!("fetching {what}"),
+                    self.fetch_layer(resolved, store, progress),
+                )
+                .await?
+            }
+        };
+
+        let config = resolved.wasm.config();
+        if !store.layout().has_blob(&config.digest) {
+            let what = format!("config `{}`", config.digest);
+            let bytes = match &resolved.reference {
+                Reference::Registry(r) => {
+                    self.with_deadline(
+                        &format!("fetching {what}"),
+                        self.get_small_blob(
+                            r,
+                            &config.digest,
+                            config.size,
+                            MAX_CONFIG_BYTES,
+                            &what,
+                        ),
+                    )
+                    .await?
+                }
+                Reference::Layout(l) => {
+                    Layout::open(l.path())?.read_blob(&config.digest, MAX_CONFIG_BYTES, &what)?
+                }
+            };
+            store.put_blob(&bytes, config, &what)?;
+        }
+
+        let descriptor = resolved.descriptor();
+        store.put_blob(
+            &resolved.manifest_bytes,
+            &descriptor,
+            &format!("manifest `{}`", resolved.digest),
+        )?;
+        let name = match &resolved.reference {
+            Reference::Registry(r) if matches!(r.selector(), Selector::Tag(_)) => {
+                Some(r.to_string())
+            }
+            _ => None,
+        };
+        store.add_to_index(&descriptor, name.as_deref())?;
+        Ok(Fetched {
+            resolved: resolved.clone(),
+            kind,
+            module_path: store.layout().blob_path(&layer.digest),
+        })
+    }
+
+    /// Resolve, then fetch.
+    pub async fn pull(
+        &self,
+        reference: &Reference,
+        store: &Store,
+        progress: &dyn Progress,
+    ) -> Result<Fetched, Error> {
+        let resolved = self.resolve(reference).await?;
+        self.fetch(&resolved, store, progress).await
+    }
+
+    async fn fetch_layer(
+        &self,
+        resolved: &Resolved,
+        store: &Store,
+        progress: &dyn Progress,
+    ) -> Result<WasmKind, Error> {
+        let layer = resolved.wasm.layer();
+        let what = format!("layer `{}`", layer.digest);
+        progress.begin(&what, layer.size);
+        let result = match &resolved.reference {
+            Reference::Registry(r) => {
+                self.fetch_remote_layer(r, layer, store, progress, &what)
+                    .await
+            }
+            Reference::Layout(l) => {
+                copy_layout_layer(&Layout::open(l.path())?, layer, store, progress, &what)
+            }
+        };
+        progress.end();
+        result
+    }
+
+    async fn fetch_remote_layer(
+        &self,
+        r: &RegistryRef,
+        layer: &Descriptor,
+        store: &Store,
+        progress: &dyn Progress,
+        what: &str,
+    ) -> Result<WasmKind, Error> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut response = self.get_blob_response(r, &layer.digest, what).await?;
+            if let Some(len) = response.content_length()
+                && len != layer.size
+            {
+                return Err(Error::SizeMismatch {
+                    what: what.to_owned(),
+                    declared: layer.size,
+                    actual: len,
+                });
+            }
+            let mut ingest = store.ingest(what, layer.size)?;
+            let mut prefix = Vec::with_capacity(8);
+            let outcome = loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        take_prefix(&mut prefix, &chunk);
+                        ingest.write(&chunk)?;
+                        progress.advance(chunk.len() as u64);
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(self.map_transport(&e, r, what)),
+                }
+            };
+            match outcome {
+                Ok(()) => return finish_layer(ingest, &prefix, layer, what),
+                Err(err @ Error::Network { .. }) if attempt < self.options.max_attempts.max(1) => {
+                    tracing::debug!(error = %err, attempt, "blob download cut; retrying");
+                    drop(ingest);
+                    tokio::time::sleep(self.backoff(attempt, None)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Fetch the config of a resolved artifact (bounded, digest-checked), without storing it.
+    pub async fn fetch_config(&self, resolved: &Resolved) -> Result<Vec<u8>, Error> {
+        let config = resolved.wasm.config();
+        let what = format!("config `{}`", config.digest);
+        match &resolved.reference {
+            Reference::Registry(r) => {
+                self.with_deadline(
+                    &format!("fetching {what}"),
+                    self.get_small_blob(r, &config.digest, config.size, MAX_CONFIG_BYTES, &what),
+                )
+                .await
+            }
+            Reference::Layout(l) => {
+                Layout::open(l.path())?.read_blob(&config.digest, MAX_CONFIG_BYTES, &what)
+            }
+        }
+    }
+
+    /// Publish `wasm` as a Wasm OCI artifact at `target`: config
+    /// `application/vnd.wasm.config.v0+json` (`os` is `wasip1` for a core module, `wasip2`
+    /// for a component, read from the bytes) and one `application/wasm` layer. No timestamp
+    /// is written, so the same bytes always publish to the same digest.
+    pub async fn push_wasm(
+        &self,
+        wasm: Vec<u8>,
+        title: Option<&str>,
+        target: &RegistryRef,
+    ) -> Result<Pushed, Error> {
+        let WasmArtifact {
+            manifest,
+            manifest_bytes,
+            config_bytes,
+            layer,
+            kind,
+        } = wasm_artifact(&wasm, title, self.options.max_module_bytes)?;
+        let what = format!("pushing `{target}`");
+        self.with_deadline(&what, async {
+            self.push_blob(
+                target,
+                &layer.digest,
+                wasm,
+                &format!("layer `{}`", layer.digest),
+            )
+            .await?;
+            self.push_blob(
+                target,
+                &manifest.config.digest,
+                config_bytes,
+                &format!("config `{}`", manifest.config.digest),
+            )
+            .await?;
+            self.push_manifest(
+                target,
+                manifest_bytes.clone(),
+                MEDIA_TYPE_OCI_MANIFEST,
+                &format!("manifest for `{target}`"),
+            )
+            .await
+        })
+        .await?;
+        Ok(Pushed {
+            manifest: Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &manifest_bytes),
+            layer,
+            kind,
+        })
+    }
+
+    /// The manifests in `repo` whose subject is `subject`: the OCI 1.1 referrers API, falling
+    /// back to the referrers tag schema when the registry does not implement it.
+    pub async fn referrers(
+        &self,
+        repo: &RegistryRef,
+        subject: &Digest,
+    ) -> Result<Referrers, Error> {
+        let what = format!("listing referrers of `{subject}`");
+        self.with_deadline(&what, async {
+            if let Some(bytes) = self.get_referrers_api(repo, subject).await? {
+                let index = ImageIndex::parse(&bytes, "referrers index")?;
+                return Ok(Referrers {
+                    manifests: index.manifests,
+                    source: ReferrersSource::Api,
+                });
+            }
+            let index = self.tag_schema_index(repo, subject).await?;
+            Ok(Referrers {
+                manifests: index.map(|i| i.manifests).unwrap_or_default(),
+                source: ReferrersSource::TagSchema,
+            })
+        })
+        .await
+    }
+
+    async fn tag_schema_index(
+        &self,
+        repo: &RegistryRef,
+        subject: &Digest,
+    ) -> Result<Option<ImageIndex>, Error> {
+        let at = repo.with_selector(Selector::Tag(subject.tag_schema_tag()));
+        match self.get_manifest_bytes(&at, MEDIA_TYPE_OCI_INDEX).await {
+            Ok((bytes, _, _)) => ImageIndex::parse(&bytes, "referrers tag-schema index").map(Some),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Attach an artifact to `subject` in `repo`: push its blobs and a manifest with
+    /// `subject` set, then, when the registry has no referrers API, add it to the tag-schema
+    /// index at `sha256-<hex>`. Returns the referrer's descriptor as a referrers list shows it.
+    pub async fn attach(
+        &self,
+        repo: &RegistryRef,
+        subject: &Descriptor,
+        artifact: Attachment,
+    ) -> Result<Descriptor, Error> {
+        let what = format!("attaching to `{}`", subject.digest);
+        self.with_deadline(&what, async {
+            let Attachment {
+                artifact_type,
+                layers,
+                annotations,
+            } = artifact;
+            let config = Descriptor::of(MEDIA_TYPE_EMPTY, b"{}");
+            self.push_blob(repo, &config.digest, b"{}".to_vec(), "empty config")
+                .await?;
+            let mut layer_descriptors = Vec::with_capacity(layers.len());
+            for (media_type, bytes) in layers {
+                let d = Descriptor::of(&media_type, &bytes);
+                self.push_blob(repo, &d.digest, bytes, &format!("blob `{}`", d.digest))
+                    .await?;
+                layer_descriptors.push(d);
+            }
+            let manifest = ImageManifest {
+                schema_version: 2,
+                media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_owned()),
+                artifact_type: Some(artifact_type.clone()),
+                config,
+                layers: layer_descriptors,
+                subject: Some(Descriptor {
+                    annotations: BTreeMap::new(),
+                    artifact_type: None,
+                    ..subject.clone()
+                }),
+                annotations: annotations.clone(),
+            };
+            let bytes = to_json(&manifest, "referrer manifest")?;
+            let mut descriptor = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &bytes);
+            descriptor.artifact_type = Some(artifact_type);
+            descriptor.annotations = annotations;
+            let at = repo.with_selector(Selector::Digest(descriptor.digest.clone()));
+            self.push_manifest(&at, bytes, MEDIA_TYPE_OCI_MANIFEST, "referrer manifest")
+                .await?;
+
+            if self
+                .get_referrers_api(repo, &subject.digest)
+                .await?
+                .is_none()
+            {
+                // No referrers API: maintain the tag-schema index. Read-modify-write; two
+                // concurrent attachers can race, as with every tag-schema client.
+                let mut index = self
+                    .tag_schema_index(repo, &subject.digest)
+                    .await?
+                    .unwrap_or_else(ImageIndex::empty);
+                if !index
+                    .manifests
+                    .iter()
+                    .any(|d| d.digest == descriptor.digest)
+                {
+                    index.manifests.push(descriptor.clone());
+                    let tag = repo.with_selector(Selector::Tag(subject.digest.tag_schema_tag()));
+                    self.push_manifest(
+                        &tag,
+                        to_json(&index, "referrers index")?,
+                        MEDIA_TYPE_OCI_INDEX,
+                        "referrers tag-schema index",
+                    )
+                    .await?;
+                }
+            }
+            Ok(descriptor)
+        })
+        .await
+    }
+}
+
+/// An artifact to attach to a subject (a signature, an attestation, an SBOM).
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    /// The manifest's `artifactType`.
+    pub artifact_type: String,
+    /// Layers as (media type, bytes).
+    pub layers: Vec<(String, Vec<u8>)>,
+    /// Manifest annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Accept header for manifests: an index is asked for too, so it can be refused by name.
+const ACCEPT_MANIFESTS: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+
+/// The documents that publish one Wasm binary as a Wasm OCI artifact.
+#[derive(Clone, Debug)]
+pub struct WasmArtifact {
+    /// The manifest.
+    pub manifest: ImageManifest,
+    /// The manifest's exact bytes, as pushed.
+    pub manifest_bytes: Vec<u8>,
+    /// The config's exact bytes, as pushed.
+    pub config_bytes: Vec<u8>,
+    /// The Wasm layer's descriptor.
+    pub layer: Descriptor,
+    /// Module or component.
+    pub kind: WasmKind,
+}
+
+/// Build the Wasm OCI artifact for `wasm`: config `application/vnd.wasm.config.v0+json` with
+/// `os` read from the bytes, one `application/wasm` layer, no timestamp (reproducible).
+pub fn wasm_artifact(
+    wasm: &[u8],
+    title: Option<&str>,
+    max_module_bytes: u64,
+) -> Result<WasmArtifact, Error> {
+    let kind = WasmKind::detect(wasm).ok_or_else(|| Error::Malformed {
+        what: "module".into(),
+        reason: "not a WebAssembly binary (bad preamble)".into(),
+    })?;
+    if wasm.len() as u64 > max_module_bytes {
+        return Err(Error::TooLarge {
+            what: "module".into(),
+            limit: max_module_bytes,
+        });
+    }
+    let mut layer = Descriptor::of(MEDIA_TYPE_WASM_LAYER, wasm);
+    if let Some(title) = title {
+        layer
+            .annotations
+            .insert(ANNOTATION_TITLE.to_owned(), title.to_owned());
+    }
+    let config = WasmConfig {
+        created: None,
+        author: None,
+        architecture: "wasm".into(),
+        os: kind.wasi_os().into(),
+        layer_digests: vec![layer.digest.clone()],
+    };
+    let config_bytes = to_json(&config, "config")?;
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_owned()),
+        artifact_type: None,
+        config: Descriptor::of(MEDIA_TYPE_WASM_CONFIG, &config_bytes),
+        layers: vec![layer.clone()],
+        subject: None,
+        annotations: BTreeMap::new(),
+    };
+    let manifest_bytes = to_json(&manifest, "manifest")?;
+    Ok(WasmArtifact {
+        manifest,
+        manifest_bytes,
+        config_bytes,
+        layer,
+        kind,
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|e| Error::Malformed {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn take_prefix(prefix: &mut Vec<u8>, chunk: &[u8]) {
+    let want = 8usize.saturating_sub(prefix.len());
+    prefix.extend(chunk.iter().take(want));
+}
+
+/// Check the layer is Wasm, then let the ingest check size and digest and commit.
+fn finish_layer(
+    ingest: Ingest,
+    prefix: &[u8],
+    layer: &Descriptor,
+    what: &str,
+) -> Result<WasmKind, Error> {
+    // Size and digest first: a mismatch is the more precise refusal.
+    if ingest.len() != layer.size {
+        return Err(Error::SizeMismatch {
+            what: what.to_owned(),
+            declared: layer.size,
+            actual: ingest.len(),
+        });
+    }
+    let kind = WasmKind::detect(prefix);
+    match kind {
+        Some(kind) => {
+            ingest.finish(layer)?;
+            Ok(kind)
+        }
+        None => {
+            // Check the digest before blaming the content, then refuse it either way.
+            ingest.finish_unstored(layer)?;
+            Err(Error::Malformed {
+                what: what.to_owned(),
+                reason: "not a WebAssembly binary (bad preamble)".into(),
+            })
+        }
+    }
+}
+
+fn copy_layout_layer(
+    layout: &Layout,
+    layer: &Descriptor,
+    store: &Store,
+    progress: &dyn Progress,
+    what: &str,
+) -> Result<WasmKind, Error> {
+    let (mut file, len) = layout.open_blob(&layer.digest)?;
+    if len != layer.size {
+        return Err(Error::SizeMismatch {
+            what: what.to_owned(),
+            declared: layer.size,
+            actual: len,
+        });
+    }
+    let mut ingest = store.ingest(what, layer.size)?;
+    let mut prefix = Vec::with_capacity(8);
+    let mut buf = vec![0u8; COPY_BUFFER_BYTES];
+    let path = layout.blob_path(&layer.digest);
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(&path, e))?;
+        let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+            break;
+        };
+        take_prefix(&mut prefix, chunk);
+        ingest.write(chunk)?;
+        progress.advance(n as u64);
+    }
+    finish_layer(ingest, &prefix, layer, what)
+}
+
+/// When the layer is already in the store, re-hash it (a store is a cache, not a trust root)
+/// and read its kind. A corrupt file is removed so it is fetched again.
+fn cached_kind(store: &Store, layer: &Descriptor) -> Result<Option<WasmKind>, Error> {
+    if !store.layout().has_blob(&layer.digest) {
+        return Ok(None);
+    }
+    let path = store.layout().blob_path(&layer.digest);
+    let (mut file, len) = store.layout().open_blob(&layer.digest)?;
+    let mut hasher = crate::digest::CountingHasher::default();
+    let mut prefix = Vec::with_capacity(8);
+    let mut buf = vec![0u8; COPY_BUFFER_BYTES];
+    if len == layer.size {
+        loop {
+            let n = file.read(&mut buf).map_err(|e| Error::io(&path, e))?;
+            let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+                break;
+            };
+            take_prefix(&mut prefix, chunk);
+            hasher.update(chunk);
+        }
+        if hasher.finish() == layer.digest
+            && let Some(kind) = WasmKind::detect(&prefix)
+        {
+            return Ok(Some(kind));
+        }
+    }
+    tracing::warn!(path = %path.display(), "stored blob does not match its digest; fetching again");
+    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(None)
+}

@@ -1,0 +1,726 @@
+//! Talking to an OCI distribution registry.
+//!
+//! Reads (manifests, blobs, referrers) go through Warrant's own HTTP path so that every one is
+//! bounded: a size cap before and while reading, connect and read timeouts, a total deadline
+//! per operation, bounded retries with backoff on 429/5xx and dropped connections, and a
+//! redirect policy that never leaves the registry's origin except for blob downloads over
+//! HTTPS (whose bytes are digest-checked anyway). `oci-client` negotiates bearer tokens and
+//! performs uploads, where Warrant supplies the bytes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use oci_client::RegistryOperation;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url, redirect};
+
+use crate::auth::{Credential, Credentials};
+use crate::digest::{Digest, truncate_for_message};
+use crate::error::Error;
+use crate::limits;
+use crate::reference::{RegistryRef, Selector};
+
+/// The `User-Agent` Warrant sends.
+pub const USER_AGENT: &str = concat!("warrant/", env!("CARGO_PKG_VERSION"));
+
+/// How a [`RegistryClient`] behaves. `Default` gives the documented production values.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Time allowed to connect.
+    pub connect_timeout: Duration,
+    /// Longest silence allowed while reading.
+    pub read_timeout: Duration,
+    /// Total time for one operation, retries included.
+    pub operation_deadline: Duration,
+    /// Attempts per request on 429/5xx or a dropped connection (at least 1).
+    pub max_attempts: u32,
+    /// Base delay of the exponential backoff.
+    pub retry_base_delay: Duration,
+    /// Largest Wasm layer accepted.
+    pub max_module_bytes: u64,
+    /// Registries (`host[:port]`) reached over plain HTTP although not loopback.
+    pub insecure_registries: Vec<String>,
+    /// Credentials by registry.
+    pub credentials: Credentials,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: limits::DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: limits::DEFAULT_READ_TIMEOUT,
+            operation_deadline: limits::DEFAULT_OPERATION_DEADLINE,
+            max_attempts: limits::DEFAULT_MAX_ATTEMPTS,
+            retry_base_delay: limits::RETRY_BASE_DELAY,
+            max_module_bytes: limits::DEFAULT_MAX_MODULE_BYTES,
+            insecure_registries: Vec::new(),
+            credentials: Credentials::none(),
+        }
+    }
+}
+
+/// A client for OCI registries and image-layout directories.
+pub struct RegistryClient {
+    pub(crate) options: ClientOptions,
+    http: reqwest::Client,
+    oci: Mutex<HashMap<String, Arc<oci_client::Client>>>,
+    auth_headers: Mutex<HashMap<(String, String, bool), HeaderValue>>,
+}
+
+impl RegistryClient {
+    /// A client with `options`.
+    pub fn new(options: ClientOptions) -> Result<Self, Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
+            .redirect(redirect_policy())
+            .no_proxy()
+            .build()
+            .map_err(|e| Error::Network {
+                registry: String::new(),
+                what: "building the HTTP client".into(),
+                reason: error_chain(&e),
+            })?;
+        Ok(Self {
+            options,
+            http,
+            oci: Mutex::new(HashMap::new()),
+            auth_headers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// Run `fut` under the per-operation deadline.
+    pub(crate) async fn with_deadline<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.options.operation_deadline, fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    what: what.to_owned(),
+                    after: self.options.operation_deadline,
+                })
+            })
+    }
+
+    fn plain_http_allowed(&self, r: &RegistryRef) -> bool {
+        r.is_loopback()
+            || self
+                .options
+                .insecure_registries
+                .iter()
+                .any(|i| i.eq_ignore_ascii_case(r.registry()))
+    }
+
+    fn base_url(&self, r: &RegistryRef) -> String {
+        let scheme = if self.plain_http_allowed(r) {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}/v2/{}", r.resolve_registry(), r.repository())
+    }
+
+    fn oci_for(&self, r: &RegistryRef) -> Result<Arc<oci_client::Client>, Error> {
+        let key = r.resolve_registry().to_owned();
+        let mut cache = self.oci.lock().map_err(|_| poisoned())?;
+        if let Some(c) = cache.get(&key) {
+            return Ok(c.clone());
+        }
+        let config = ClientConfig {
+            protocol: if self.plain_http_allowed(r) {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            connect_timeout: Some(self.options.connect_timeout),
+            read_timeout: Some(self.options.read_timeout),
+            platform_resolver: None,
+            user_agent: USER_AGENT,
+            ..ClientConfig::default()
+        };
+        let client = oci_client::Client::try_from(config).map_err(|e| Error::Network {
+            registry: key.clone(),
+            what: "building the upload client".into(),
+            reason: e.to_string(),
+        })?;
+        let client = Arc::new(client);
+        cache.insert(key, client.clone());
+        Ok(client)
+    }
+
+    pub(crate) fn registry_auth(&self, r: &RegistryRef) -> RegistryAuth {
+        match credential_for(&self.options.credentials, r) {
+            None => RegistryAuth::Anonymous,
+            Some(Credential::Basic { username, password }) => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
+            Some(Credential::Bearer(token)) => RegistryAuth::Bearer(token.clone()),
+        }
+    }
+
+    fn auth_key(r: &RegistryRef, push: bool) -> (String, String, bool) {
+        (
+            r.resolve_registry().to_owned(),
+            r.repository().to_owned(),
+            push,
+        )
+    }
+
+    /// Answer a 401: obtain a token (or use basic credentials) and cache the header.
+    async fn authenticate(&self, r: &RegistryRef, push: bool) -> Result<(), Error> {
+        let registry = r.registry().to_owned();
+        let auth = self.registry_auth(r);
+        let oci = self.oci_for(r)?;
+        let op = if push {
+            RegistryOperation::Push
+        } else {
+            RegistryOperation::Pull
+        };
+        let token = oci
+            .auth(&r.to_oci(), &auth, op)
+            .await
+            .map_err(|e| Error::Auth {
+                registry: registry.clone(),
+                reason: sanitise(&e.to_string()),
+            })?;
+        let value = match (token, &auth) {
+            (Some(token), _) => format!("Bearer {token}"),
+            (None, RegistryAuth::Basic(user, pass)) => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+            ),
+            (None, _) => {
+                return Err(Error::Auth {
+                    registry,
+                    reason: "the registry demands credentials and none are configured".into(),
+                });
+            }
+        };
+        let mut header = HeaderValue::from_str(&value).map_err(|_| Error::Auth {
+            registry,
+            reason: "the token is not a valid header value".into(),
+        })?;
+        header.set_sensitive(true);
+        self.auth_headers
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(Self::auth_key(r, push), header);
+        Ok(())
+    }
+
+    /// Send a request built by `build`, authenticating once on 401 and retrying 429/5xx and
+    /// dropped connections with backoff. Returns any other response for the caller to judge.
+    pub(crate) async fn send(
+        &self,
+        r: &RegistryRef,
+        push: bool,
+        what: &str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, Error> {
+        let mut attempt = 0u32;
+        let mut authenticated = false;
+        loop {
+            attempt += 1;
+            let mut request = build(&self.http);
+            let cached = self
+                .auth_headers
+                .lock()
+                .map_err(|_| poisoned())?
+                .get(&Self::auth_key(r, push))
+                .cloned();
+            if let Some(header) = cached {
+                request = request.header(AUTHORIZATION, header);
+            }
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    if status == StatusCode::UNAUTHORIZED && !authenticated {
+                        authenticated = true;
+                        attempt -= 1;
+                        self.authenticate(r, push).await?;
+                        continue;
+                    }
+                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                        return Err(Error::Auth {
+                            registry: r.registry().to_owned(),
+                            reason: format!(
+                                "HTTP {} for {what}{}",
+                                status.as_u16(),
+                                detail_suffix(&error_detail(response).await)
+                            ),
+                        });
+                    }
+                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        if attempt >= self.options.max_attempts.max(1) {
+                            return Err(Error::Status {
+                                registry: r.registry().to_owned(),
+                                what: format!("{what} (after {attempt} attempts)"),
+                                status: status.as_u16(),
+                                detail: error_detail(response).await,
+                            });
+                        }
+                        let delay = self.backoff(attempt, retry_after(&response));
+                        tracing::debug!(%status, attempt, ?delay, what, "retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Ok(response);
+                }
+                Err(e) => {
+                    let err = self.map_transport(&e, r, what);
+                    if matches!(err, Error::Network { .. })
+                        && attempt < self.options.max_attempts.max(1)
+                    {
+                        let delay = self.backoff(attempt, None);
+                        tracing::debug!(error = %err, attempt, ?delay, "retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .options
+            .retry_base_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        retry_after.unwrap_or(exp).min(limits::RETRY_MAX_DELAY)
+    }
+
+    /// Turn a transport error into a typed one.
+    pub(crate) fn map_transport(&self, e: &reqwest::Error, r: &RegistryRef, what: &str) -> Error {
+        if e.is_redirect() {
+            return Error::Redirect {
+                from: e.url().map(|u| u.to_string()).unwrap_or_default(),
+                reason: innermost(e),
+            };
+        }
+        if e.is_timeout() {
+            let after = if e.is_connect() {
+                self.options.connect_timeout
+            } else {
+                self.options.read_timeout
+            };
+            return Error::Timeout {
+                what: format!("{what} from `{}`", r.registry()),
+                after,
+            };
+        }
+        Error::Network {
+            registry: r.registry().to_owned(),
+            what: what.to_owned(),
+            reason: error_chain(e),
+        }
+    }
+
+    /// GET a manifest (or index) by tag or digest, bounded, and return its bytes and digest.
+    /// The digest is computed here from the bytes; a digest selector must match it, and so must
+    /// the registry's `Docker-Content-Digest` header if it sent one.
+    pub(crate) async fn get_manifest_bytes(
+        &self,
+        r: &RegistryRef,
+        accept: &'static str,
+    ) -> Result<(Vec<u8>, Digest, Option<String>), Error> {
+        let reference = match r.selector() {
+            Selector::Tag(t) => t.clone(),
+            Selector::Digest(d) => d.to_string(),
+        };
+        let what = format!("manifest `{r}`");
+        let url = format!("{}/manifests/{reference}", self.base_url(r));
+        let response = self
+            .send(r, false, &what, |c| c.get(&url).header(ACCEPT, accept))
+            .await?;
+        let response = self.expect_success(response, r, &what).await?;
+        let claimed = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let bytes = self
+            .read_body(response, limits::MAX_MANIFEST_BYTES, &what, r)
+            .await?;
+        let actual = Digest::of(&bytes);
+        if let Selector::Digest(expected) = r.selector()
+            && expected != &actual
+        {
+            return Err(Error::DigestMismatch {
+                what,
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        if let Some(claimed) = claimed
+            && claimed.starts_with("sha256:")
+            && claimed != actual.to_string()
+        {
+            return Err(Error::LyingDigestHeader {
+                registry: r.registry().to_owned(),
+                what,
+                claimed: sanitise(&claimed),
+                actual,
+            });
+        }
+        Ok((bytes, actual, content_type))
+    }
+
+    /// GET a small blob (a config) into memory, bounded and digest-checked.
+    pub(crate) async fn get_small_blob(
+        &self,
+        r: &RegistryRef,
+        digest: &Digest,
+        size: u64,
+        limit: u64,
+        what: &str,
+    ) -> Result<Vec<u8>, Error> {
+        if size > limit {
+            return Err(Error::TooLarge {
+                what: what.to_owned(),
+                limit,
+            });
+        }
+        let url = format!("{}/blobs/{digest}", self.base_url(r));
+        let response = self.send(r, false, what, |c| c.get(&url)).await?;
+        let response = self.expect_success(response, r, what).await?;
+        let bytes = self.read_body(response, size, what, r).await?;
+        if bytes.len() as u64 != size {
+            return Err(Error::SizeMismatch {
+                what: what.to_owned(),
+                declared: size,
+                actual: bytes.len() as u64,
+            });
+        }
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(Error::DigestMismatch {
+                what: what.to_owned(),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Start a blob GET; the caller streams the body.
+    pub(crate) async fn get_blob_response(
+        &self,
+        r: &RegistryRef,
+        digest: &Digest,
+        what: &str,
+    ) -> Result<Response, Error> {
+        let url = format!("{}/blobs/{digest}", self.base_url(r));
+        let response = self.send(r, false, what, |c| c.get(&url)).await?;
+        self.expect_success(response, r, what).await
+    }
+
+    /// Map 404 to `NotFound` and any other non-2xx to `Status`.
+    pub(crate) async fn expect_success(
+        &self,
+        response: Response,
+        r: &RegistryRef,
+        what: &str,
+    ) -> Result<Response, Error> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Err(Error::NotFound {
+                what: format!("{what} in `{}`", r.registry()),
+            });
+        }
+        Err(Error::Status {
+            registry: r.registry().to_owned(),
+            what: what.to_owned(),
+            status: status.as_u16(),
+            detail: error_detail(response).await,
+        })
+    }
+
+    /// Read a whole body of at most `limit` bytes.
+    pub(crate) async fn read_body(
+        &self,
+        mut response: Response,
+        limit: u64,
+        what: &str,
+        r: &RegistryRef,
+    ) -> Result<Vec<u8>, Error> {
+        if response.content_length().is_some_and(|len| len > limit) {
+            return Err(Error::TooLarge {
+                what: what.to_owned(),
+                limit,
+            });
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.map_transport(&e, r, what))?
+        {
+            if (bytes.len() as u64).saturating_add(chunk.len() as u64) > limit {
+                return Err(Error::TooLarge {
+                    what: what.to_owned(),
+                    limit,
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
+    /// True when a blob is already in the repository.
+    pub(crate) async fn blob_exists(
+        &self,
+        r: &RegistryRef,
+        digest: &Digest,
+    ) -> Result<bool, Error> {
+        let url = format!("{}/blobs/{digest}", self.base_url(r));
+        let what = format!("blob `{digest}`");
+        let response = self
+            .send(r, true, &what, |c| c.request(Method::HEAD, &url))
+            .await?;
+        Ok(response.status().is_success())
+    }
+
+    /// Upload a blob unless the registry has it.
+    pub(crate) async fn push_blob(
+        &self,
+        r: &RegistryRef,
+        digest: &Digest,
+        bytes: Vec<u8>,
+        what: &str,
+    ) -> Result<(), Error> {
+        if self.blob_exists(r, digest).await? {
+            return Ok(());
+        }
+        let oci = self.oci_for(r)?;
+        oci.store_auth_if_needed(r.resolve_registry(), &self.registry_auth(r))
+            .await;
+        oci.push_blob(&r.to_oci(), bytes, &digest.to_string())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.map_oci(e, r, what))
+    }
+
+    /// Upload a manifest under `r` (a tag or its digest).
+    pub(crate) async fn push_manifest(
+        &self,
+        r: &RegistryRef,
+        bytes: Vec<u8>,
+        media_type: &str,
+        what: &str,
+    ) -> Result<(), Error> {
+        let oci = self.oci_for(r)?;
+        oci.store_auth_if_needed(r.resolve_registry(), &self.registry_auth(r))
+            .await;
+        let content_type = HeaderValue::from_str(media_type).map_err(|_| Error::Malformed {
+            what: what.to_owned(),
+            reason: format!("media type `{media_type}` is not a header value"),
+        })?;
+        oci.push_manifest_raw(&r.to_oci(), bytes, content_type)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.map_oci(e, r, what))
+    }
+
+    /// GET the referrers API; `None` when the registry does not implement it (404).
+    pub(crate) async fn get_referrers_api(
+        &self,
+        r: &RegistryRef,
+        subject: &Digest,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let url = format!("{}/referrers/{subject}", self.base_url(r));
+        let what = format!("referrers of `{subject}`");
+        let response = self
+            .send(r, false, &what, |c| {
+                c.get(&url)
+                    .header(ACCEPT, crate::manifest::MEDIA_TYPE_OCI_INDEX)
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = self.expect_success(response, r, &what).await?;
+        self.read_body(response, limits::MAX_MANIFEST_BYTES, &what, r)
+            .await
+            .map(Some)
+    }
+
+    fn map_oci(&self, e: OciDistributionError, r: &RegistryRef, what: &str) -> Error {
+        match e {
+            OciDistributionError::RequestError(e) => self.map_transport(&e, r, what),
+            OciDistributionError::AuthenticationFailure(reason)
+            | OciDistributionError::UnauthorizedError { url: reason } => Error::Auth {
+                registry: r.registry().to_owned(),
+                reason: sanitise(&reason),
+            },
+            OciDistributionError::ServerError { code, message, .. } => Error::Status {
+                registry: r.registry().to_owned(),
+                what: what.to_owned(),
+                status: code,
+                detail: sanitise(&message),
+            },
+            other => Error::Network {
+                registry: r.registry().to_owned(),
+                what: what.to_owned(),
+                reason: sanitise(&other.to_string()),
+            },
+        }
+    }
+}
+
+fn credential_for<'a>(creds: &'a Credentials, r: &RegistryRef) -> Option<&'a Credential> {
+    creds
+        .get(r.resolve_registry())
+        .or_else(|| creds.get(r.registry()))
+}
+
+fn poisoned() -> Error {
+    Error::Network {
+        registry: String::new(),
+        what: "client state".into(),
+        reason: "a previous operation panicked".into(),
+    }
+}
+
+/// Follow redirects only within the registry's origin, except that a blob download may move
+/// to another HTTPS host (registries serve blobs from storage services; the bytes are
+/// digest-checked). Never downgrade HTTPS to HTTP. Credentials are not forwarded across hosts
+/// (the HTTP client strips `Authorization` on a cross-host hop).
+fn redirect_policy() -> redirect::Policy {
+    redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first().cloned() else {
+            return attempt.stop();
+        };
+        let last = attempt.previous().last().cloned().unwrap_or(first.clone());
+        let to: Url = attempt.url().clone();
+        if attempt.previous().len() > limits::MAX_REDIRECTS {
+            return attempt.error(format!("more than {} redirects", limits::MAX_REDIRECTS));
+        }
+        if last.scheme() == "https" && to.scheme() != "https" {
+            return attempt.error(format!("redirect from HTTPS to `{}`", to.scheme()));
+        }
+        let same_origin = to.scheme() == first.scheme()
+            && to.host_str() == first.host_str()
+            && to.port_or_known_default() == first.port_or_known_default();
+        if same_origin {
+            return attempt.follow();
+        }
+        if first.path().contains("/blobs/") && to.scheme() == "https" {
+            return attempt.follow();
+        }
+        attempt.error(format!(
+            "redirect to another origin `{}://{}` is only followed for blob downloads over HTTPS",
+            to.scheme(),
+            to.host_str().unwrap_or_default()
+        ))
+    })
+}
+
+fn retry_after(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The registry's error message, from an OCI error envelope or the raw body (first 4 KiB).
+async fn error_detail(mut response: Response) -> String {
+    const MAX: usize = 4096;
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX {
+            body.truncate(MAX);
+            break;
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<EnvelopeError>,
+    }
+    #[derive(serde::Deserialize)]
+    struct EnvelopeError {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let text = match crate::json::parse::<Envelope>(&body, "error") {
+        Ok(envelope) => envelope
+            .errors
+            .into_iter()
+            .map(|e| match (e.code, e.message) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(s), None) | (None, Some(s)) => s,
+                (None, None) => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(_) => String::from_utf8_lossy(&body).into_owned(),
+    };
+    sanitise(text.trim())
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+/// Registry-supplied text made safe to print: control characters replaced, length capped.
+pub(crate) fn sanitise(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    truncate_for_message(&cleaned)
+}
+
+/// The error and its sources, joined.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    sanitise(&parts.join(": "))
+}
+
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(s) = current.source() {
+        current = s;
+    }
+    sanitise(&current.to_string())
+}

@@ -1,0 +1,11 @@
+//! Warrant's end-to-end tests: one binary, one module per area.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests: a panic is a failed test"
+)]
+
+mod hostile;
+mod registry;

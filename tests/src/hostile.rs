@@ -1,0 +1,1 @@
+//! The hostile registry: see the module docs once written.
