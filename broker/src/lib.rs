@@ -1,1 +1,12 @@
-//! placeholder
+//! Warrant: no capability without a warrant.
+//!
+//! The broker runs the pipeline — resolve, fetch, verify, decide, instantiate — and provides
+//! the `warrant` command line. See `ARCHITECTURE.md` for the code map and invariants.
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod progress;
+pub mod sandbox;
+
+pub use exit::Exit;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `warrant` command.
+
+fn main() -> std::process::ExitCode {
+    broker::cli::main()
+}

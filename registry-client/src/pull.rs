@@ -379,50 +379,69 @@ impl RegistryClient {
     /// Publish `wasm` as a Wasm OCI artifact at `target`: config
     /// `application/vnd.wasm.config.v0+json` (`os` is `wasip1` for a core module, `wasip2`
     /// for a component, read from the bytes) and one `application/wasm` layer. No timestamp
-    /// is written, so the same bytes always publish to the same digest.
+    /// is written, so the same bytes always publish to the same digest. `target` may be a
+    /// registry tag or an OCI image-layout directory (created if absent) and tag.
     pub async fn push_wasm(
         &self,
         wasm: Vec<u8>,
         title: Option<&str>,
-        target: &RegistryRef,
+        target: &Reference,
     ) -> Result<Pushed, Error> {
-        let WasmArtifact {
-            manifest,
-            manifest_bytes,
-            config_bytes,
-            layer,
-            kind,
-        } = wasm_artifact(&wasm, title, self.options.max_module_bytes)?;
-        let what = format!("pushing `{target}`");
-        self.with_deadline(&what, async {
-            self.push_blob(
-                target,
-                &layer.digest,
-                wasm,
-                &format!("layer `{}`", layer.digest),
-            )
-            .await?;
-            self.push_blob(
-                target,
-                &manifest.config.digest,
-                config_bytes,
-                &format!("config `{}`", manifest.config.digest),
-            )
-            .await?;
-            self.push_manifest(
-                target,
-                manifest_bytes.clone(),
-                MEDIA_TYPE_OCI_MANIFEST,
-                &format!("manifest for `{target}`"),
-            )
-            .await
-        })
-        .await?;
-        Ok(Pushed {
-            manifest: Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &manifest_bytes),
-            layer,
-            kind,
-        })
+        let artifact = wasm_artifact(&wasm, title, self.options.max_module_bytes)?;
+        let manifest = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &artifact.manifest_bytes);
+        let pushed = Pushed {
+            manifest: manifest.clone(),
+            layer: artifact.layer.clone(),
+            kind: artifact.kind,
+        };
+        let tag = match target.selector() {
+            Selector::Tag(tag) => tag.clone(),
+            Selector::Digest(_) => {
+                return Err(Error::InvalidReference {
+                    input: target.to_string(),
+                    reason: "push to a tag; the digest is computed from the content".into(),
+                });
+            }
+        };
+        match target {
+            Reference::Layout(l) => {
+                let store = Store::open(l.path())?;
+                store.put_blob(&wasm, &artifact.layer, "layer")?;
+                store.put_blob(&artifact.config_bytes, &artifact.manifest.config, "config")?;
+                store.put_blob(&artifact.manifest_bytes, &manifest, "manifest")?;
+                store.add_to_index(&manifest, Some(&tag))?;
+            }
+            Reference::Registry(r) => {
+                let what = format!("pushing `{r}`");
+                let WasmArtifact {
+                    manifest,
+                    manifest_bytes,
+                    config_bytes,
+                    layer,
+                    ..
+                } = artifact;
+                self.with_deadline(&what, async {
+                    self.push_blob(r, &layer.digest, wasm, &format!("layer `{}`", layer.digest))
+                        .await?;
+                    self.push_blob(
+                        r,
+                        &manifest.config.digest,
+                        config_bytes,
+                        &format!("config `{}`", manifest.config.digest),
+                    )
+                    .await?;
+                    self.push_manifest(
+                        r,
+                        manifest_bytes,
+                        MEDIA_TYPE_OCI_MANIFEST,
+                        &format!("manifest for `{r}`"),
+                    )
+                    .await
+                })
+                .await?;
+            }
+        }
+        Ok(pushed)
     }
 
     /// The manifests in `repo` whose subject is `subject`: the OCI 1.1 referrers API, falling

@@ -7,5 +7,7 @@
     reason = "tests: a panic is a failed test"
 )]
 
+mod cli;
+mod example;
 mod hostile;
 mod registry;

@@ -1,1 +1,439 @@
-//! Real-registry tests.
+//! Against a real registry (Debian's `docker-registry` on loopback): push and pull round
+//! trips, image layouts, a real OCI tool reading the store, tag moves, referrers.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use registry_client::manifest::{MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_WASM_LAYER_LEGACY};
+use registry_client::{
+    Attachment, ClientOptions, Descriptor, Error, NoProgress, Reference, ReferrersSource,
+    RegistryClient, Store, WasmKind,
+};
+use tests::fixtures::{empty_component, hello_module, module_of_size};
+use tests::registry::TestRegistry;
+use tests::store_check::{assert_store_clean, index_digests};
+
+fn client() -> RegistryClient {
+    RegistryClient::new(ClientOptions::default()).unwrap()
+}
+
+fn reference(s: &str) -> Reference {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_then_pull_by_tag_and_by_digest_round_trips() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let wasm = module_of_size(300_000, 1);
+    let tag = reference(&registry.reference("team/plugin", "1.0.0"));
+    let pushed = client
+        .push_wasm(wasm.clone(), Some("plugin.wasm"), &tag)
+        .await
+        .unwrap();
+    assert_eq!(pushed.kind, WasmKind::Module);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let by_tag = client.pull(&tag, &store, &NoProgress).await.unwrap();
+    assert_eq!(by_tag.digest(), &pushed.manifest.digest);
+    assert_eq!(std::fs::read(by_tag.module_path()).unwrap(), wasm);
+
+    let by_digest = reference(&format!(
+        "{}/team/plugin@{}",
+        registry.host(),
+        pushed.manifest.digest
+    ));
+    let dir2 = tempfile::tempdir().unwrap();
+    let store2 = Store::open(dir2.path()).unwrap();
+    let fetched = client.pull(&by_digest, &store2, &NoProgress).await.unwrap();
+    assert_eq!(std::fs::read(fetched.module_path()).unwrap(), wasm);
+
+    // Manifest, config and layer, all verified; the tag pull is named in index.json, the
+    // digest pull is listed unnamed.
+    assert_eq!(assert_store_clean(store.root()).len(), 3);
+    assert_eq!(
+        index_digests(store.root()),
+        vec![pushed.manifest.digest.to_string()]
+    );
+    assert_eq!(assert_store_clean(store2.root()).len(), 3);
+    assert_eq!(
+        index_digests(store2.root()),
+        vec![pushed.manifest.digest.to_string()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushing_the_same_bytes_twice_gives_the_same_digest() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let a = client
+        .push_wasm(
+            hello_module(),
+            None,
+            &reference(&registry.reference("r/a", "1")),
+        )
+        .await
+        .unwrap();
+    let b = client
+        .push_wasm(
+            hello_module(),
+            None,
+            &reference(&registry.reference("r/b", "2")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.manifest.digest, b.manifest.digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_are_published_as_wasip2() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let target = reference(&registry.reference("r/component", "1"));
+    let pushed = client
+        .push_wasm(empty_component(), None, &target)
+        .await
+        .unwrap();
+    assert_eq!(pushed.kind, WasmKind::Component);
+    let resolved = client.resolve(&target).await.unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&client.fetch_config(&resolved).await.unwrap()).unwrap();
+    assert_eq!(config["os"], "wasip2");
+    assert_eq!(config["architecture"], "wasm");
+    assert_eq!(config["layerDigests"][0], pushed.layer.digest.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_moved_after_resolution_does_not_change_what_is_pulled() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let tag = reference(&registry.reference("team/moving", "stable"));
+    let first = module_of_size(5_000, 1);
+    let second = module_of_size(5_000, 2);
+    client.push_wasm(first.clone(), None, &tag).await.unwrap();
+
+    let resolved = client.resolve(&tag).await.unwrap();
+    // The tag moves between resolve and fetch (a registry serving one thing to the verifier
+    // and another to the runner).
+    client.push_wasm(second.clone(), None, &tag).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let fetched = client.fetch(&resolved, &store, &NoProgress).await.unwrap();
+    assert_eq!(std::fs::read(fetched.module_path()).unwrap(), first);
+
+    // A fresh resolve sees the move.
+    let again = client.pull(&tag, &store, &NoProgress).await.unwrap();
+    assert_ne!(again.digest(), resolved.digest());
+    assert_eq!(std::fs::read(again.module_path()).unwrap(), second);
+    // The name now points at the new digest only.
+    assert_eq!(
+        index_digests(store.root()),
+        vec![again.digest().to_string()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_from_an_oci_layout_directory() {
+    let client = client();
+    let layout = tempfile::tempdir().unwrap();
+    let wasm = module_of_size(70_000, 3);
+    let target = reference(&format!("oci-layout:{}:v2", layout.path().display()));
+    let pushed = client.push_wasm(wasm.clone(), None, &target).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let fetched = client.pull(&target, &store, &NoProgress).await.unwrap();
+    assert_eq!(fetched.digest(), &pushed.manifest.digest);
+    assert_eq!(std::fs::read(fetched.module_path()).unwrap(), wasm);
+
+    let by_digest = reference(&format!(
+        "oci-layout:{}@{}",
+        layout.path().display(),
+        pushed.manifest.digest
+    ));
+    let fetched = client.pull(&by_digest, &store, &NoProgress).await.unwrap();
+    assert_eq!(fetched.digest(), &pushed.manifest.digest);
+
+    let missing = reference(&format!("oci-layout:{}:nope", layout.path().display()));
+    let err = client
+        .pull(&missing, &store, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_store_clean(store.root());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_layout_blob_is_refused_and_not_stored() {
+    let client = client();
+    let layout = tempfile::tempdir().unwrap();
+    let target = reference(&format!("oci-layout:{}:v1", layout.path().display()));
+    let pushed = client
+        .push_wasm(module_of_size(10_000, 4), None, &target)
+        .await
+        .unwrap();
+    // Flip one byte of the layer in the layout.
+    let blob = layout
+        .path()
+        .join("blobs/sha256")
+        .join(pushed.layer.digest.hex());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[5_000] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let err = client.pull(&target, &store, &NoProgress).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::DigestMismatch { expected, .. } if *expected == pushed.layer.digest),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&pushed.layer.digest.to_string()));
+    assert!(assert_store_clean(store.root()).is_empty());
+    assert!(index_digests(store.root()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlinked_layout_blob_is_refused() {
+    let client = client();
+    let layout = tempfile::tempdir().unwrap();
+    let target = reference(&format!("oci-layout:{}:v1", layout.path().display()));
+    let pushed = client
+        .push_wasm(hello_module(), None, &target)
+        .await
+        .unwrap();
+    let blob = layout
+        .path()
+        .join("blobs/sha256")
+        .join(pushed.layer.digest.hex());
+    let elsewhere = layout.path().join("elsewhere");
+    std::fs::rename(&blob, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &blob).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let err = client.pull(&target, &store, &NoProgress).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Malformed { reason, .. } if reason.contains("regular file")),
+        "{err}"
+    );
+    assert!(assert_store_clean(store.root()).is_empty());
+}
+
+/// Write a hand-made artifact into a layout: one layer of `layer_type` with the hello bytes.
+fn hand_made_layout(config_type: &str, layer_type: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let wasm = hello_module();
+    let config_bytes = br#"{"architecture":"wasm","os":"wasip1"}"#.to_vec();
+    let config = Descriptor::of(config_type, &config_bytes);
+    let layer = Descriptor::of(layer_type, &wasm);
+    let manifest = registry_client::ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_OCI_MANIFEST.into()),
+        artifact_type: None,
+        config: config.clone(),
+        layers: vec![layer.clone()],
+        subject: None,
+        annotations: BTreeMap::new(),
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let md = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &manifest_bytes);
+    store.put_blob(&wasm, &layer, "layer").unwrap();
+    store.put_blob(&config_bytes, &config, "config").unwrap();
+    store.put_blob(&manifest_bytes, &md, "manifest").unwrap();
+    store.add_to_index(&md, Some("v1")).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_legacy_wasm_layer_type_is_accepted() {
+    let layout = hand_made_layout(
+        "application/vnd.wasm.config.v1+json",
+        MEDIA_TYPE_WASM_LAYER_LEGACY,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let target = reference(&format!("oci-layout:{}:v1", layout.path().display()));
+    let fetched = client().pull(&target, &store, &NoProgress).await.unwrap();
+    assert_eq!(
+        std::fs::read(fetched.module_path()).unwrap(),
+        hello_module()
+    );
+}
+
+#[tokio::test]
+async fn a_container_image_layer_is_refused_naming_its_media_type() {
+    let layout = hand_made_layout(
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let target = reference(&format!("oci-layout:{}:v1", layout.path().display()));
+    let err = client()
+        .pull(&target, &store, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedMediaType { media_type, .. }
+            if media_type == "application/vnd.oci.image.layer.v1.tar+gzip"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("`application/vnd.oci.image.layer.v1.tar+gzip`")
+    );
+    assert!(assert_store_clean(store.root()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_read_back_by_skopeo() {
+    assert!(
+        std::path::Path::new("/usr/bin/skopeo").exists(),
+        "skopeo is missing: `apt-get install -y skopeo` (scripts/test.sh does)"
+    );
+    let registry = TestRegistry::start();
+    let client = client();
+    let wasm = module_of_size(123_456, 5);
+    let tag = reference(&registry.reference("team/skopeo", "v1"));
+    client.push_wasm(wasm.clone(), None, &tag).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let fetched = client.pull(&tag, &store, &NoProgress).await.unwrap();
+
+    // skopeo finds the manifest by its ref name and returns our exact bytes…
+    let name = format!("oci:{}:{}", dir.path().display(), tag);
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", &name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, fetched.resolved().manifest_bytes());
+
+    // …and copies every blob out, checking each digest as it goes.
+    let copy = tempfile::tempdir().unwrap();
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            &name,
+            &format!("dir:{}", copy.path().display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(copy.path().join(fetched.layer().digest.hex())).unwrap(),
+        wasm
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrers_fall_back_to_the_tag_schema_and_list_attachments() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let tag = reference(&registry.reference("team/signed", "v1"));
+    let pushed = client.push_wasm(hello_module(), None, &tag).await.unwrap();
+    let Reference::Registry(repo) = &tag else {
+        unreachable!()
+    };
+
+    let none = client
+        .referrers(repo, &pushed.manifest.digest)
+        .await
+        .unwrap();
+    assert!(none.manifests.is_empty());
+    assert_eq!(none.source, ReferrersSource::TagSchema);
+
+    let mut attached = Vec::new();
+    for (i, kind) in [
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "application/spdx+json",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let d = client
+            .attach(
+                repo,
+                &pushed.manifest,
+                Attachment {
+                    artifact_type: kind.into(),
+                    layers: vec![(kind.into(), format!("{{\"n\":{i}}}").into_bytes())],
+                    annotations: BTreeMap::from([("n".to_owned(), i.to_string())]),
+                },
+            )
+            .await
+            .unwrap();
+        attached.push(d);
+    }
+    let listed = client
+        .referrers(repo, &pushed.manifest.digest)
+        .await
+        .unwrap();
+    assert_eq!(listed.source, ReferrersSource::TagSchema);
+    assert_eq!(listed.manifests, attached);
+    assert_eq!(
+        listed.manifests[0].artifact_type.as_deref(),
+        Some("application/vnd.dev.sigstore.bundle.v0.3+json")
+    );
+
+    // The referrer itself is a manifest with `subject` set to the artifact.
+    let at = reference(&format!(
+        "{}/team/signed@{}",
+        registry.host(),
+        attached[0].digest
+    ));
+    let err = client.resolve(&at).await.unwrap_err();
+    // A referrer is not a Wasm artifact: refused by name, not misread.
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedMediaType { .. } | Error::Malformed { .. }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_tag_is_not_found() {
+    let registry = TestRegistry::start();
+    let err = client()
+        .resolve(&reference(&registry.reference("team/none", "v9")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_over_the_limit_is_refused_before_download() {
+    let registry = TestRegistry::start();
+    let tag = reference(&registry.reference("team/big", "v1"));
+    client()
+        .push_wasm(module_of_size(200_000, 6), None, &tag)
+        .await
+        .unwrap();
+    let small = RegistryClient::new(ClientOptions {
+        max_module_bytes: 100_000,
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let err = small.pull(&tag, &store, &NoProgress).await.unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { limit: 100_000, .. }),
+        "{err}"
+    );
+    assert!(assert_store_clean(store.root()).is_empty());
+}

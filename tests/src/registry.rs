@@ -22,7 +22,8 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Start a registry and wait until `GET /v2/` answers.
     pub fn start() -> Self {
-        let bin = std::env::var("WARRANT_TEST_REGISTRY_BIN").unwrap_or_else(|_| REGISTRY_BIN.into());
+        let bin =
+            std::env::var("WARRANT_TEST_REGISTRY_BIN").unwrap_or_else(|_| REGISTRY_BIN.into());
         assert!(
             std::path::Path::new(&bin).exists(),
             "`{bin}` is missing: install it with `apt-get install -y docker-registry` (scripts/test.sh does)"
@@ -118,7 +119,11 @@ pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut head = [0u8; 64];
     let n = stream.read(&mut head).ok()?;
     let line = std::str::from_utf8(head.get(..n)?).ok()?;

@@ -15,7 +15,10 @@ pub fn assert_store_clean(store: &Path) -> Vec<String> {
             let name = entry.file_name().to_string_lossy().into_owned();
             let bytes = std::fs::read(entry.path()).expect("read blob");
             let actual = hex::encode(Sha256::digest(&bytes));
-            assert_eq!(actual, name, "store blob `{name}` does not hash to its name");
+            assert_eq!(
+                actual, name,
+                "store blob `{name}` does not hash to its name"
+            );
             names.push(name);
         }
     }

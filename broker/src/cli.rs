@@ -1,0 +1,523 @@
+//! The `warrant` command line.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use registry_client::{
+    ClientOptions, Credentials, Digest, Fetched, Reference, RegistryClient, Resolved, Store,
+};
+use serde_json::json;
+
+use crate::config::{Config, ConfigError, data_dir, parse_duration};
+use crate::exit::{Exit, MAX_GUEST_STATUS};
+use crate::progress::TerminalProgress;
+use crate::sandbox::{Outcome, RunLimits, Sandbox, SandboxError};
+
+/// No capability without a warrant: verify signed WebAssembly, decide what it may touch, and
+/// run it with exactly that.
+#[derive(Debug, Parser)]
+#[command(
+    name = "warrant",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags accepted before or after any subcommand; each overrides `warrant.toml`.
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// The configuration file (default: $WARRANT_CONFIG, else ~/.config/warrant/warrant.toml
+    /// if it exists)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The local store, an OCI image-layout directory (default: ~/.local/share/warrant/store)
+    #[arg(long, global = true, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// The audit log
+    #[arg(long, global = true, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+    /// The policy directory
+    #[arg(long, global = true, value_name = "DIR")]
+    policies: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish a .wasm file as a Wasm OCI artifact (to a registry, or to an `oci-layout:DIR:TAG`)
+    Push {
+        /// The module or component to publish
+        file: PathBuf,
+        /// Where: `registry/repo:tag` or `oci-layout:DIR[:tag]`
+        reference: String,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve a reference once, fetch the artifact into the store, print its digest
+    Pull {
+        /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
+        reference: String,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an artifact's manifest, config, layers and referrers without storing anything
+    Inspect {
+        /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
+        reference: String,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull an artifact and run it (WASI preview 1 command modules) with no capabilities
+    Run {
+        /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
+        reference: String,
+        /// Linear-memory limit in bytes (default 268435456)
+        #[arg(long, value_name = "BYTES")]
+        memory: Option<u64>,
+        /// Wall-clock limit, e.g. `500ms`, `10s` (default 10s)
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// Arguments passed to the guest
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+}
+
+/// Everything that makes `warrant` stop early, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Registry(#[from] registry_client::Error),
+    #[error("cannot read `{path}`: {source}", path = .path.display())]
+    Input {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("stored module `{path}` hashes to `{actual}`, not `{expected}`; the store is corrupt", path = .path.display())]
+    StoreCorrupt {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl CliError {
+    fn exit(&self) -> Exit {
+        match self {
+            Self::Config(_) | Self::Input { .. } | Self::Usage(_) | Self::Runtime(_) => Exit::Usage,
+            Self::Registry(
+                registry_client::Error::InvalidReference { .. }
+                | registry_client::Error::InvalidDigest { .. },
+            ) => Exit::Usage,
+            Self::Registry(_) | Self::StoreCorrupt { .. } => Exit::Registry,
+            Self::Sandbox(SandboxError::Load(_)) => Exit::Trap,
+            Self::Sandbox(SandboxError::Engine(_)) => Exit::Usage,
+        }
+    }
+}
+
+/// Parse the command line, run it, and return the documented exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Success
+            }
+            .into();
+        }
+    };
+    init_tracing();
+    match run(cli) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("warrant: error: {e}");
+            e.exit().into()
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// What every command needs: the configuration, resolved against the flags.
+struct Context {
+    config: Config,
+    store_path: PathBuf,
+}
+
+impl Context {
+    fn new(global: &GlobalArgs) -> Result<Self, CliError> {
+        let config = Config::discover(global.config.as_deref())?;
+        let store_path = global
+            .store
+            .clone()
+            .or_else(|| config.store.clone())
+            .unwrap_or_else(|| data_dir().join("store"));
+        Ok(Self { config, store_path })
+    }
+
+    fn client(&self) -> Result<RegistryClient, CliError> {
+        let r = &self.config.registry;
+        let mut options = ClientOptions {
+            insecure_registries: r.insecure.clone(),
+            credentials: match &r.credentials {
+                Some(path) => Credentials::from_file(path)?,
+                None => Credentials::from_default_location()?,
+            },
+            ..ClientOptions::default()
+        };
+        if let Some(d) = &r.connect_timeout {
+            options.connect_timeout = parse_duration(d)?;
+        }
+        if let Some(d) = &r.read_timeout {
+            options.read_timeout = parse_duration(d)?;
+        }
+        if let Some(d) = &r.operation_deadline {
+            options.operation_deadline = parse_duration(d)?;
+        }
+        if let Some(max) = r.max_module_bytes {
+            options.max_module_bytes = max;
+        }
+        Ok(RegistryClient::new(options)?)
+    }
+
+    fn store(&self) -> Result<Store, CliError> {
+        Ok(Store::open(&self.store_path)?)
+    }
+}
+
+fn run(cli: Cli) -> Result<Exit, CliError> {
+    let ctx = Context::new(&cli.global)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    match cli.command {
+        Command::Push {
+            file,
+            reference,
+            json,
+        } => {
+            let target: Reference = reference.parse()?;
+            let client = ctx.client()?;
+            let wasm = read_input(&file, client.options().max_module_bytes)?;
+            let title = file.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+            let pushed = runtime.block_on(client.push_wasm(wasm, title.as_deref(), &target))?;
+            if json {
+                print_json(&json!({
+                    "reference": target.to_string(),
+                    "digest": pushed.manifest.digest,
+                    "size": pushed.manifest.size,
+                    "kind": pushed.kind.as_str(),
+                    "layer": { "digest": pushed.layer.digest, "size": pushed.layer.size },
+                }));
+            } else {
+                println!("{}", pushed.manifest.digest);
+            }
+            Ok(Exit::Success)
+        }
+        Command::Pull { reference, json } => {
+            let reference: Reference = reference.parse()?;
+            let client = ctx.client()?;
+            let store = ctx.store()?;
+            let progress = TerminalProgress::new();
+            let fetched = runtime.block_on(client.pull(&reference, &store, &progress))?;
+            if json {
+                print_json(&fetched_json(&fetched));
+            } else {
+                println!("{}", fetched.digest());
+            }
+            Ok(Exit::Success)
+        }
+        Command::Inspect { reference, json } => {
+            let reference: Reference = reference.parse()?;
+            let client = ctx.client()?;
+            runtime.block_on(inspect(&client, &reference, json))
+        }
+        Command::Run {
+            reference,
+            memory,
+            timeout,
+            args,
+        } => {
+            let reference: Reference = reference.parse()?;
+            let client = ctx.client()?;
+            let store = ctx.store()?;
+            let limits = run_limits(&ctx.config, memory, timeout.as_deref())?;
+            let progress = TerminalProgress::new();
+            let fetched = runtime.block_on(client.pull(&reference, &store, &progress))?;
+            drop(runtime);
+            run_guest(&fetched, &reference, args, &limits)
+        }
+    }
+}
+
+fn run_limits(
+    config: &Config,
+    memory: Option<u64>,
+    timeout: Option<&str>,
+) -> Result<RunLimits, CliError> {
+    let mut limits = RunLimits::default();
+    if let Some(m) = memory.or(config.run.memory_bytes) {
+        limits.memory_bytes = m;
+    }
+    if let Some(t) = timeout.or(config.run.timeout.as_deref()) {
+        limits.timeout = parse_duration(t)?;
+    }
+    if let Some(o) = config.run.output_bytes {
+        limits.output_bytes = o;
+    }
+    Ok(limits)
+}
+
+fn run_guest(
+    fetched: &Fetched,
+    reference: &Reference,
+    args: Vec<String>,
+    limits: &RunLimits,
+) -> Result<Exit, CliError> {
+    if fetched.kind() != registry_client::WasmKind::Module {
+        return Err(CliError::Usage(format!(
+            "`{reference}` is a {}; this version runs WASI preview 1 core modules only",
+            fetched.kind().as_str()
+        )));
+    }
+    // INVARIANT (digest binding): the bytes handed to the engine are hashed here, in memory,
+    // and must equal the layer digest of the manifest that was resolved.
+    let path = fetched.module_path().to_owned();
+    let wasm = std::fs::read(&path).map_err(|source| CliError::Input {
+        path: path.clone(),
+        source,
+    })?;
+    let actual = Digest::of(&wasm);
+    if actual != fetched.layer().digest {
+        return Err(CliError::StoreCorrupt {
+            path,
+            expected: fetched.layer().digest.clone(),
+            actual,
+        });
+    }
+    let mut argv = vec![reference.to_string()];
+    argv.extend(args);
+    let finished = Sandbox::new()?.run_module(&wasm, &argv, limits)?;
+    write_guest_output(
+        &mut std::io::stdout(),
+        &finished.stdout,
+        std::io::stdout().is_terminal(),
+    );
+    write_guest_output(
+        &mut std::io::stderr(),
+        &finished.stderr,
+        std::io::stderr().is_terminal(),
+    );
+    let digest = fetched.digest();
+    Ok(match finished.outcome {
+        Outcome::Exited(status) => match u8::try_from(status) {
+            Ok(s) if s <= MAX_GUEST_STATUS => Exit::Guest(s),
+            _ => {
+                eprintln!(
+                    "warrant: guest `{digest}` exited with status {status}, outside 0–{MAX_GUEST_STATUS} (121–125 are warrant's own)"
+                );
+                Exit::Trap
+            }
+        },
+        Outcome::Limited { limit, detail } => {
+            eprintln!(
+                "warrant: guest `{digest}` stopped by its {limit:?} limit after {:?}: {detail}",
+                finished.elapsed
+            );
+            Exit::Limit
+        }
+        Outcome::Trapped(reason) => {
+            eprintln!("warrant: guest `{digest}` trapped: {reason}");
+            Exit::Trap
+        }
+    })
+}
+
+/// Write guest output; on a terminal, neutralise control characters (escape sequences could
+/// rewrite the screen or the title) except newline, tab and carriage return.
+fn write_guest_output(sink: &mut dyn Write, bytes: &[u8], terminal: bool) {
+    if terminal {
+        let cleaned: Vec<u8> = bytes
+            .iter()
+            .map(|&b| match b {
+                b'\n' | b'\t' | b'\r' => b,
+                0x00..=0x1f | 0x7f => b'?',
+                _ => b,
+            })
+            .collect();
+        let _ = sink.write_all(&cleaned);
+    } else {
+        let _ = sink.write_all(bytes);
+    }
+    let _ = sink.flush();
+}
+
+fn read_input(path: &Path, limit: u64) -> Result<Vec<u8>, CliError> {
+    let meta = std::fs::metadata(path).map_err(|source| CliError::Input {
+        path: path.to_owned(),
+        source,
+    })?;
+    if meta.len() > limit {
+        return Err(CliError::Usage(format!(
+            "`{}` is {} bytes; the module limit is {limit}",
+            path.display(),
+            meta.len()
+        )));
+    }
+    std::fs::read(path).map_err(|source| CliError::Input {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn fetched_json(fetched: &Fetched) -> serde_json::Value {
+    json!({
+        "reference": fetched.resolved().reference().to_string(),
+        "digest": fetched.digest(),
+        "kind": fetched.kind().as_str(),
+        "layer": { "digest": fetched.layer().digest, "size": fetched.layer().size },
+        "path": fetched.module_path(),
+    })
+}
+
+async fn inspect(
+    client: &RegistryClient,
+    reference: &Reference,
+    json: bool,
+) -> Result<Exit, CliError> {
+    let resolved: Resolved = client.resolve(reference).await?;
+    let config_bytes = client.fetch_config(&resolved).await?;
+    let referrers = match reference {
+        Reference::Registry(r) => Some(client.referrers(r, resolved.digest()).await?),
+        Reference::Layout(_) => None,
+    };
+    let manifest = resolved.manifest().manifest();
+    let config: serde_json::Value =
+        serde_json::from_slice(&config_bytes).unwrap_or(serde_json::Value::Null);
+    if json {
+        let manifest_value: serde_json::Value =
+            serde_json::from_slice(resolved.manifest_bytes()).unwrap_or(serde_json::Value::Null);
+        print_json(&json!({
+            "reference": reference.to_string(),
+            "digest": resolved.digest(),
+            "manifest": manifest_value,
+            "config": config,
+            "referrers": referrers.as_ref().map(|r| &r.manifests),
+        }));
+        return Ok(Exit::Success);
+    }
+    println!("reference  {reference}");
+    println!("digest     {}", resolved.digest());
+    println!(
+        "manifest   {} ({} bytes)",
+        registry_client::manifest::MEDIA_TYPE_OCI_MANIFEST,
+        resolved.manifest_bytes().len()
+    );
+    println!(
+        "config     {} {} ({} bytes){}",
+        manifest.config.media_type,
+        manifest.config.digest,
+        manifest.config.size,
+        match (config.get("os"), config.get("architecture")) {
+            (Some(os), Some(arch)) => format!(
+                " os={} architecture={}",
+                os.as_str().unwrap_or("?"),
+                arch.as_str().unwrap_or("?")
+            ),
+            _ => String::new(),
+        }
+    );
+    for layer in &manifest.layers {
+        let title = layer
+            .annotations
+            .get(registry_client::manifest::ANNOTATION_TITLE)
+            .map(|t| format!(" {t}"))
+            .unwrap_or_default();
+        println!(
+            "layer      {} {} ({} bytes){title}",
+            layer.media_type, layer.digest, layer.size
+        );
+    }
+    match referrers {
+        Some(r) if r.manifests.is_empty() => println!("referrers  none ({:?})", r.source),
+        Some(r) => {
+            for d in &r.manifests {
+                println!(
+                    "referrer   {} {} ({:?})",
+                    d.artifact_type.as_deref().unwrap_or(&d.media_type),
+                    d.digest,
+                    r.source
+                );
+            }
+        }
+        None => println!("referrers  not listed for image layouts"),
+    }
+    Ok(Exit::Success)
+}
+
+fn print_json(value: &serde_json::Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("warrant: error: cannot print JSON: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_are_accepted_before_and_after_the_subcommand() {
+        let before = Cli::try_parse_from(["warrant", "--store", "/s", "pull", "x/y:z"]).unwrap();
+        let after = Cli::try_parse_from(["warrant", "pull", "x/y:z", "--store", "/s"]).unwrap();
+        assert_eq!(before.global.store, after.global.store);
+        assert_eq!(after.global.store.as_deref(), Some(Path::new("/s")));
+    }
+
+    #[test]
+    fn guest_output_is_neutralised_on_a_terminal_only() {
+        let mut out = Vec::new();
+        write_guest_output(&mut out, b"a\x1b]0;pwned\x07b\n", true);
+        assert_eq!(out, b"a?]0;pwned?b\n");
+        let mut out = Vec::new();
+        write_guest_output(&mut out, b"a\x1bb", false);
+        assert_eq!(out, b"a\x1bb");
+    }
+}

@@ -1,0 +1,211 @@
+//! `warrant.toml`: the operator's configuration. Every field is optional; flags override it.
+//!
+//! ```toml
+//! store = "/var/lib/warrant/store"        # the local OCI image-layout store
+//! audit_log = "/var/log/warrant/audit.log"
+//! policies = "/etc/warrant/policies"
+//!
+//! [registry]
+//! insecure = ["registry.internal:5000"]   # plain HTTP allowed (loopback always is)
+//! connect_timeout = "10s"
+//! read_timeout = "30s"
+//! operation_deadline = "5m"
+//! max_module_bytes = 268435456
+//! credentials = "/etc/warrant/docker-config.json"  # default: ~/.docker/config.json
+//!
+//! [run]
+//! memory_bytes = 268435456
+//! timeout = "10s"
+//! output_bytes = 1048576
+//! ```
+//!
+//! Unknown keys are an error: a misspelt limit must not silently fall back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The parsed configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The store directory.
+    pub store: Option<PathBuf>,
+    /// The audit log file.
+    pub audit_log: Option<PathBuf>,
+    /// The policy directory.
+    pub policies: Option<PathBuf>,
+    /// Registry access.
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    /// Default limits for `warrant run`.
+    #[serde(default)]
+    pub run: RunConfig,
+}
+
+/// `[registry]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Registries reached over plain HTTP although not loopback.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+    /// Connect timeout, e.g. `"10s"`.
+    pub connect_timeout: Option<String>,
+    /// Read timeout.
+    pub read_timeout: Option<String>,
+    /// Total time per operation.
+    pub operation_deadline: Option<String>,
+    /// Largest Wasm layer accepted.
+    pub max_module_bytes: Option<u64>,
+    /// A Docker `config.json` with registry credentials.
+    pub credentials: Option<PathBuf>,
+}
+
+/// `[run]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Guest linear-memory limit in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Wall-clock limit, e.g. `"10s"`.
+    pub timeout: Option<String>,
+    /// Cap on captured stdout and on stderr, each, in bytes.
+    pub output_bytes: Option<u64>,
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config `{path}`: {source}", path = .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("invalid config `{path}`: {reason}", path = .path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A duration was not `<number><unit>`.
+    #[error("invalid duration `{0}`: expected e.g. `500ms`, `10s`, `5m`")]
+    Duration(String),
+}
+
+impl Config {
+    /// Load `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Load `explicit` if given, else `$WARRANT_CONFIG`, else `warrant.toml` in the user's
+    /// config directory if it exists, else the defaults.
+    pub fn discover(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        if let Some(path) = explicit {
+            return Self::load(path);
+        }
+        if let Some(path) = std::env::var_os("WARRANT_CONFIG") {
+            return Self::load(Path::new(&path));
+        }
+        match default_config_path() {
+            Some(path) if path.exists() => Self::load(&path),
+            _ => Ok(Self::default()),
+        }
+    }
+}
+
+/// Parse `500ms`, `10s`, `5m`, `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| ConfigError::Duration(text.to_owned()))?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(ConfigError::Duration(text.to_owned())),
+    };
+    Ok(duration)
+}
+
+/// Warrant's data directory: `$WARRANT_HOME`, else `$XDG_DATA_HOME/warrant`, else
+/// `~/.local/share/warrant`, else `./.warrant-data`.
+pub fn data_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("WARRANT_HOME") {
+        return PathBuf::from(home);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("warrant");
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        return PathBuf::from(home).join(".local/share/warrant");
+    }
+    PathBuf::from(".warrant-data")
+}
+
+fn default_config_path() -> Option<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Some(PathBuf::from(xdg).join("warrant/warrant.toml"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/warrant/warrant.toml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        for bad in ["", "s", "10x", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warrant.toml");
+        std::fs::write(&path, "[run]\nmemory_byte = 1\n").unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(err.to_string().contains("memory_byte"), "{err}");
+    }
+
+    #[test]
+    fn a_full_config_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warrant.toml");
+        std::fs::write(
+            &path,
+            "store = \"/s\"\n[registry]\ninsecure = [\"r:5000\"]\nread_timeout = \"3s\"\n[run]\ntimeout = \"1s\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.store.as_deref(), Some(Path::new("/s")));
+        assert_eq!(c.registry.insecure, vec!["r:5000".to_owned()]);
+        assert_eq!(c.run.timeout.as_deref(), Some("1s"));
+    }
+}

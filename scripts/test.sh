@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run Warrant's whole test suite on a fresh Debian machine.
+#
+# Installs what the tests start for real when it is missing (Debian's `docker-registry`, the
+# CNCF distribution registry, and `skopeo`, used as an independent OCI tool), then checks
+# formatting, lints with warnings as errors, and runs every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+if [ "${#need[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

@@ -1,0 +1,243 @@
+//! The `warrant` command as a user runs it: flags, output, exit codes, two processes at once.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use registry_client::{ClientOptions, Reference, RegistryClient};
+use tests::fixtures::{
+    HELLO_OUTPUT, exit_module, hello_module, module_of_size, spin_module, trap_module,
+};
+use tests::registry::TestRegistry;
+use tests::store_check::{assert_store_clean, index_digests};
+
+const BIN: &str = env!("CARGO_BIN_EXE_warrant-it");
+
+/// `warrant` with an empty home, so no user config or credentials leak in.
+fn warrant(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("HOME", home)
+        .env_remove("WARRANT_CONFIG")
+        .env_remove("WARRANT_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("start warrant")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Publish `wasm` into a fresh layout and return its `oci-layout:` reference.
+async fn layout_with(dir: &Path, wasm: Vec<u8>) -> String {
+    let target = format!("oci-layout:{}:v1", dir.display());
+    RegistryClient::new(ClientOptions::default())
+        .unwrap()
+        .push_wasm(wasm, None, &target.parse::<Reference>().unwrap())
+        .await
+        .unwrap();
+    target
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let home = tempfile::tempdir().unwrap();
+    for sub in [
+        &["--help"][..],
+        &["push", "--help"],
+        &["pull", "--help"],
+        &["inspect", "--help"],
+        &["run", "--help"],
+    ] {
+        let out = run(warrant(home.path()).args(sub));
+        assert_eq!(code(&out), 0, "{sub:?}: {}", stderr(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{sub:?}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(warrant(home.path()).args(["pull", "https://ghcr.io/x:y"]));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid reference"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(warrant(home.path()).args(["pull", "--no-such-flag", "x/y:z"]));
+    assert_eq!(code(&out), 2);
+
+    let config = home.path().join("warrant.toml");
+    std::fs::write(&config, "[run]\nmemory = 5\n").unwrap();
+    let out =
+        run(warrant(home.path()).args(["--config", config.to_str().unwrap(), "pull", "x/y:z"]));
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("warrant.toml"), "{}", stderr(&out));
+}
+
+#[test]
+fn push_pull_inspect_and_run_through_a_real_registry() {
+    let registry = TestRegistry::start();
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    let file = home.path().join("hello.wasm");
+    std::fs::write(&file, hello_module()).unwrap();
+    let reference = registry.reference("cli/hello", "v1");
+
+    let out = run(warrant(home.path()).args(["push", file.to_str().unwrap(), &reference]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let digest = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+
+    // Global flags after the subcommand.
+    let out =
+        run(warrant(home.path()).args(["pull", &reference, "--store", store.to_str().unwrap()]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), digest);
+
+    let out = run(warrant(home.path()).args([
+        "--store",
+        store.to_str().unwrap(),
+        "pull",
+        "--json",
+        &reference,
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["digest"], digest.as_str());
+    assert_eq!(v["kind"], "module");
+
+    let out = run(warrant(home.path()).args(["inspect", &reference]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&digest) && text.contains("application/wasm") && text.contains("os=wasip1"),
+        "{text}"
+    );
+
+    let out = run(warrant(home.path()).args(["inspect", "--json", &reference]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["manifest"]["layers"][0]["mediaType"], "application/wasm");
+    assert_eq!(v["config"]["os"], "wasip1");
+    assert_eq!(v["referrers"], serde_json::json!([]));
+
+    let out =
+        run(warrant(home.path()).args(["--store", store.to_str().unwrap(), "run", &reference]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), HELLO_OUTPUT);
+}
+
+#[test]
+fn registry_errors_exit_121_and_name_what_failed() {
+    let registry = TestRegistry::start();
+    let home = tempfile::tempdir().unwrap();
+    let reference = registry.reference("cli/missing", "v1");
+    let out = run(warrant(home.path()).args(["pull", &reference]));
+    assert_eq!(code(&out), 121);
+    assert!(
+        stderr(&out).contains("not found") && stderr(&out).contains("cli/missing"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn guest_outcomes_map_to_the_documented_exit_codes() {
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    let cases: [(Vec<u8>, &[&str], i32, &str); 5] = [
+        (exit_module(0), &[], 0, ""),
+        (exit_module(7), &[], 7, ""),
+        (exit_module(121), &[], 125, "outside 0–120"),
+        (spin_module(), &["--timeout", "300ms"], 124, "Deadline"),
+        (trap_module(), &[], 125, "trapped"),
+    ];
+    for (i, (wasm, flags, expected, message)) in cases.into_iter().enumerate() {
+        let layout = home.path().join(format!("layout{i}"));
+        let reference = layout_with(&layout, wasm).await;
+        let out = run(warrant(home.path())
+            .args(["--store", store.to_str().unwrap(), "run", &reference])
+            .args(flags));
+        assert_eq!(code(&out), expected, "case {i}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "case {i}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test]
+async fn guest_arguments_come_after_a_double_dash() {
+    // The guest exits with argc: the reference as argv[0] plus two operator arguments.
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "args_sizes_get" (func $s (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $e (param i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (drop (call $s (i32.const 0) (i32.const 4)))
+            (call $e (i32.load (i32.const 0)))))"#,
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let reference = layout_with(&home.path().join("layout"), wasm).await;
+    let store = home.path().join("store");
+    let out = run(warrant(home.path()).args([
+        "--store",
+        store.to_str().unwrap(),
+        "run",
+        &reference,
+        "--",
+        "a",
+        "--b",
+    ]));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+}
+
+#[test]
+fn two_processes_pulling_at_once_leave_one_correct_blob() {
+    let registry = TestRegistry::start();
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("big.wasm");
+    std::fs::write(&file, module_of_size(16 * 1024 * 1024, 9)).unwrap();
+    let reference = registry.reference("cli/big", "v1");
+    let out = run(warrant(home.path()).args(["push", file.to_str().unwrap(), &reference]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let digest = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let store = home.path().join("store");
+    for round in 0..3 {
+        let _ = std::fs::remove_dir_all(&store);
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                warrant(home.path())
+                    .args(["--store", store.to_str().unwrap(), "pull", &reference])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(code(&out), 0, "round {round}: {}", stderr(&out));
+            assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), digest);
+        }
+        // Manifest, config, layer: each once, each hashing to its name; one index entry.
+        assert_eq!(assert_store_clean(&store).len(), 3, "round {round}");
+        assert_eq!(index_digests(&store), vec![digest.clone()], "round {round}");
+    }
+}
