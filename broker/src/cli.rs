@@ -231,7 +231,9 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             let client = ctx.client()?;
             let wasm = read_input(&file, client.options().max_module_bytes)?;
             let title = file.file_name().and_then(|n| n.to_str()).map(str::to_owned);
-            let pushed = runtime.block_on(client.push_wasm(wasm, title.as_deref(), &target))?;
+            let progress = TerminalProgress::new();
+            let pushed =
+                runtime.block_on(client.push_wasm(wasm, title.as_deref(), &target, &progress))?;
             if json {
                 print_json(&json!({
                     "reference": target.to_string(),

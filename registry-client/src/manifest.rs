@@ -111,7 +111,8 @@ impl ImageIndex {
         }
     }
 
-    pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<Self, Error> {
+    /// Parse and check an index; `what` names it in errors.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Self, Error> {
         let index: Self = crate::json::parse(bytes, what)?;
         if index.schema_version != 2 {
             return Err(Error::Malformed {

@@ -320,10 +320,13 @@ impl RegistryClient {
         progress: &dyn Progress,
         what: &str,
     ) -> Result<WasmKind, Error> {
+        // One attempt budget for the whole download: request retries inside `send` and
+        // restarts after a cut body draw from the same count.
         let mut attempt = 0u32;
         loop {
-            attempt += 1;
-            let mut response = self.get_blob_response(r, &layer.digest, what).await?;
+            let mut response = self
+                .get_blob_response(r, &layer.digest, what, &mut attempt)
+                .await?;
             if let Some(len) = response.content_length()
                 && len != layer.size
             {
@@ -352,6 +355,9 @@ impl RegistryClient {
                     tracing::debug!(error = %err, attempt, "blob download cut; retrying");
                     drop(ingest);
                     tokio::time::sleep(self.backoff(attempt, None)).await;
+                    // Restart the bar: the bytes received so far were discarded.
+                    progress.end();
+                    progress.begin(what, layer.size);
                 }
                 Err(err) => return Err(err),
             }
@@ -386,6 +392,7 @@ impl RegistryClient {
         wasm: Vec<u8>,
         title: Option<&str>,
         target: &Reference,
+        progress: &dyn Progress,
     ) -> Result<Pushed, Error> {
         let artifact = wasm_artifact(&wasm, title, self.options.max_module_bytes)?;
         let manifest = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &artifact.manifest_bytes);
@@ -421,13 +428,20 @@ impl RegistryClient {
                     ..
                 } = artifact;
                 self.with_deadline(&what, async {
-                    self.push_blob(r, &layer.digest, wasm, &format!("layer `{}`", layer.digest))
-                        .await?;
+                    self.push_blob(
+                        r,
+                        &layer.digest,
+                        wasm,
+                        &format!("layer `{}`", layer.digest),
+                        progress,
+                    )
+                    .await?;
                     self.push_blob(
                         r,
                         &manifest.config.digest,
                         config_bytes,
                         &format!("config `{}`", manifest.config.digest),
+                        &NoProgress,
                     )
                     .await?;
                     self.push_manifest(
@@ -499,13 +513,25 @@ impl RegistryClient {
                 annotations,
             } = artifact;
             let config = Descriptor::of(MEDIA_TYPE_EMPTY, b"{}");
-            self.push_blob(repo, &config.digest, b"{}".to_vec(), "empty config")
-                .await?;
+            self.push_blob(
+                repo,
+                &config.digest,
+                b"{}".to_vec(),
+                "empty config",
+                &NoProgress,
+            )
+            .await?;
             let mut layer_descriptors = Vec::with_capacity(layers.len());
             for (media_type, bytes) in layers {
                 let d = Descriptor::of(&media_type, &bytes);
-                self.push_blob(repo, &d.digest, bytes, &format!("blob `{}`", d.digest))
-                    .await?;
+                self.push_blob(
+                    repo,
+                    &d.digest,
+                    bytes,
+                    &format!("blob `{}`", d.digest),
+                    &NoProgress,
+                )
+                .await?;
                 layer_descriptors.push(d);
             }
             let manifest = ImageManifest {

@@ -358,4 +358,22 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[test]
+    fn printing_and_parsing_round_trips() {
+        for text in [
+            "hello",
+            "docker.io/library/hello",
+            "localhost:5000/a/b/c:v1",
+            &format!("ghcr.io/acme/p:v1@sha256:{HEX}"),
+            "oci-layout:/tmp/x",
+            "oci-layout:/a:b/c",
+            "oci-layout:rel/dir:tag_1.2-x",
+            &format!("oci-layout:/tmp/x@sha256:{HEX}"),
+        ] {
+            let parsed: Reference = text.parse().unwrap();
+            let again: Reference = parsed.to_string().parse().unwrap();
+            assert_eq!(again, parsed, "{text}");
+        }
+    }
 }

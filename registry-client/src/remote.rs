@@ -23,6 +23,10 @@ use crate::auth::{Credential, Credentials};
 use crate::digest::{Digest, truncate_for_message};
 use crate::error::Error;
 use crate::limits;
+use crate::pull::Progress;
+
+/// Size of one chunk of a blob upload (the size `oci-client` uploads per request).
+const PUSH_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 use crate::reference::{RegistryRef, Selector};
 
 /// The `User-Agent` Warrant sends.
@@ -231,10 +235,23 @@ impl RegistryClient {
         what: &str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, Error> {
-        let mut attempt = 0u32;
+        self.send_counted(r, push, what, build, &mut 0).await
+    }
+
+    /// [`Self::send`], counting attempts in `attempt` so that a caller who retries a whole
+    /// operation (a blob download cut mid-body) shares one budget with the request retries.
+    pub(crate) async fn send_counted(
+        &self,
+        r: &RegistryRef,
+        push: bool,
+        what: &str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        attempt: &mut u32,
+    ) -> Result<Response, Error> {
         let mut authenticated = false;
         loop {
-            attempt += 1;
+            *attempt += 1;
+            let attempt_now = *attempt;
             let mut request = build(&self.http);
             let cached = self
                 .auth_headers
@@ -250,7 +267,7 @@ impl RegistryClient {
                     let status = response.status();
                     if status == StatusCode::UNAUTHORIZED && !authenticated {
                         authenticated = true;
-                        attempt -= 1;
+                        *attempt -= 1;
                         self.authenticate(r, push).await?;
                         continue;
                     }
@@ -265,16 +282,16 @@ impl RegistryClient {
                         });
                     }
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                        if attempt >= self.options.max_attempts.max(1) {
+                        if attempt_now >= self.options.max_attempts.max(1) {
                             return Err(Error::Status {
                                 registry: r.registry().to_owned(),
-                                what: format!("{what} (after {attempt} attempts)"),
+                                what: format!("{what} (after {attempt_now} attempts)"),
                                 status: status.as_u16(),
                                 detail: error_detail(response).await,
                             });
                         }
-                        let delay = self.backoff(attempt, retry_after(&response));
-                        tracing::debug!(%status, attempt, ?delay, what, "retrying");
+                        let delay = self.backoff(attempt_now, retry_after(&response));
+                        tracing::debug!(%status, attempt = attempt_now, ?delay, what, "retrying");
                         tokio::time::sleep(delay).await;
                         continue;
                     }
@@ -283,10 +300,10 @@ impl RegistryClient {
                 Err(e) => {
                     let err = self.map_transport(&e, r, what);
                     if matches!(err, Error::Network { .. })
-                        && attempt < self.options.max_attempts.max(1)
+                        && attempt_now < self.options.max_attempts.max(1)
                     {
-                        let delay = self.backoff(attempt, None);
-                        tracing::debug!(error = %err, attempt, ?delay, "retrying");
+                        let delay = self.backoff(attempt_now, None);
+                        tracing::debug!(error = %err, attempt = attempt_now, ?delay, "retrying");
                         tokio::time::sleep(delay).await;
                         continue;
                     }
@@ -422,15 +439,18 @@ impl RegistryClient {
         Ok(bytes)
     }
 
-    /// Start a blob GET; the caller streams the body.
+    /// Start a blob GET; the caller streams the body. `attempt` is the caller's budget.
     pub(crate) async fn get_blob_response(
         &self,
         r: &RegistryRef,
         digest: &Digest,
         what: &str,
+        attempt: &mut u32,
     ) -> Result<Response, Error> {
         let url = format!("{}/blobs/{digest}", self.base_url(r));
-        let response = self.send(r, false, what, |c| c.get(&url)).await?;
+        let response = self
+            .send_counted(r, false, what, |c| c.get(&url), attempt)
+            .await?;
         self.expect_success(response, r, what).await
     }
 
@@ -503,13 +523,16 @@ impl RegistryClient {
         Ok(response.status().is_success())
     }
 
-    /// Upload a blob unless the registry has it.
+    /// Upload a blob unless the registry has it, reporting progress as chunks are handed to
+    /// the uploader. Chunked upload first; a registry that violates the chunked protocol gets
+    /// one monolithic upload.
     pub(crate) async fn push_blob(
         &self,
         r: &RegistryRef,
         digest: &Digest,
         bytes: Vec<u8>,
         what: &str,
+        progress: &dyn Progress,
     ) -> Result<(), Error> {
         if self.blob_exists(r, digest).await? {
             return Ok(());
@@ -517,10 +540,41 @@ impl RegistryClient {
         let oci = self.oci_for(r)?;
         oci.store_auth_if_needed(r.resolve_registry(), &self.registry_auth(r))
             .await;
-        oci.push_blob(&r.to_oci(), bytes, &digest.to_string())
-            .await
-            .map(|_| ())
-            .map_err(|e| self.map_oci(e, r, what))
+        let bytes = bytes::Bytes::from(bytes);
+        let size = bytes.len() as u64;
+        let (tx, rx) = tokio::sync::mpsc::channel::<oci_client::errors::Result<bytes::Bytes>>(1);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let feed = async {
+            progress.begin(what, size);
+            let mut rest = bytes.clone();
+            while !rest.is_empty() {
+                let chunk = rest.split_to(PUSH_CHUNK_BYTES.min(rest.len()));
+                let len = chunk.len() as u64;
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+                progress.advance(len);
+            }
+            drop(tx);
+        };
+        let oci_ref = r.to_oci();
+        let digest_text = digest.to_string();
+        let upload = oci.push_blob_stream(&oci_ref, stream, &digest_text, Some(size));
+        let ((), result) = tokio::join!(feed, upload);
+        progress.end();
+        match result {
+            Ok(_) => Ok(()),
+            Err(OciDistributionError::SpecViolationError(violation)) => {
+                tracing::warn!(%violation, "chunked upload refused; uploading in one request");
+                oci.push_blob(&oci_ref, bytes, &digest_text)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.map_oci(e, r, what))
+            }
+            Err(e) => Err(self.map_oci(e, r, what)),
+        }
     }
 
     /// Upload a manifest under `r` (a tag or its digest).
@@ -627,15 +681,22 @@ fn redirect_policy() -> redirect::Policy {
         if same_origin {
             return attempt.follow();
         }
-        if first.path().contains("/blobs/") && to.scheme() == "https" {
+        if is_blob_path(first.path()) && to.scheme() == "https" {
             return attempt.follow();
         }
         attempt.error(format!(
-            "redirect to another origin `{}://{}` is only followed for blob downloads over HTTPS",
-            to.scheme(),
-            to.host_str().unwrap_or_default()
+            "redirect to another origin `{}` is only followed for blob downloads over HTTPS",
+            to.origin().ascii_serialization()
         ))
     })
+}
+
+/// True for `/v2/<name>/blobs/<digest>`: the segment before the last is `blobs` and the last is a
+/// digest. (A repository may itself have a path component called `blobs`.)
+fn is_blob_path(path: &str) -> bool {
+    let mut segments = path.rsplit('/');
+    let last = segments.next().unwrap_or_default();
+    segments.next() == Some("blobs") && last.starts_with("sha256:")
 }
 
 fn retry_after(response: &Response) -> Option<Duration> {
@@ -703,7 +764,7 @@ pub(crate) fn sanitise(s: &str) -> String {
     truncate_for_message(&cleaned)
 }
 
-/// The error and its sources, joined.
+/// The root cause first, then the context around it, so a cut message keeps the cause.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
@@ -714,8 +775,22 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = s.source();
     }
-    sanitise(&parts.join(": "))
+    let root = parts.pop().unwrap_or_default();
+    let context = parts.join(": ");
+    let text = if context.is_empty() {
+        root
+    } else {
+        format!("{root} (while: {context})")
+    };
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    cleaned.chars().take(MAX_TRANSPORT_MESSAGE_CHARS).collect()
 }
+
+/// Longest transport error message kept.
+const MAX_TRANSPORT_MESSAGE_CHARS: usize = 400;
 
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     let mut current = e;
@@ -723,4 +798,31 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
         current = s;
     }
     sanitise(&current.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_blob_paths_count_as_blob_downloads() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(is_blob_path(&format!("/v2/team/app/blobs/{d}")));
+        assert!(is_blob_path(&format!("/v2/blobs/blobs/{d}")));
+        assert!(!is_blob_path("/v2/team/blobs/app/manifests/v1"));
+        assert!(!is_blob_path(&format!("/v2/team/blobs/app/referrers/{d}")));
+        assert!(!is_blob_path("/v2/team/app/blobs/uploads/"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let client = RegistryClient::new(ClientOptions::default()).unwrap();
+        assert_eq!(client.backoff(1, None), limits::RETRY_BASE_DELAY);
+        assert_eq!(client.backoff(2, None), limits::RETRY_BASE_DELAY * 2);
+        assert_eq!(client.backoff(30, None), limits::RETRY_MAX_DELAY);
+        assert_eq!(
+            client.backoff(1, Some(Duration::from_secs(3600))),
+            limits::RETRY_MAX_DELAY
+        );
+    }
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use registry_client::{ClientOptions, Reference, RegistryClient};
+use registry_client::{ClientOptions, NoProgress, Reference, RegistryClient};
 use tests::fixtures::{
     HELLO_OUTPUT, exit_module, hello_module, module_of_size, spin_module, trap_module,
 };
@@ -42,7 +42,12 @@ async fn layout_with(dir: &Path, wasm: Vec<u8>) -> String {
     let target = format!("oci-layout:{}:v1", dir.display());
     RegistryClient::new(ClientOptions::default())
         .unwrap()
-        .push_wasm(wasm, None, &target.parse::<Reference>().unwrap())
+        .push_wasm(
+            wasm,
+            None,
+            &target.parse::<Reference>().unwrap(),
+            &NoProgress,
+        )
         .await
         .unwrap();
     target

@@ -22,7 +22,7 @@ async fn example_layout_holds_what_hello_wat_compiles_to() {
     if std::env::var_os("WARRANT_BLESS").is_some() {
         let _ = std::fs::remove_dir_all(&layout);
         client
-            .push_wasm(wasm.clone(), Some("hello.wasm"), &target)
+            .push_wasm(wasm.clone(), Some("hello.wasm"), &target, &NoProgress)
             .await
             .unwrap();
         let _ = std::fs::remove_dir_all(layout.join(".warrant"));

@@ -306,6 +306,7 @@ async fn blob_reset_midway_is_retried_a_bounded_number_of_times_then_refused() {
         &[&registry.host(), &registry.layer_digest().to_string()],
     );
     // One manifest GET, then the layer GET once per attempt.
+    assert_eq!(registry.layer_requests(), MAX_ATTEMPTS as usize);
     assert_eq!(registry.requests(), 1 + MAX_ATTEMPTS as usize);
     assert_refused_cleanly(&registry, &outcome);
 }
@@ -468,5 +469,28 @@ async fn image_index_instead_of_a_manifest_is_refused_by_media_type() {
     );
     assert_mentions(&outcome.message(), &[index, &registry.reference()]);
     assert_eq!(registry.requests(), 1);
+    assert_refused_cleanly(&registry, &outcome);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_cut_before_and_during_the_body_is_retried_a_bounded_number_of_times() {
+    let (registry, outcome) = pull_from(Scenario::ResetBlobAlternately).await;
+    let err = outcome.err();
+    assert!(
+        matches!(err, Error::Network { registry: host, .. } if *host == registry.host()),
+        "{err:?}"
+    );
+    assert_mentions(
+        &outcome.message(),
+        &[&registry.host(), &registry.layer_digest().to_string()],
+    );
+    // Request retries and download restarts share one budget: a layer alternately cut before
+    // and during its body is requested exactly `max_attempts` times in all.
+    let layer_requests = registry.layer_requests();
+    assert_eq!(
+        layer_requests, MAX_ATTEMPTS as usize,
+        "{layer_requests} layer requests"
+    );
+    assert_eq!(registry.requests(), 1 + layer_requests);
     assert_refused_cleanly(&registry, &outcome);
 }

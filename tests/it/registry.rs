@@ -28,7 +28,7 @@ async fn push_then_pull_by_tag_and_by_digest_round_trips() {
     let wasm = module_of_size(300_000, 1);
     let tag = reference(&registry.reference("team/plugin", "1.0.0"));
     let pushed = client
-        .push_wasm(wasm.clone(), Some("plugin.wasm"), &tag)
+        .push_wasm(wasm.clone(), Some("plugin.wasm"), &tag, &NoProgress)
         .await
         .unwrap();
     assert_eq!(pushed.kind, WasmKind::Module);
@@ -72,6 +72,7 @@ async fn pushing_the_same_bytes_twice_gives_the_same_digest() {
             hello_module(),
             None,
             &reference(&registry.reference("r/a", "1")),
+            &NoProgress,
         )
         .await
         .unwrap();
@@ -80,6 +81,7 @@ async fn pushing_the_same_bytes_twice_gives_the_same_digest() {
             hello_module(),
             None,
             &reference(&registry.reference("r/b", "2")),
+            &NoProgress,
         )
         .await
         .unwrap();
@@ -92,7 +94,7 @@ async fn components_are_published_as_wasip2() {
     let client = client();
     let target = reference(&registry.reference("r/component", "1"));
     let pushed = client
-        .push_wasm(empty_component(), None, &target)
+        .push_wasm(empty_component(), None, &target, &NoProgress)
         .await
         .unwrap();
     assert_eq!(pushed.kind, WasmKind::Component);
@@ -111,12 +113,18 @@ async fn a_tag_moved_after_resolution_does_not_change_what_is_pulled() {
     let tag = reference(&registry.reference("team/moving", "stable"));
     let first = module_of_size(5_000, 1);
     let second = module_of_size(5_000, 2);
-    client.push_wasm(first.clone(), None, &tag).await.unwrap();
+    client
+        .push_wasm(first.clone(), None, &tag, &NoProgress)
+        .await
+        .unwrap();
 
     let resolved = client.resolve(&tag).await.unwrap();
     // The tag moves between resolve and fetch (a registry serving one thing to the verifier
     // and another to the runner).
-    client.push_wasm(second.clone(), None, &tag).await.unwrap();
+    client
+        .push_wasm(second.clone(), None, &tag, &NoProgress)
+        .await
+        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -140,7 +148,10 @@ async fn pull_from_an_oci_layout_directory() {
     let layout = tempfile::tempdir().unwrap();
     let wasm = module_of_size(70_000, 3);
     let target = reference(&format!("oci-layout:{}:v2", layout.path().display()));
-    let pushed = client.push_wasm(wasm.clone(), None, &target).await.unwrap();
+    let pushed = client
+        .push_wasm(wasm.clone(), None, &target, &NoProgress)
+        .await
+        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -171,7 +182,7 @@ async fn a_tampered_layout_blob_is_refused_and_not_stored() {
     let layout = tempfile::tempdir().unwrap();
     let target = reference(&format!("oci-layout:{}:v1", layout.path().display()));
     let pushed = client
-        .push_wasm(module_of_size(10_000, 4), None, &target)
+        .push_wasm(module_of_size(10_000, 4), None, &target, &NoProgress)
         .await
         .unwrap();
     // Flip one byte of the layer in the layout.
@@ -201,7 +212,7 @@ async fn a_symlinked_layout_blob_is_refused() {
     let layout = tempfile::tempdir().unwrap();
     let target = reference(&format!("oci-layout:{}:v1", layout.path().display()));
     let pushed = client
-        .push_wasm(hello_module(), None, &target)
+        .push_wasm(hello_module(), None, &target, &NoProgress)
         .await
         .unwrap();
     let blob = layout
@@ -298,7 +309,10 @@ async fn the_store_is_read_back_by_skopeo() {
     let client = client();
     let wasm = module_of_size(123_456, 5);
     let tag = reference(&registry.reference("team/skopeo", "v1"));
-    client.push_wasm(wasm.clone(), None, &tag).await.unwrap();
+    client
+        .push_wasm(wasm.clone(), None, &tag, &NoProgress)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let fetched = client.pull(&tag, &store, &NoProgress).await.unwrap();
@@ -343,7 +357,10 @@ async fn referrers_fall_back_to_the_tag_schema_and_list_attachments() {
     let registry = TestRegistry::start();
     let client = client();
     let tag = reference(&registry.reference("team/signed", "v1"));
-    let pushed = client.push_wasm(hello_module(), None, &tag).await.unwrap();
+    let pushed = client
+        .push_wasm(hello_module(), None, &tag, &NoProgress)
+        .await
+        .unwrap();
     let Reference::Registry(repo) = &tag else {
         unreachable!()
     };
@@ -420,7 +437,7 @@ async fn a_module_over_the_limit_is_refused_before_download() {
     let registry = TestRegistry::start();
     let tag = reference(&registry.reference("team/big", "v1"));
     client()
-        .push_wasm(module_of_size(200_000, 6), None, &tag)
+        .push_wasm(module_of_size(200_000, 6), None, &tag, &NoProgress)
         .await
         .unwrap();
     let small = RegistryClient::new(ClientOptions {

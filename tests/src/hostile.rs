@@ -85,6 +85,9 @@ pub enum Scenario {
     StallMidBlob,
     /// The layer's headers and half its bytes are sent, then the connection is reset (RST).
     ResetMidBlob,
+    /// Layer requests alternate: the first is reset (RST) before any response, the next gets
+    /// headers and half the layer and is then reset, and so on.
+    ResetBlobAlternately,
     /// The manifest bytes are right but `Docker-Content-Digest` names another digest.
     LyingDigestHeader,
     /// A GET of the manifest by its digest returns a different valid manifest (with a
@@ -142,6 +145,8 @@ struct Shared {
     scenario: Scenario,
     artifact: Arc<Artifact>,
     requests: AtomicUsize,
+    /// Layer GETs and HEADs among them.
+    layer_requests: AtomicUsize,
     /// Where the redirect scenarios send the client.
     redirect_target: SocketAddr,
 }
@@ -171,12 +176,14 @@ impl HostileRegistry {
             scenario,
             artifact: artifact.clone(),
             requests: AtomicUsize::new(0),
+            layer_requests: AtomicUsize::new(0),
             redirect_target: target_addr,
         });
         let target = Arc::new(Shared {
             scenario: Scenario::Honest,
             artifact,
             requests: AtomicUsize::new(0),
+            layer_requests: AtomicUsize::new(0),
             redirect_target: target_addr,
         });
         let tasks = vec![
@@ -219,6 +226,11 @@ impl HostileRegistry {
     /// Request heads read so far by the hostile server (the redirect target not included).
     pub fn requests(&self) -> usize {
         self.main.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests for the layer blob among [`Self::requests`].
+    pub fn layer_requests(&self) -> usize {
+        self.main.layer_requests.load(Ordering::SeqCst)
     }
 
     /// Request heads read so far by the redirect target.
@@ -501,7 +513,9 @@ async fn serve_layer(
     let module = &a.module;
     let digest = Some(&a.layer_digest);
     let half = module.len() / 2;
+    let nth = shared.layer_requests.fetch_add(1, Ordering::SeqCst) + 1;
     match shared.scenario {
+        Scenario::ResetBlobAlternately if nth % 2 == 1 => reset(stream),
         Scenario::WrongBlobBytes => {
             let mut wrong = module.clone();
             if let Some(last) = wrong.last_mut() {
@@ -535,7 +549,7 @@ async fn serve_layer(
                 write_chunk(&mut stream, &zeros).await?;
             }
         }
-        Scenario::StallMidBlob | Scenario::ResetMidBlob => {
+        Scenario::StallMidBlob | Scenario::ResetMidBlob | Scenario::ResetBlobAlternately => {
             write_head(
                 &mut stream,
                 200,
@@ -551,16 +565,20 @@ async fn serve_layer(
                 return stall(stream).await;
             }
             tokio::time::sleep(PAUSE_BEFORE_RESET).await;
-            // A zero linger makes the close an RST instead of a FIN.
-            stream.set_zero_linger()?;
-            drop(stream);
-            Ok(())
+            reset(stream)
         }
         Scenario::RedirectBlobToOtherHost => {
             write_redirect(&mut stream, shared.redirect_target, path).await
         }
         _ => write_document(&mut stream, head_only, MEDIA_TYPE_BLOB, module, digest).await,
     }
+}
+
+/// Close with an RST instead of a FIN (a zero linger).
+fn reset(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_zero_linger()?;
+    drop(stream);
+    Ok(())
 }
 
 /// Hold the connection open and say nothing until the registry is dropped.
