@@ -28,6 +28,20 @@ impl Digest {
         }
     }
 
+    /// Check that `bytes` hash to this digest; `what` names them in the error.
+    pub fn check(&self, bytes: &[u8], what: &str) -> Result<(), Error> {
+        let actual = Self::of(bytes);
+        if &actual == self {
+            Ok(())
+        } else {
+            Err(Error::DigestMismatch {
+                what: what.to_owned(),
+                expected: self.clone(),
+                actual,
+            })
+        }
+    }
+
     /// The 64 hex characters, without the algorithm prefix. Safe to use as a file name.
     pub fn hex(&self) -> &str {
         &self.hex

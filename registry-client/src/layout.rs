@@ -121,14 +121,7 @@ impl Layout {
             });
         }
         let bytes = read_bounded(file, limit, what, &self.blob_path(digest))?;
-        let actual = Digest::of(&bytes);
-        if &actual != digest {
-            return Err(Error::DigestMismatch {
-                what: what.to_owned(),
-                expected: digest.clone(),
-                actual,
-            });
-        }
+        digest.check(&bytes, what)?;
         Ok(bytes)
     }
 

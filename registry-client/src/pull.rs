@@ -237,26 +237,8 @@ impl RegistryClient {
 
         let config = resolved.wasm.config();
         if !store.layout().has_blob(&config.digest) {
-            let what = format!("config `{}`", config.digest);
-            let bytes = match &resolved.reference {
-                Reference::Registry(r) => {
-                    self.with_deadline(
-                        &format!("fetching {what}"),
-                        self.get_small_blob(
-                            r,
-                            &config.digest,
-                            config.size,
-                            MAX_CONFIG_BYTES,
-                            &what,
-                        ),
-                    )
-                    .await?
-                }
-                Reference::Layout(l) => {
-                    Layout::open(l.path())?.read_blob(&config.digest, MAX_CONFIG_BYTES, &what)?
-                }
-            };
-            store.put_blob(&bytes, config, &what)?;
+            let bytes = self.fetch_config(resolved).await?;
+            store.put_blob(&bytes, config, &format!("config `{}`", config.digest))?;
         }
 
         let descriptor = resolved.descriptor();

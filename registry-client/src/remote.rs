@@ -16,7 +16,9 @@ use oci_client::RegistryOperation;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url, redirect};
 
 use crate::auth::{Credential, Credentials};
@@ -185,9 +187,28 @@ impl RegistryClient {
     }
 
     /// Answer a 401: obtain a token (or use basic credentials) and cache the header.
-    async fn authenticate(&self, r: &RegistryRef, push: bool) -> Result<(), Error> {
+    /// `challenge` is the 401's `WWW-Authenticate` header: a bearer realm that would take the
+    /// credentials from an HTTPS registry to plain HTTP is refused before anything is sent.
+    async fn authenticate(
+        &self,
+        r: &RegistryRef,
+        push: bool,
+        challenge: Option<&str>,
+    ) -> Result<(), Error> {
         let registry = r.registry().to_owned();
         let auth = self.registry_auth(r);
+        if !self.plain_http_allowed(r)
+            && let Some(realm) = challenge.and_then(bearer_realm)
+            && !realm.to_ascii_lowercase().starts_with("https://")
+        {
+            return Err(Error::Auth {
+                registry,
+                reason: format!(
+                    "the token service `{}` is not HTTPS; credentials are not sent",
+                    sanitise(&realm)
+                ),
+            });
+        }
         let oci = self.oci_for(r)?;
         let op = if push {
             RegistryOperation::Push
@@ -199,7 +220,13 @@ impl RegistryClient {
             .await
             .map_err(|e| Error::Auth {
                 registry: registry.clone(),
-                reason: sanitise(&e.to_string()),
+                reason: match auth {
+                    RegistryAuth::Anonymous => format!(
+                        "the registry demands credentials and none are configured for it ({})",
+                        sanitise(&e.to_string())
+                    ),
+                    _ => sanitise(&e.to_string()),
+                },
             })?;
         let value = match (token, &auth) {
             (Some(token), _) => format!("Bearer {token}"),
@@ -268,7 +295,12 @@ impl RegistryClient {
                     if status == StatusCode::UNAUTHORIZED && !authenticated {
                         authenticated = true;
                         *attempt -= 1;
-                        self.authenticate(r, push).await?;
+                        let challenge = response
+                            .headers()
+                            .get(WWW_AUTHENTICATE)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        self.authenticate(r, push, challenge.as_deref()).await?;
                         continue;
                     }
                     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -378,16 +410,10 @@ impl RegistryClient {
         let bytes = self
             .read_body(response, limits::MAX_MANIFEST_BYTES, &what, r)
             .await?;
-        let actual = Digest::of(&bytes);
-        if let Selector::Digest(expected) = r.selector()
-            && expected != &actual
-        {
-            return Err(Error::DigestMismatch {
-                what,
-                expected: expected.clone(),
-                actual,
-            });
+        if let Selector::Digest(expected) = r.selector() {
+            expected.check(&bytes, &what)?;
         }
+        let actual = Digest::of(&bytes);
         if let Some(claimed) = claimed
             && claimed.starts_with("sha256:")
             && claimed != actual.to_string()
@@ -428,14 +454,7 @@ impl RegistryClient {
                 actual: bytes.len() as u64,
             });
         }
-        let actual = Digest::of(&bytes);
-        if &actual != digest {
-            return Err(Error::DigestMismatch {
-                what: what.to_owned(),
-                expected: digest.clone(),
-                actual,
-            });
-        }
+        digest.check(&bytes, what)?;
         Ok(bytes)
     }
 
@@ -699,6 +718,20 @@ fn is_blob_path(path: &str) -> bool {
     segments.next() == Some("blobs") && last.starts_with("sha256:")
 }
 
+/// The `realm` of a `Bearer` challenge, if the header is one.
+fn bearer_realm(header: &str) -> Option<String> {
+    let (scheme, params) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    params.split(',').find_map(|param| {
+        let (key, value) = param.trim().split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("realm")
+            .then(|| value.trim().trim_matches('"').to_owned())
+    })
+}
+
 fn retry_after(response: &Response) -> Option<Duration> {
     response
         .headers()
@@ -812,6 +845,46 @@ mod tests {
         assert!(!is_blob_path("/v2/team/blobs/app/manifests/v1"));
         assert!(!is_blob_path(&format!("/v2/team/blobs/app/referrers/{d}")));
         assert!(!is_blob_path("/v2/team/app/blobs/uploads/"));
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_and_listed_registries() {
+        let client = RegistryClient::new(ClientOptions {
+            insecure_registries: vec!["registry.internal:5000".into()],
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        let url = |r: &str| client.base_url(&r.parse().unwrap());
+        assert_eq!(url("ghcr.io/acme/p:v1"), "https://ghcr.io/v2/acme/p");
+        assert_eq!(url("10.0.0.1:5000/p:v1"), "https://10.0.0.1:5000/v2/p");
+        assert_eq!(
+            url("registry.internal:5001/p:v1"),
+            "https://registry.internal:5001/v2/p"
+        );
+        assert_eq!(
+            url("registry.internal:5000/p:v1"),
+            "http://registry.internal:5000/v2/p"
+        );
+        assert_eq!(url("localhost:5000/p:v1"), "http://localhost:5000/v2/p");
+        assert_eq!(url("127.0.0.1:5000/p:v1"), "http://127.0.0.1:5000/v2/p");
+        assert_eq!(
+            url("docker.io/library/p:v1"),
+            "https://index.docker.io/v2/library/p"
+        );
+    }
+
+    #[test]
+    fn bearer_realms_are_read_from_challenges() {
+        assert_eq!(
+            bearer_realm(r#"Bearer realm="https://auth.example/token",service="r",scope="x""#),
+            Some("https://auth.example/token".into())
+        );
+        assert_eq!(
+            bearer_realm(r#"bearer service="r", realm="http://evil/token""#),
+            Some("http://evil/token".into())
+        );
+        assert_eq!(bearer_realm(r#"Basic realm="registry""#), None);
+        assert_eq!(bearer_realm("Bearer"), None);
     }
 
     #[test]

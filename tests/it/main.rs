@@ -7,6 +7,7 @@
     reason = "tests: a panic is a failed test"
 )]
 
+mod auth;
 mod cli;
 mod example;
 mod hostile;

@@ -12,12 +12,19 @@
 //! ([`HostileRegistry::redirect_target_requests`]), so a test can prove the client never went
 //! there. Dropping the [`HostileRegistry`] aborts both accept loops and, with them, every
 //! connection still open (stalled ones included).
+//!
+//! [`Scenario::BearerAuth`] is not a misbehaviour but a registry that demands credentials the
+//! way Docker Hub or GHCR do: a bearer challenge on every `/v2/` request, and a token service
+//! on the same port ([`TOKEN_PATH`]) that hands out [`BEARER_TOKEN`] for HTTP basic
+//! [`AUTH_USERNAME`] / [`AUTH_PASSWORD`] only. What the token service received is recorded
+//! ([`HostileRegistry::token_requests`]).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use registry_client::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -53,6 +60,23 @@ const ENDLESS_CHUNK_BYTES: usize = 64 * 1024;
 /// so the client has read the headers and the first half (and the failure is a cut body,
 /// not a failed request).
 const PAUSE_BEFORE_RESET: Duration = Duration::from_millis(100);
+
+/// The user [`Scenario::BearerAuth`]'s token service accepts.
+pub const AUTH_USERNAME: &str = "alice";
+
+/// [`AUTH_USERNAME`]'s password.
+pub const AUTH_PASSWORD: &str = "s3cret";
+
+/// The bearer token [`Scenario::BearerAuth`]'s token service issues, and the only
+/// `Authorization: Bearer` its `/v2/` endpoints accept.
+pub const BEARER_TOKEN: &str = "hostile-bearer-token-4b1d";
+
+/// The `service` of [`Scenario::BearerAuth`]'s challenge.
+pub const AUTH_SERVICE: &str = "hostile";
+
+/// The path of [`Scenario::BearerAuth`]'s token service (the challenge's realm is
+/// `http://127.0.0.1:PORT/token`).
+pub const TOKEN_PATH: &str = "/token";
 
 const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -106,6 +130,36 @@ pub enum Scenario {
     /// The manifest is an OCI image index (served as `application/vnd.oci.image.index.v1+json`)
     /// listing the real manifest.
     IndexInsteadOfManifest,
+    /// Honest, but it demands credentials. Every `/v2/` request without
+    /// `Authorization: Bearer` [`BEARER_TOKEN`] is answered `401` with
+    /// `WWW-Authenticate: Bearer realm="http://127.0.0.1:PORT/token",service="hostile",
+    /// scope="repository:hostile/app:pull"`. `GET /token?scope=…&service=…` answers
+    /// `{"token":"<BEARER_TOKEN>"}` when it carries HTTP basic [`AUTH_USERNAME`] /
+    /// [`AUTH_PASSWORD`], and `401` otherwise; each such request is recorded as a
+    /// [`TokenRequest`].
+    BearerAuth,
+}
+
+/// The HTTP basic credentials a token request carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BasicAuth {
+    /// No `Authorization: Basic` header.
+    Missing,
+    /// A basic header, but not [`AUTH_USERNAME`] / [`AUTH_PASSWORD`] (or not decodable).
+    Wrong,
+    /// Exactly [`AUTH_USERNAME`] / [`AUTH_PASSWORD`].
+    Right,
+}
+
+/// One request to [`Scenario::BearerAuth`]'s token service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// The `scope` query parameter, percent-decoded (the last one, if repeated).
+    pub scope: Option<String>,
+    /// The `service` query parameter, percent-decoded.
+    pub service: Option<String>,
+    /// The basic credentials it carried.
+    pub basic: BasicAuth,
 }
 
 /// Everything the registry serves, prepared once.
@@ -149,6 +203,35 @@ struct Shared {
     layer_requests: AtomicUsize,
     /// Where the redirect scenarios send the client.
     redirect_target: SocketAddr,
+    /// This listener's own address (the realm of [`Scenario::BearerAuth`]'s challenge).
+    addr: SocketAddr,
+    /// [`Scenario::BearerAuth`]: requests to the token service, in order.
+    token_requests: Mutex<Vec<TokenRequest>>,
+    /// [`Scenario::BearerAuth`]: `/v2/` requests answered `401` with a challenge.
+    challenged: AtomicUsize,
+    /// [`Scenario::BearerAuth`]: `/v2/` requests that carried the right bearer token.
+    authorized: AtomicUsize,
+}
+
+impl Shared {
+    fn new(
+        scenario: Scenario,
+        artifact: Arc<Artifact>,
+        addr: SocketAddr,
+        target: SocketAddr,
+    ) -> Self {
+        Self {
+            scenario,
+            artifact,
+            requests: AtomicUsize::new(0),
+            layer_requests: AtomicUsize::new(0),
+            redirect_target: target,
+            addr,
+            token_requests: Mutex::new(Vec::new()),
+            challenged: AtomicUsize::new(0),
+            authorized: AtomicUsize::new(0),
+        }
+    }
 }
 
 /// A running hostile registry. Dropping it stops it.
@@ -172,20 +255,13 @@ impl HostileRegistry {
             .expect("bind redirect target");
         let addr = listener.local_addr().expect("local addr");
         let target_addr = target_listener.local_addr().expect("local addr");
-        let main = Arc::new(Shared {
-            scenario,
-            artifact: artifact.clone(),
-            requests: AtomicUsize::new(0),
-            layer_requests: AtomicUsize::new(0),
-            redirect_target: target_addr,
-        });
-        let target = Arc::new(Shared {
-            scenario: Scenario::Honest,
+        let main = Arc::new(Shared::new(scenario, artifact.clone(), addr, target_addr));
+        let target = Arc::new(Shared::new(
+            Scenario::Honest,
             artifact,
-            requests: AtomicUsize::new(0),
-            layer_requests: AtomicUsize::new(0),
-            redirect_target: target_addr,
-        });
+            target_addr,
+            target_addr,
+        ));
         let tasks = vec![
             tokio::spawn(accept_loop(listener, main.clone())),
             tokio::spawn(accept_loop(target_listener, target.clone())),
@@ -231,6 +307,26 @@ impl HostileRegistry {
     /// Requests for the layer blob among [`Self::requests`].
     pub fn layer_requests(&self) -> usize {
         self.main.layer_requests.load(Ordering::SeqCst)
+    }
+
+    /// [`Scenario::BearerAuth`]: what the token service received, in order.
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        self.main
+            .token_requests
+            .lock()
+            .expect("token requests lock")
+            .clone()
+    }
+
+    /// [`Scenario::BearerAuth`]: `/v2/` requests answered `401` with a bearer challenge.
+    pub fn challenged_requests(&self) -> usize {
+        self.main.challenged.load(Ordering::SeqCst)
+    }
+
+    /// [`Scenario::BearerAuth`]: `/v2/` requests that carried [`BEARER_TOKEN`] (and were
+    /// served honestly).
+    pub fn authorized_requests(&self) -> usize {
+        self.main.authorized.load(Ordering::SeqCst)
     }
 
     /// Request heads read so far by the redirect target.
@@ -313,7 +409,169 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
     };
     shared.requests.fetch_add(1, Ordering::SeqCst);
     // Write errors only mean the client hung up, which several scenarios provoke.
-    let _ = respond(stream, &shared, &method, &path).await;
+    if shared.scenario == Scenario::BearerAuth {
+        let _ = respond_bearer_auth(stream, &shared, &head, &method, &path).await;
+    } else {
+        let _ = respond(stream, &shared, &method, &path).await;
+    }
+}
+
+/// [`Scenario::BearerAuth`]: the token service, the challenge, or (with the right token) the
+/// honest registry.
+async fn respond_bearer_auth(
+    mut stream: TcpStream,
+    shared: &Shared,
+    head: &[u8],
+    method: &str,
+    path: &str,
+) -> std::io::Result<()> {
+    let authorization = header_value(head, "authorization");
+    if path == TOKEN_PATH {
+        let query = request_target(head)
+            .and_then(|t| t.split_once('?'))
+            .map(|(_, q)| q)
+            .unwrap_or_default();
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .filter(|(k, _)| percent_decode(k) == name)
+                .map(|(_, v)| percent_decode(v))
+                .next_back()
+        };
+        let basic = classify_basic(authorization.as_deref());
+        shared
+            .token_requests
+            .lock()
+            .expect("token requests lock")
+            .push(TokenRequest {
+                scope: param("scope"),
+                service: param("service"),
+                basic,
+            });
+        if method != "GET" {
+            return write_error(&mut stream, false, 405, "UNSUPPORTED", "method").await;
+        }
+        if basic != BasicAuth::Right {
+            return write_fixed(
+                &mut stream,
+                false,
+                401,
+                &[
+                    ("Content-Type", "application/json".into()),
+                    ("WWW-Authenticate", "Basic realm=\"hostile\"".into()),
+                ],
+                br#"{"details":"hostile token service: wrong or missing credentials"}"#,
+            )
+            .await;
+        }
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "token": BEARER_TOKEN })).expect("token JSON");
+        return write_fixed(
+            &mut stream,
+            false,
+            200,
+            &[("Content-Type", "application/json".into())],
+            &body,
+        )
+        .await;
+    }
+    let expected = format!("Bearer {BEARER_TOKEN}");
+    if path.starts_with("/v2") && authorization.as_deref() != Some(expected.as_str()) {
+        shared.challenged.fetch_add(1, Ordering::SeqCst);
+        let challenge = format!(
+            "Bearer realm=\"http://{addr}{TOKEN_PATH}\",service=\"{AUTH_SERVICE}\",scope=\"repository:{REPOSITORY}:pull\"",
+            addr = shared.addr
+        );
+        let body = serde_json::to_vec(&serde_json::json!({
+            "errors": [{"code": "UNAUTHORIZED", "message": "hostile registry: authentication required"}],
+        }))
+        .expect("error JSON");
+        return write_fixed(
+            &mut stream,
+            method == "HEAD",
+            401,
+            &[
+                ("Content-Type", "application/json".into()),
+                ("WWW-Authenticate", challenge),
+            ],
+            &body,
+        )
+        .await;
+    }
+    if path.starts_with("/v2") {
+        shared.authorized.fetch_add(1, Ordering::SeqCst);
+    }
+    respond(stream, shared, method, path).await
+}
+
+/// Whether `authorization` is HTTP basic [`AUTH_USERNAME`] / [`AUTH_PASSWORD`].
+fn classify_basic(authorization: Option<&str>) -> BasicAuth {
+    let Some(value) = authorization else {
+        return BasicAuth::Missing;
+    };
+    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
+        return BasicAuth::Wrong;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return BasicAuth::Missing;
+    }
+    let right = format!("{AUTH_USERNAME}:{AUTH_PASSWORD}");
+    match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
+        Ok(decoded) if decoded == right.as_bytes() => BasicAuth::Right,
+        _ => BasicAuth::Wrong,
+    }
+}
+
+/// The request target (path and query) from the request line.
+fn request_target(head: &[u8]) -> Option<&str> {
+    std::str::from_utf8(head)
+        .ok()?
+        .lines()
+        .next()?
+        .split(' ')
+        .nth(1)
+}
+
+/// The value of the first header called `name` (case-insensitive), trimmed.
+fn header_value(head: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(head).ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; a malformed
+/// escape is kept as is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = (b == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (b, escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, None) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Read up to the end of the request head; `None` on EOF, error or a head over 16 KiB.
@@ -591,6 +849,7 @@ async fn stall(stream: TcpStream) -> std::io::Result<()> {
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        401 => "Unauthorized",
         307 => "Temporary Redirect",
         400 => "Bad Request",
         404 => "Not Found",

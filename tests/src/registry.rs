@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 /// Where Debian installs the registry.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
+/// The realm of the registries [`TestRegistry::start_with_htpasswd`] starts.
+pub const HTPASSWD_REALM: &str = "warrant-test";
+
+/// bcrypt cost of the test htpasswd file: the minimum, since only the format matters here.
+const HTPASSWD_BCRYPT_COST: u32 = 4;
+
 /// A running registry.
 pub struct TestRegistry {
     child: Child,
@@ -22,6 +28,23 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Start a registry and wait until `GET /v2/` answers.
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// Start a registry that demands HTTP basic credentials: an htpasswd file (bcrypt) with the
+    /// one user `username`, realm [`HTPASSWD_REALM`]. Anonymous requests get `401` with
+    /// `WWW-Authenticate: Basic realm="warrant-test"`. Ready when `GET /v2/` answers `401`.
+    pub fn start_with_htpasswd(username: &str, password: &str) -> Self {
+        assert!(
+            !username.contains(':') && !username.contains('\n'),
+            "htpasswd user names cannot contain `:` or a newline"
+        );
+        let hash = bcrypt::hash(password, HTPASSWD_BCRYPT_COST).expect("bcrypt hash");
+        Self::launch(Some(format!("{username}:{hash}\n")))
+    }
+
+    /// Start a registry, with basic auth when `htpasswd` (the file's contents) is given.
+    fn launch(htpasswd: Option<String>) -> Self {
         let bin =
             std::env::var("WARRANT_TEST_REGISTRY_BIN").unwrap_or_else(|_| REGISTRY_BIN.into());
         assert!(
@@ -29,6 +52,20 @@ impl TestRegistry {
             "`{bin}` is missing: install it with `apt-get install -y docker-registry` (scripts/test.sh does)"
         );
         let dir = tempfile::tempdir().expect("temp dir");
+        let auth = match &htpasswd {
+            None => String::new(),
+            Some(contents) => {
+                let path = dir.path().join("htpasswd");
+                std::fs::write(&path, contents).expect("write htpasswd");
+                format!(
+                    "auth: {{htpasswd: {{realm: {HTPASSWD_REALM}, path: {path}}}}}\n",
+                    path = path.display()
+                )
+            }
+        };
+        // Anonymous `GET /v2/` answers 200 on an open registry, 401 on one that demands
+        // credentials.
+        let ready_status = if htpasswd.is_some() { 401 } else { 200 };
         // A port the OS just handed out; the tiny race with another process is acceptable in
         // tests and retried below.
         for _ in 0..5 {
@@ -40,7 +77,8 @@ impl TestRegistry {
                     "version: 0.1\n\
                      log: {{level: error, accesslog: {{disabled: true}}}}\n\
                      storage: {{filesystem: {{rootdirectory: {root}}}, delete: {{enabled: true}}}}\n\
-                     http: {{addr: 127.0.0.1:{port}}}\n",
+                     http: {{addr: 127.0.0.1:{port}}}\n\
+                     {auth}",
                     root = dir.path().join("data").display()
                 ),
             )
@@ -55,7 +93,7 @@ impl TestRegistry {
                 .spawn()
                 .expect("spawn docker-registry");
             let mut child = child;
-            if wait_ready(&mut child, port, Duration::from_secs(15)) {
+            if wait_ready(&mut child, port, ready_status, Duration::from_secs(15)) {
                 return Self { child, port, dir };
             }
             let _ = child.kill();
@@ -85,13 +123,13 @@ impl TestRegistry {
     }
 }
 
-fn wait_ready(child: &mut Child, port: u16, within: Duration) -> bool {
+fn wait_ready(child: &mut Child, port: u16, ready_status: u16, within: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < within {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if http_get_status(port, "/v2/") == Some(200) {
+        if http_get_status(port, "/v2/") == Some(ready_status) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
