@@ -31,14 +31,26 @@ def module_of_size(total, seed):
     return base + b"\0" + leb128_padded(1 + len(name) + payload) + bytes([len(name)]) + name + filler
 
 def timed(cmd):
+    """Wall time and peak RSS (KiB) of `cmd`. The peak is the kernel's VmHWM for the process,
+    sampled every millisecond: wait4's ru_maxrss is not used because after vfork+exec it also
+    carries the parent's (this script's) high-water mark."""
     start = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
+    peak = 0
+    while p.poll() is None:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(0.001)
     elapsed = time.perf_counter() - start
     err = p.stderr.read().decode()
-    if status != 0:
-        sys.exit(f"failed ({status}): {' '.join(cmd)}\n{err}")
-    return elapsed, usage.ru_maxrss  # KiB on Linux
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{err}")
+    return elapsed, peak
 
 def main():
     ap = argparse.ArgumentParser()

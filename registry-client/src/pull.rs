@@ -318,21 +318,42 @@ impl RegistryClient {
                     actual: len,
                 });
             }
-            let mut ingest = store.ingest(what, layer.size)?;
-            let mut prefix = Vec::with_capacity(8);
-            let outcome = loop {
+            let ingest = store.ingest(what, layer.size)?;
+            // Receive on this task; hash and write on a blocking thread. The bounded channel
+            // keeps memory constant and lets hashing overlap with the network.
+            let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(PIPELINE_CHUNKS);
+            let writer = tokio::task::spawn_blocking(move || write_chunks(ingest, rx));
+            let received = loop {
                 match response.chunk().await {
                     Ok(Some(chunk)) => {
-                        take_prefix(&mut prefix, &chunk);
-                        ingest.write(&chunk)?;
-                        progress.advance(chunk.len() as u64);
+                        let len = chunk.len() as u64;
+                        if tx.send(chunk).await.is_err() {
+                            // The writer stopped early: its error is the one to report.
+                            break Ok(());
+                        }
+                        progress.advance(len);
                     }
                     Ok(None) => break Ok(()),
                     Err(e) => break Err(self.map_transport(&e, r, what)),
                 }
             };
-            match outcome {
-                Ok(()) => return finish_layer(ingest, &prefix, layer, what),
+            drop(tx);
+            let (ingest, prefix) = writer.await.map_err(|e| Error::Io {
+                path: store.quarantine_dir().to_owned(),
+                source: std::io::Error::other(e),
+            })??;
+            match received {
+                Ok(()) => {
+                    let (layer, what) = (layer.clone(), what.to_owned());
+                    return tokio::task::spawn_blocking(move || {
+                        finish_layer(ingest, &prefix, &layer, &what)
+                    })
+                    .await
+                    .map_err(|e| Error::Io {
+                        path: store.quarantine_dir().to_owned(),
+                        source: std::io::Error::other(e),
+                    })?;
+                }
                 Err(err @ Error::Network { .. }) if attempt < self.options.max_attempts.max(1) => {
                     tracing::debug!(error = %err, attempt, "blob download cut; retrying");
                     drop(ingest);
@@ -655,6 +676,24 @@ fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>, Error>
         what: what.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// Chunks in flight between the network and the writer thread (hyper's chunks are at most a
+/// few hundred KiB, so this bounds the pipeline to a few MiB).
+const PIPELINE_CHUNKS: usize = 16;
+
+/// The writer thread: hash and write every chunk until the sender is dropped, keeping the
+/// first bytes to identify the binary.
+fn write_chunks(
+    mut ingest: Ingest,
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> Result<(Ingest, Vec<u8>), Error> {
+    let mut prefix = Vec::with_capacity(8);
+    while let Some(chunk) = rx.blocking_recv() {
+        take_prefix(&mut prefix, &chunk);
+        ingest.write(&chunk)?;
+    }
+    Ok((ingest, prefix))
 }
 
 fn take_prefix(prefix: &mut Vec<u8>, chunk: &[u8]) {

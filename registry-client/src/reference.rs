@@ -169,31 +169,154 @@ impl FromStr for Reference {
 impl FromStr for RegistryRef {
     type Err = Error;
 
+    /// The distribution reference grammar (`[domain/]path[:tag][@digest]`), with Docker Hub
+    /// normalisation: a first component without `.` or `:` that is not `localhost` is a path
+    /// on `docker.io`, and a single-component path there gets `library/`.
     fn from_str(s: &str) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::InvalidReference {
+        let invalid = |reason: &str| Error::InvalidReference {
             input: truncate_for_message(s),
-            reason,
+            reason: reason.to_owned(),
         };
         if s.starts_with(LAYOUT_PREFIX) {
-            return Err(invalid("a registry reference is required here".into()));
+            return Err(invalid("a registry reference is required here"));
         }
         if s.contains("://") {
-            return Err(invalid("write the registry without a URL scheme".into()));
+            return Err(invalid("write the registry without a URL scheme"));
         }
-        let parsed: oci_client::Reference = s
-            .parse()
-            .map_err(|e: oci_client::ParseError| invalid(e.to_string()))?;
-        let selector = match (parsed.digest(), parsed.tag()) {
-            (Some(d), _) => Selector::Digest(d.parse()?),
+        if s.len() > MAX_REFERENCE_LEN {
+            return Err(invalid("longer than 4096 characters"));
+        }
+        let (rest, digest) = match s.split_once('@') {
+            Some((rest, digest)) => (rest, Some(digest.parse::<Digest>()?)),
+            None => (s, None),
+        };
+        // A tag follows the last `:` after the last `/` (a `:` before it is a port).
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest.get(last_slash..).and_then(|tail| tail.rfind(':')) {
+            Some(i) => {
+                let at = last_slash + i;
+                (
+                    rest.get(..at).unwrap_or_default(),
+                    Some(rest.get(at + 1..).unwrap_or_default()),
+                )
+            }
+            None => (rest, None),
+        };
+        if let Some(tag) = tag
+            && !valid_tag(tag)
+        {
+            return Err(invalid(
+                "a tag is 1 to 128 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`",
+            ));
+        }
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, path))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                if !valid_domain(first) {
+                    return Err(invalid("the registry is not a valid `host[:port]`"));
+                }
+                (first.to_owned(), path.to_owned())
+            }
+            Some(_) => (DOCKER_HUB.to_owned(), name.to_owned()),
+            None => (DOCKER_HUB.to_owned(), format!("library/{name}")),
+        };
+        if repository.len() > MAX_REPOSITORY_LEN {
+            return Err(invalid("the repository name is longer than 255 characters"));
+        }
+        if !repository.split('/').all(valid_path_component) {
+            return Err(invalid(
+                "a repository is lowercase `[a-z0-9]` components separated by `/`, each joined by `.`, `_`, `__` or dashes",
+            ));
+        }
+        let selector = match (digest, tag) {
+            (Some(d), _) => Selector::Digest(d),
             (None, Some(t)) => Selector::Tag(t.to_owned()),
             (None, None) => Selector::Tag(DEFAULT_TAG.to_owned()),
         };
         Ok(Self {
-            registry: parsed.registry().to_owned(),
-            repository: parsed.repository().to_owned(),
+            registry,
+            repository,
             selector,
         })
     }
+}
+
+/// Docker Hub's registry name.
+const DOCKER_HUB: &str = "docker.io";
+/// Longest reference accepted.
+const MAX_REFERENCE_LEN: usize = 4096;
+/// Longest repository name (the distribution spec's limit).
+const MAX_REPOSITORY_LEN: usize = 255;
+
+/// `[a-z0-9]+` joined by `.`, `_`, `__` or one or more `-`.
+fn valid_path_component(c: &str) -> bool {
+    let bytes = c.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    if !alnum(first) || !alnum(last) {
+        return false;
+    }
+    // Check each run of separators between alphanumerics.
+    let mut i = 0;
+    while i < bytes.len() {
+        let Some(&b) = bytes.get(i) else { break };
+        if alnum(b) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while bytes.get(i).is_some_and(|&b| !alnum(b)) {
+            i += 1;
+        }
+        let run = c.get(start..i).unwrap_or_default();
+        let ok = matches!(run, "." | "_" | "__") || run.bytes().all(|b| b == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// `host[:port]`: DNS labels, an IPv4 address, or a bracketed IPv6 address; port digits.
+fn valid_domain(domain: &str) -> bool {
+    let (host, port) = if let Some(rest) = domain.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            _ => match after.strip_prefix(':') {
+                Some(port) => (None, Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match domain.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(domain), None),
+        }
+    };
+    if let Some(port) = port
+        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
+    }
+    host.is_none_or(|host| {
+        !host.is_empty()
+            && host.split('.').all(|label| {
+                let b = label.as_bytes();
+                !b.is_empty()
+                    && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+                    && b.first().is_some_and(u8::is_ascii_alphanumeric)
+                    && b.last().is_some_and(u8::is_ascii_alphanumeric)
+            })
+    })
 }
 
 fn parse_layout(input: &str, rest: &str) -> Result<LayoutRef, Error> {
@@ -297,6 +420,27 @@ mod tests {
 
         let r: RegistryRef = "docker.io/library/hello".parse().unwrap();
         assert_eq!(r.resolve_registry(), "index.docker.io");
+
+        // Docker Hub normalisation.
+        let r: RegistryRef = "hello".parse().unwrap();
+        assert_eq!(
+            (r.registry(), r.repository()),
+            ("docker.io", "library/hello")
+        );
+        let r: RegistryRef = "acme/hello:1".parse().unwrap();
+        assert_eq!((r.registry(), r.repository()), ("docker.io", "acme/hello"));
+
+        // Separators the grammar allows; ports; IPv6.
+        let r: RegistryRef = "reg.example:443/a.b/c__d/e---f/g_h:T_1.0-x"
+            .parse()
+            .unwrap();
+        assert_eq!(r.repository(), "a.b/c__d/e---f/g_h");
+        assert_eq!(r.selector(), &Selector::Tag("T_1.0-x".into()));
+        let r: RegistryRef = "[::1]:5000/p:v".parse().unwrap();
+        assert_eq!(r.registry(), "[::1]:5000");
+        assert!(r.is_loopback());
+        let r: RegistryRef = "localhost/p".parse().unwrap();
+        assert_eq!(r.registry(), "localhost");
     }
 
     #[test]
@@ -306,6 +450,20 @@ mod tests {
             "ghcr.io/acme/p@sha512:abcd",
             "ghcr.io/acme/P:v1",
             "",
+            "ghcr.io/",
+            "ghcr.io//p",
+            "ghcr.io/a/-p",
+            "ghcr.io/a/p-",
+            "ghcr.io/a/p..q",
+            "ghcr.io/a/p_-q",
+            "ghcr.io/a/p:",
+            "ghcr.io/a/p:.x",
+            "ghcr.io:/p",
+            "ghcr.io:99999999/p",
+            "-bad.io/p",
+            "[::1/p",
+            "[zz::1]:5000/p",
+            "p@",
         ] {
             assert!(bad.parse::<RegistryRef>().is_err(), "{bad}");
         }
