@@ -244,15 +244,13 @@ impl Sandbox {
 
         let stdout_bytes = stdout.contents().to_vec();
         let stderr_bytes = stderr.contents().to_vec();
-        let outcome = match result {
-            Ok(()) => Outcome::Exited(0),
-            Err(e) => classify(
-                &e,
-                store.data().limiter.hit.clone(),
-                stdout_bytes.len() >= output_cap || stderr_bytes.len() >= output_cap,
-                limits,
-            ),
-        };
+        let output_full = stdout_bytes.len() >= output_cap || stderr_bytes.len() >= output_cap;
+        let outcome = classify(
+            result.err().as_ref(),
+            store.data().limiter.hit.clone(),
+            output_full,
+            limits,
+        );
         Ok(Finished {
             outcome,
             stdout: stdout_bytes,
@@ -262,31 +260,42 @@ impl Sandbox {
     }
 }
 
+/// How a run ended. A full stdout or stderr pipe means output was lost (writes past the cap
+/// fail), so it counts as the output limit even when the guest then exited normally or trapped
+/// on the failed write; the deadline and memory limits keep precedence.
 fn classify(
-    e: &wasmtime::Error,
+    error: Option<&wasmtime::Error>,
     limit_hit: Option<(Limit, String)>,
     output_full: bool,
     limits: &RunLimits,
 ) -> Outcome {
-    if let Some(exit) = e.downcast_ref::<I32Exit>() {
-        return Outcome::Exited(exit.0);
-    }
     if let Some((limit, detail)) = limit_hit {
         return Outcome::Limited { limit, detail };
     }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Outcome::Limited {
+    let interrupted = error.and_then(|e| e.downcast_ref::<Trap>()) == Some(&Trap::Interrupt);
+    if interrupted {
+        return Outcome::Limited {
             limit: Limit::Deadline,
             detail: format!("the guest ran past its {:?} deadline", limits.timeout),
-        },
-        Some(trap) => Outcome::Trapped(trap.to_string()),
-        None if output_full => Outcome::Limited {
+        };
+    }
+    if output_full {
+        return Outcome::Limited {
             limit: Limit::Output,
             detail: format!(
-                "the guest wrote more than {} bytes to stdout or stderr",
+                "the guest wrote {} bytes or more to stdout or stderr; output past that was dropped",
                 limits.output_bytes
             ),
-        },
+        };
+    }
+    let Some(e) = error else {
+        return Outcome::Exited(0);
+    };
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return Outcome::Exited(exit.0);
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(trap) => Outcome::Trapped(trap.to_string()),
         None => Outcome::Trapped(format!("{e:#}")),
     }
 }
