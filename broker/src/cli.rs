@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError, data_dir, parse_duration};
 use crate::exit::{Exit, MAX_GUEST_STATUS};
 use crate::progress::TerminalProgress;
 use crate::sandbox::{Outcome, RunLimits, Sandbox, SandboxError};
+use crate::verify::{BlobInput, SignerRequirement, VerifyError};
 
 /// No capability without a warrant: verify signed WebAssembly, decide what it may touch, and
 /// run it with exactly that.
@@ -77,6 +78,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Verify a Sigstore bundle over a file or a digest, offline (exit 0 verified, 122 not)
+    #[command(alias = "verify-bundle")]
+    VerifyBlob {
+        /// The Sigstore bundle (`.sigstore.json`)
+        #[arg(long, value_name = "FILE")]
+        bundle: PathBuf,
+        /// A public key (PEM) that must have made the signature
+        #[arg(long, value_name = "PUB", conflicts_with_all = ["certificate_identity", "certificate_oidc_issuer"])]
+        key: Option<PathBuf>,
+        /// The signing certificate's identity (SAN), matched exactly
+        #[arg(long, value_name = "IDENTITY", requires = "certificate_oidc_issuer")]
+        certificate_identity: Option<String>,
+        /// The signing certificate's OIDC issuer, matched exactly
+        #[arg(long, value_name = "URL", requires = "certificate_identity")]
+        certificate_oidc_issuer: Option<String>,
+        /// A Sigstore trusted root (default: the embedded public-good production root)
+        #[arg(long, value_name = "FILE")]
+        trusted_root: Option<PathBuf>,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+        /// The signed file, or `sha256:<hex>` of it (a digest unless such a file exists)
+        file_or_digest: String,
+    },
     /// Pull an artifact and run it (WASI preview 1 command modules) with no capabilities
     Run {
         /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
@@ -115,6 +140,8 @@ enum CliError {
     },
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -129,6 +156,8 @@ impl CliError {
             ) => Exit::Usage,
             Self::Registry(_) | Self::StoreCorrupt { .. } => Exit::Registry,
             Self::Sandbox(SandboxError::Load(_)) => Exit::Trap,
+            Self::Verify(e) if e.is_usage() => Exit::Usage,
+            Self::Verify(_) => Exit::Verification,
             Self::Sandbox(SandboxError::Engine(_)) => Exit::Usage,
         }
     }
@@ -264,6 +293,40 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             let reference: Reference = reference.parse()?;
             let client = ctx.client()?;
             runtime.block_on(inspect(&client, &reference, json))
+        }
+        Command::VerifyBlob {
+            bundle,
+            key,
+            certificate_identity,
+            certificate_oidc_issuer,
+            trusted_root,
+            json,
+            file_or_digest,
+        } => {
+            let requirement = match (key, certificate_identity, certificate_oidc_issuer) {
+                (Some(key), None, None) => SignerRequirement::Key(key),
+                (None, Some(identity), Some(issuer)) => {
+                    SignerRequirement::Identity { identity, issuer }
+                }
+                _ => {
+                    return Err(CliError::Usage(
+                        "give `--key PUB`, or `--certificate-identity` with `--certificate-oidc-issuer`"
+                            .into(),
+                    ));
+                }
+            };
+            let root = crate::verify::load_trusted_root(trusted_root.as_deref())?;
+            let input = BlobInput::parse(&file_or_digest);
+            let signer = crate::verify::verify_blob(&bundle, &input, &requirement, &root)?;
+            if json {
+                print_json(&json!({ "verified": true, "signer": signer }));
+            } else {
+                println!(
+                    "verified: {} signature by `{}` (issuer `{}`)",
+                    signer.kind, signer.identity, signer.issuer
+                );
+            }
+            Ok(Exit::Success)
         }
         Command::Run {
             reference,

@@ -8,5 +8,6 @@ pub mod config;
 pub mod exit;
 pub mod progress;
 pub mod sandbox;
+pub mod verify;
 
 pub use exit::Exit;

@@ -1,4 +1,5 @@
-//! Bounded JSON parsing for documents an attacker writes (manifests, indexes, configs).
+//! Bounded JSON parsing for documents an attacker writes (manifests, indexes, configs,
+//! signatures).
 
 use serde::de::DeserializeOwned;
 
@@ -7,7 +8,7 @@ use crate::limits::MAX_JSON_DEPTH;
 
 /// Parse `bytes` as `T`, refusing documents nested deeper than [`MAX_JSON_DEPTH`] before the
 /// parser sees them. The caller has already bounded the length.
-pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Error> {
+pub fn parse<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Error> {
     check_depth(bytes, MAX_JSON_DEPTH).map_err(|reason| Error::Malformed {
         what: what.to_owned(),
         reason,
@@ -19,7 +20,7 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, 
 }
 
 /// Scan for `[`/`{` nesting outside strings; error when it exceeds `max`.
-pub(crate) fn check_depth(bytes: &[u8], max: usize) -> Result<(), String> {
+pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), String> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

@@ -15,7 +15,7 @@
 pub mod auth;
 pub mod digest;
 pub mod error;
-mod json;
+pub mod json;
 pub mod layout;
 pub mod limits;
 pub mod manifest;

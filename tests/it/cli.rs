@@ -246,3 +246,56 @@ fn two_processes_pulling_at_once_leave_one_correct_blob() {
         assert_eq!(index_digests(&store), vec![digest.clone()], "round {round}");
     }
 }
+
+#[test]
+fn verify_blob_needs_exactly_one_kind_of_signer() {
+    let home = tempfile::tempdir().unwrap();
+    let bundle = home.path().join("b.json");
+    std::fs::write(&bundle, "{}").unwrap();
+    let b = bundle.to_str().unwrap();
+    let digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    // Neither a key nor an identity.
+    let out = run(warrant(home.path()).args(["verify-blob", "--bundle", b, digest]));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    // Both.
+    let out = run(warrant(home.path()).args([
+        "verify-blob",
+        "--bundle",
+        b,
+        "--key",
+        b,
+        "--certificate-identity",
+        "i",
+        "--certificate-oidc-issuer",
+        "u",
+        digest,
+    ]));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    // An identity without its issuer.
+    let out = run(warrant(home.path()).args([
+        "verify-blob",
+        "--bundle",
+        b,
+        "--certificate-identity",
+        "i",
+        digest,
+    ]));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    // A well-formed request with a bundle that is not a bundle: a verification refusal.
+    let out = run(warrant(home.path()).args([
+        "verify-bundle",
+        "--bundle",
+        b,
+        "--certificate-identity",
+        "i",
+        "--certificate-oidc-issuer",
+        "u",
+        digest,
+    ]));
+    assert_eq!(code(&out), 122, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("malformed bundle"),
+        "{}",
+        stderr(&out)
+    );
+}

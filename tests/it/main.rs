@@ -9,6 +9,7 @@
 
 mod auth;
 mod cli;
+mod conformance;
 mod example;
 mod hostile;
 mod registry;
