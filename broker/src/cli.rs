@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::config::{Config, ConfigError, data_dir, parse_duration};
 use crate::exit::{Exit, MAX_GUEST_STATUS};
+use crate::keys::SigningKey;
 use crate::progress::TerminalProgress;
 use crate::sandbox::{Outcome, RunLimits, Sandbox, SandboxError};
 use crate::verify::{BlobInput, SignerRequirement, VerifyError};
@@ -75,6 +76,35 @@ enum Command {
         /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
         reference: String,
         /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate an ECDSA P-256 key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub
+    Keygen {
+        /// Path prefix of the two files (neither may exist)
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
+    /// Sign an artifact's manifest digest with a key (cosign-compatible `sha256-<hex>.sig`)
+    Sign {
+        /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
+        reference: String,
+        /// The private key (PKCS#8 PEM, as `warrant keygen` writes)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify an artifact's signatures offline and print the verified facts (exit 0 when at
+    /// least one signature verified, 122 otherwise)
+    Verify {
+        /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
+        reference: String,
+        /// A public key (PEM) whose signatures count; repeatable
+        #[arg(long = "key", value_name = "PUB")]
+        keys: Vec<PathBuf>,
+        /// Print the verdict as JSON
         #[arg(long)]
         json: bool,
     },
@@ -142,6 +172,10 @@ enum CliError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error("signing failed: {0}")]
+    Sign(#[from] crate::cosign::SignError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -158,6 +192,9 @@ impl CliError {
             Self::Sandbox(SandboxError::Load(_)) => Exit::Trap,
             Self::Verify(e) if e.is_usage() => Exit::Usage,
             Self::Verify(_) => Exit::Verification,
+            Self::Key(_) => Exit::Usage,
+            Self::Sign(crate::cosign::SignError::Key(_)) => Exit::Usage,
+            Self::Sign(crate::cosign::SignError::Registry(_)) => Exit::Registry,
             Self::Sandbox(SandboxError::Engine(_)) => Exit::Usage,
         }
     }
@@ -293,6 +330,86 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             let reference: Reference = reference.parse()?;
             let client = ctx.client()?;
             runtime.block_on(inspect(&client, &reference, json))
+        }
+        Command::Keygen { out } => {
+            let key = SigningKey::generate()?;
+            let public = crate::keys::write_key_pair(&out, &key)?;
+            println!("{}", public.fingerprint());
+            Ok(Exit::Success)
+        }
+        Command::Sign {
+            reference,
+            key,
+            json,
+        } => {
+            let reference: Reference = reference.parse()?;
+            let key = crate::keys::read_signing_key(&key)?;
+            let client = ctx.client()?;
+            let signature = runtime.block_on(async {
+                let resolved = client.resolve(&reference).await?;
+                let signature =
+                    crate::cosign::sign(&client, &reference, resolved.digest(), &key).await?;
+                Ok::<_, CliError>((resolved.digest().clone(), signature))
+            })?;
+            let (digest, signature) = signature;
+            if json {
+                print_json(&json!({
+                    "digest": digest,
+                    "signature": {
+                        "tag": registry_client::attached::signature_tag(&digest),
+                        "manifest": signature,
+                    },
+                    "key": key.public_key().fingerprint(),
+                }));
+            } else {
+                println!("{signature}");
+            }
+            Ok(Exit::Success)
+        }
+        Command::Verify {
+            reference,
+            keys,
+            json,
+        } => {
+            let reference: Reference = reference.parse()?;
+            let keys = keys
+                .iter()
+                .map(|path| crate::keys::read_public_key(path))
+                .collect::<Result<Vec<_>, _>>()?;
+            let client = ctx.client()?;
+            let verdict = runtime.block_on(async {
+                // INVARIANT (digest binding): the tag is resolved once; signatures are looked
+                // up by, and must name, that digest.
+                let resolved = client.resolve(&reference).await?;
+                Ok::<_, CliError>(
+                    crate::cosign::verify_signatures(&client, &reference, resolved.digest(), &keys)
+                        .await?,
+                )
+            })?;
+            if json {
+                print_json(&json!({
+                    "reference": reference.to_string(),
+                    "verified": !verdict.signers.is_empty(),
+                    "verdict": verdict,
+                }));
+            } else {
+                println!("digest    {}", verdict.digest);
+                for s in &verdict.signers {
+                    println!("verified  {} signature by `{}`", s.kind, s.identity);
+                }
+                for r in &verdict.rejected {
+                    println!("rejected  {}: {}", r.source, r.reason);
+                }
+            }
+            if verdict.signers.is_empty() {
+                eprintln!(
+                    "warrant: error: verification failed: no signature of `{}` verified ({} rejected)",
+                    verdict.digest,
+                    verdict.rejected.len()
+                );
+                return Ok(Exit::Verification);
+            }
+            Ok(Exit::Success)
         }
         Command::VerifyBlob {
             bundle,

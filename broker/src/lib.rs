@@ -5,7 +5,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod cosign;
 pub mod exit;
+pub mod keys;
 pub mod progress;
 pub mod sandbox;
 pub mod verify;

@@ -12,6 +12,7 @@
 //!
 //! It knows nothing of signatures, policies or Wasm execution.
 
+pub mod attached;
 pub mod auth;
 pub mod digest;
 pub mod error;

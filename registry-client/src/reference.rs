@@ -153,6 +153,14 @@ impl LayoutRef {
     pub fn selector(&self) -> &Selector {
         &self.selector
     }
+
+    /// The same layout, selecting `selector`.
+    pub fn with_selector(&self, selector: Selector) -> Self {
+        Self {
+            path: self.path.clone(),
+            selector,
+        }
+    }
 }
 
 impl FromStr for Reference {

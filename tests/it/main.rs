@@ -13,3 +13,4 @@ mod conformance;
 mod example;
 mod hostile;
 mod registry;
+mod signing;

@@ -1,0 +1,375 @@
+//! cosign's keyed signatures in the tag scheme: a manifest at `sha256-<hex>.sig` whose layers are
+//! simple-signing payloads, each signed in its `dev.cosignproject.cosign/signature` annotation.
+//!
+//! Verification binds every signature to the digest being verified: the payload must name
+//! exactly that manifest digest and be of type `cosign container image signature`, and the
+//! signature must verify with a trusted key. Everything else is rejected with a reason and never
+//! becomes a fact. Caps apply before anything is read: at most [`limits::MAX_SIGNATURES`]
+//! signatures, at most [`limits::MAX_SIGNATURE_BYTES`] per payload.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use registry_client::attached::signature_tag;
+use registry_client::manifest::MEDIA_TYPE_OCI_MANIFEST;
+use registry_client::{Descriptor, Digest, ImageManifest, Reference, RegistryClient};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{PublicKey, SigningKey};
+use crate::verify::{Signer, VerifyError};
+
+/// The simple-signing payload's media type.
+pub const MEDIA_TYPE_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The annotation holding a layer's base64 signature.
+pub const ANNOTATION_SIGNATURE: &str = "dev.cosignproject.cosign/signature";
+/// The annotation holding a keyless signature's certificate.
+pub const ANNOTATION_CERTIFICATE: &str = "dev.sigstore.cosign/certificate";
+/// The payload type every cosign image signature declares.
+pub const PAYLOAD_TYPE: &str = "cosign container image signature";
+/// The config media type of a signature manifest (an image config, as cosign writes it).
+const MEDIA_TYPE_IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+/// Bounds on what is read while verifying signatures.
+pub mod limits {
+    /// Most signatures considered for one artifact; more is refused outright.
+    pub const MAX_SIGNATURES: usize = 100;
+    /// Largest simple-signing payload read.
+    pub const MAX_SIGNATURE_BYTES: u64 = 1024 * 1024;
+    /// Longest base64 signature annotation accepted.
+    pub const MAX_SIGNATURE_ANNOTATION_CHARS: usize = 4096;
+}
+
+/// A signature that was found but did not become a fact, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// Which signature (tag and layer digest).
+    pub source: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// The outcome of verifying an artifact's signatures: who verifiably signed this digest, and
+/// what was rejected.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    /// The manifest digest verified.
+    pub digest: Digest,
+    /// Verified signers (deduplicated). Empty means unsigned, as far as the trust knows.
+    pub signers: Vec<Signer>,
+    /// Signatures that were found and rejected.
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payload {
+    critical: Critical,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "parsed so that any value is accepted; not trusted or used"
+    )]
+    optional: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Critical {
+    #[expect(dead_code, reason = "informational; the digest is what binds")]
+    identity: Identity,
+    image: Image,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identity {
+    #[serde(rename = "docker-reference")]
+    #[expect(dead_code, reason = "informational; the digest is what binds")]
+    docker_reference: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Image {
+    #[serde(rename = "docker-manifest-digest")]
+    docker_manifest_digest: String,
+}
+
+/// The simple-signing payload cosign signs for `digest`, byte for byte as cosign writes it.
+pub fn payload(docker_reference: &str, digest: &Digest) -> Vec<u8> {
+    format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":{}}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"{PAYLOAD_TYPE}"}},"optional":null}}"#,
+        serde_json::Value::String(docker_reference.to_owned())
+    )
+    .into_bytes()
+}
+
+/// Check that a payload binds to `digest`.
+// INVARIANT (digest binding): a signature counts only for the digest its payload names.
+pub fn check_payload(bytes: &[u8], digest: &Digest) -> Result<(), String> {
+    let payload: Payload =
+        registry_client::json::parse(bytes, "simple-signing payload").map_err(|e| e.to_string())?;
+    if payload.critical.kind != PAYLOAD_TYPE {
+        return Err(format!(
+            "payload type `{}` is not `{PAYLOAD_TYPE}`",
+            payload.critical.kind.chars().take(80).collect::<String>()
+        ));
+    }
+    let named = &payload.critical.image.docker_manifest_digest;
+    if named != &digest.to_string() {
+        return Err(format!(
+            "payload names `{}`, not the artifact `{digest}`",
+            named.chars().take(80).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
+/// The docker-reference a signature of `reference` names (the repository, without tag).
+pub fn docker_reference(reference: &Reference) -> String {
+    match reference {
+        Reference::Registry(r) => format!("{}/{}", r.registry(), r.repository()),
+        Reference::Layout(l) => format!("oci-layout:{}", l.path().display()),
+    }
+}
+
+/// Sign `digest` (found at `reference`) with `key`: append a simple-signing layer to the
+/// signature manifest at `sha256-<hex>.sig`, creating it if absent. Signing twice with the same
+/// key changes nothing. Returns the signature manifest's digest.
+pub async fn sign(
+    client: &RegistryClient,
+    reference: &Reference,
+    digest: &Digest,
+    key: &SigningKey,
+) -> Result<Digest, SignError> {
+    let payload = payload(&docker_reference(reference), digest);
+    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&payload)?);
+    let mut layer = Descriptor::of(MEDIA_TYPE_SIMPLE_SIGNING, &payload);
+    layer
+        .annotations
+        .insert(ANNOTATION_SIGNATURE.to_owned(), signature);
+
+    let tag = signature_tag(digest);
+    let (mut layers, existing_digest) = match client.fetch_attached(reference, &tag).await? {
+        Some(existing) => (existing.manifest.layers, Some(existing.digest)),
+        None => (Vec::new(), None),
+    };
+    // ECDSA signatures are randomised: "already signed" means a layer over this very payload
+    // whose signature verifies with this key.
+    let public = key.public_key();
+    let already = layers.iter().any(|l| {
+        l.digest == layer.digest
+            && l.annotations
+                .get(ANNOTATION_SIGNATURE)
+                .and_then(|s| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s.trim())
+                        .ok()
+                })
+                .is_some_and(|sig| public.verify(&payload, &sig))
+    });
+    if already && let Some(existing) = existing_digest {
+        return Ok(existing);
+    }
+    layers.push(layer);
+    let config = signature_config(&layers);
+    let config_descriptor = Descriptor::of(MEDIA_TYPE_IMAGE_CONFIG, &config);
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_owned()),
+        artifact_type: None,
+        config: config_descriptor.clone(),
+        layers,
+        subject: None,
+        annotations: BTreeMap::new(),
+    };
+    let payload_descriptor = Descriptor::of(MEDIA_TYPE_SIMPLE_SIGNING, &payload);
+    Ok(client
+        .put_attached(
+            reference,
+            &tag,
+            &manifest,
+            vec![(payload_descriptor, payload), (config_descriptor, config)],
+        )
+        .await?
+        .digest)
+}
+
+/// The image config cosign writes for a signature manifest: its `rootfs.diff_ids` list the
+/// payload digests.
+fn signature_config(layers: &[Descriptor]) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.digest.to_string()).collect();
+    serde_json::json!({
+        "architecture": "",
+        "config": {},
+        "created": "0001-01-01T00:00:00Z",
+        "history": [{"created": "0001-01-01T00:00:00Z"}],
+        "os": "",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Why signing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The key could not sign.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    /// The registry or layout refused or failed.
+    #[error(transparent)]
+    Registry(#[from] registry_client::Error),
+}
+
+/// Find the cosign signatures of `digest` beside `reference` and verify each against `keys`.
+/// A registry error reading the signature manifest is an error (fail closed); a bad individual
+/// signature is a [`Rejected`] entry.
+pub async fn verify_signatures(
+    client: &RegistryClient,
+    reference: &Reference,
+    digest: &Digest,
+    keys: &[PublicKey],
+) -> Result<Verdict, VerifyError> {
+    let tag = signature_tag(digest);
+    let mut verdict = Verdict {
+        digest: digest.clone(),
+        signers: Vec::new(),
+        rejected: Vec::new(),
+    };
+    let Some(found) = client
+        .fetch_attached(reference, &tag)
+        .await
+        .map_err(|e| VerifyError::Failed(format!("reading `{tag}`: {e}")))?
+    else {
+        return Ok(verdict);
+    };
+    let count = found.manifest.layers.len();
+    if count > limits::MAX_SIGNATURES {
+        return Err(VerifyError::Failed(format!(
+            "`{tag}` holds {count} signatures; at most {} are considered",
+            limits::MAX_SIGNATURES
+        )));
+    }
+    for layer in &found.manifest.layers {
+        let source = format!("`{tag}` layer `{}`", layer.digest);
+        match verify_one(client, reference, digest, layer, keys).await {
+            Ok(signer) => {
+                if !verdict.signers.contains(&signer) {
+                    verdict.signers.push(signer);
+                }
+            }
+            Err(reason) => verdict.rejected.push(Rejected { source, reason }),
+        }
+    }
+    Ok(verdict)
+}
+
+async fn verify_one(
+    client: &RegistryClient,
+    reference: &Reference,
+    digest: &Digest,
+    layer: &Descriptor,
+    keys: &[PublicKey],
+) -> Result<Signer, String> {
+    if layer.media_type != MEDIA_TYPE_SIMPLE_SIGNING {
+        return Err(format!(
+            "media type `{}` is not `{MEDIA_TYPE_SIMPLE_SIGNING}`",
+            layer.media_type.chars().take(80).collect::<String>()
+        ));
+    }
+    let Some(encoded) = layer.annotations.get(ANNOTATION_SIGNATURE) else {
+        return Err(format!("no `{ANNOTATION_SIGNATURE}` annotation"));
+    };
+    if encoded.len() > limits::MAX_SIGNATURE_ANNOTATION_CHARS {
+        return Err(format!(
+            "signature annotation longer than {} characters",
+            limits::MAX_SIGNATURE_ANNOTATION_CHARS
+        ));
+    }
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| format!("signature is not base64: {e}"))?;
+    if layer.size > limits::MAX_SIGNATURE_BYTES {
+        return Err(format!(
+            "payload of {} bytes exceeds the limit of {} bytes",
+            layer.size,
+            limits::MAX_SIGNATURE_BYTES
+        ));
+    }
+    let payload = client
+        .fetch_attached_blob(reference, layer, limits::MAX_SIGNATURE_BYTES)
+        .await
+        .map_err(|e| format!("payload: {e}"))?;
+    if keys.is_empty() {
+        return Err("no public key is trusted (give `--key`)".into());
+    }
+    let Some(key) = keys.iter().find(|k| k.verify(&payload, &signature)) else {
+        let keyless = layer.annotations.contains_key(ANNOTATION_CERTIFICATE);
+        return Err(if keyless {
+            "a keyless signature (certificate annotation); only keyed cosign signatures are verified in the tag scheme".into()
+        } else {
+            format!(
+                "the signature does not verify with any trusted key ({})",
+                keys.iter()
+                    .map(|k| format!("`{}`", k.fingerprint()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+    };
+    check_payload(&payload, digest)?;
+    Ok(Signer {
+        kind: "key",
+        identity: key.fingerprint(),
+        issuer: "key".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VECTOR_DIGEST: &str =
+        "sha256:f3cfc9d1dbf931d3db4685ec659b7ac68e2a578219da4aae65427886e649b06b";
+
+    #[test]
+    fn payload_is_byte_for_byte_what_cosign_signs() {
+        let d: Digest = VECTOR_DIGEST.parse().unwrap();
+        assert_eq!(
+            String::from_utf8(payload("registry-testing.svc.lan/busybox", &d)).unwrap(),
+            r#"{"critical":{"identity":{"docker-reference":"registry-testing.svc.lan/busybox"},"image":{"docker-manifest-digest":"sha256:f3cfc9d1dbf931d3db4685ec659b7ac68e2a578219da4aae65427886e649b06b"},"type":"cosign container image signature"},"optional":null}"#
+        );
+    }
+
+    #[test]
+    fn payloads_bind_to_one_digest_and_one_type() {
+        let d: Digest = VECTOR_DIGEST.parse().unwrap();
+        let other = Digest::of(b"other");
+        assert!(check_payload(&payload("r", &d), &d).is_ok());
+        let err = check_payload(&payload("r", &other), &d).unwrap_err();
+        assert!(err.contains("not the artifact"), "{err}");
+        let wrong_type = String::from_utf8(payload("r", &d))
+            .unwrap()
+            .replace(PAYLOAD_TYPE, "something else");
+        assert!(
+            check_payload(wrong_type.as_bytes(), &d)
+                .unwrap_err()
+                .contains("payload type")
+        );
+        let extra = String::from_utf8(payload("r", &d))
+            .unwrap()
+            .replace(r#""optional":null"#, r#""optional":null,"critical2":{}"#);
+        assert!(check_payload(extra.as_bytes(), &d).is_err());
+        assert!(check_payload(b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", &d).is_err());
+    }
+
+    #[test]
+    fn a_docker_reference_with_quotes_is_escaped() {
+        let d = Digest::of(b"");
+        let p = payload("a\"b", &d);
+        assert!(check_payload(&p, &d).is_ok());
+    }
+}

@@ -1,0 +1,410 @@
+//! Keyed cosign signatures through a real registry and through image layouts: sign, discover,
+//! verify; and every way a signature must fail to count, each with its exact reason.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use broker::cosign::{
+    self, ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, limits as cosign_limits,
+};
+use broker::keys::{PublicKey, SigningKey};
+use registry_client::attached::signature_tag;
+use registry_client::{ClientOptions, Descriptor, Digest, NoProgress, Reference, RegistryClient};
+use tests::fixtures::{hello_module, module_of_size};
+use tests::registry::TestRegistry;
+
+fn client() -> RegistryClient {
+    RegistryClient::new(ClientOptions::default()).unwrap()
+}
+
+/// Push a module and return its reference and manifest digest.
+async fn publish(client: &RegistryClient, reference: &str, seed: u8) -> (Reference, Digest) {
+    let reference: Reference = reference.parse().unwrap();
+    let pushed = client
+        .push_wasm(module_of_size(2_000, seed), None, &reference, &NoProgress)
+        .await
+        .unwrap();
+    (reference, pushed.manifest.digest)
+}
+
+/// Replace the signature manifest of `digest` with one layer of `payload` signed as `signature`.
+async fn put_signature(
+    client: &RegistryClient,
+    reference: &Reference,
+    digest: &Digest,
+    layers: Vec<(Vec<u8>, String)>,
+) {
+    let mut descriptors = Vec::new();
+    let mut blobs = Vec::new();
+    for (payload, signature) in layers {
+        let mut d = Descriptor::of(MEDIA_TYPE_SIMPLE_SIGNING, &payload);
+        d.annotations.insert(ANNOTATION_SIGNATURE.into(), signature);
+        blobs.push((Descriptor::of(MEDIA_TYPE_SIMPLE_SIGNING, &payload), payload));
+        descriptors.push(d);
+    }
+    let config = b"{}".to_vec();
+    let config_d = Descriptor::of("application/vnd.oci.image.config.v1+json", &config);
+    blobs.push((config_d.clone(), config));
+    let manifest = registry_client::ImageManifest {
+        schema_version: 2,
+        media_type: Some(registry_client::manifest::MEDIA_TYPE_OCI_MANIFEST.into()),
+        artifact_type: None,
+        config: config_d,
+        layers: descriptors,
+        subject: None,
+        annotations: BTreeMap::new(),
+    };
+    client
+        .put_attached(reference, &signature_tag(digest), &manifest, blobs)
+        .await
+        .unwrap();
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn verdict(
+    client: &RegistryClient,
+    reference: &Reference,
+    digest: &Digest,
+    keys: &[PublicKey],
+) -> cosign::Verdict {
+    cosign::verify_signatures(client, reference, digest, keys)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_then_verify_through_the_registry() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let (reference, digest) = publish(&client, &registry.reference("sig/app", "v1"), 1).await;
+    let key = SigningKey::generate().unwrap();
+    let other = SigningKey::generate().unwrap();
+    cosign::sign(&client, &reference, &digest, &key)
+        .await
+        .unwrap();
+    // Signing again with a second key appends; with the same key, it does not duplicate.
+    cosign::sign(&client, &reference, &digest, &other)
+        .await
+        .unwrap();
+    cosign::sign(&client, &reference, &digest, &key)
+        .await
+        .unwrap();
+    let sig = client
+        .fetch_attached(&reference, &signature_tag(&digest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sig.manifest.layers.len(), 2);
+
+    let v = verdict(&client, &reference, &digest, &[key.public_key()]).await;
+    assert_eq!(v.signers.len(), 1);
+    assert_eq!(v.signers[0].identity, key.public_key().fingerprint());
+    assert_eq!(v.signers[0].kind, "key");
+    // The other key's signature is found and rejected, not silently ignored.
+    assert_eq!(v.rejected.len(), 1);
+    assert!(
+        v.rejected[0].reason.contains("does not verify"),
+        "{:?}",
+        v.rejected
+    );
+
+    let both = verdict(
+        &client,
+        &reference,
+        &digest,
+        &[key.public_key(), other.public_key()],
+    )
+    .await;
+    assert_eq!(both.signers.len(), 2);
+    assert!(both.rejected.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ghsa_vjxv_45g9_9296_no_signature_is_no_signer() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let (reference, digest) = publish(&client, &registry.reference("sig/none", "v1"), 2).await;
+    let key = SigningKey::generate().unwrap();
+    let v = verdict(&client, &reference, &digest, &[key.public_key()]).await;
+    assert!(v.signers.is_empty());
+    assert!(v.rejected.is_empty());
+    // And with signatures present but none by a trusted key: still empty.
+    cosign::sign(
+        &client,
+        &reference,
+        &digest,
+        &SigningKey::generate().unwrap(),
+    )
+    .await
+    .unwrap();
+    let v = verdict(&client, &reference, &digest, &[key.public_key()]).await;
+    assert!(v.signers.is_empty());
+    assert_eq!(v.rejected.len(), 1);
+    // No trusted key at all: nothing verifies.
+    let v = verdict(&client, &reference, &digest, &[]).await;
+    assert!(v.signers.is_empty());
+    assert!(v.rejected[0].reason.contains("no public key is trusted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ghsa_ccxc_vr6p_4858_a_signature_replayed_onto_another_digest_is_rejected() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let (a_ref, a) = publish(&client, &registry.reference("sig/replay", "a"), 3).await;
+    let (b_ref, b) = publish(&client, &registry.reference("sig/replay", "b"), 4).await;
+    let key = SigningKey::generate().unwrap();
+    cosign::sign(&client, &a_ref, &a, &key).await.unwrap();
+    // Copy A's signature manifest, valid signature and all, to B's signature tag.
+    let sig = client
+        .fetch_attached(&a_ref, &signature_tag(&a))
+        .await
+        .unwrap()
+        .unwrap();
+    let payload = cosign::payload(&cosign::docker_reference(&a_ref), &a);
+    let signature = sig.manifest.layers[0].annotations[ANNOTATION_SIGNATURE].clone();
+    put_signature(&client, &b_ref, &b, vec![(payload, signature)]).await;
+
+    let v = verdict(&client, &b_ref, &b, &[key.public_key()]).await;
+    assert!(v.signers.is_empty(), "{v:?}");
+    assert_eq!(v.rejected.len(), 1);
+    assert!(
+        v.rejected[0]
+            .reason
+            .contains(&format!("payload names `{a}`, not the artifact `{b}`")),
+        "{:?}",
+        v.rejected
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_signatures_are_rejected_with_their_reason() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let (reference, digest) = publish(&client, &registry.reference("sig/tamper", "v1"), 5).await;
+    let key = SigningKey::generate().unwrap();
+    let good_payload = cosign::payload("sig/tamper", &digest);
+    let good_sig = key.sign(&good_payload).unwrap();
+
+    let mut modified_payload = good_payload.clone();
+    let at = modified_payload.len() - 3;
+    modified_payload[at] = b' ';
+    let mut flipped = good_sig.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let wrong_type = String::from_utf8(good_payload.clone())
+        .unwrap()
+        .replace(
+            "cosign container image signature",
+            "atomic container signature",
+        )
+        .into_bytes();
+    let wrong_type_sig = key.sign(&wrong_type).unwrap();
+
+    let cases: Vec<(&str, Vec<u8>, String, &str)> = vec![
+        (
+            "modified payload",
+            modified_payload,
+            b64(&good_sig),
+            "does not verify",
+        ),
+        (
+            "modified signature",
+            good_payload.clone(),
+            b64(&flipped),
+            "does not verify",
+        ),
+        (
+            "signature not base64",
+            good_payload.clone(),
+            "%%%".into(),
+            "not base64",
+        ),
+        (
+            "payload of another type, validly signed",
+            wrong_type,
+            b64(&wrong_type_sig),
+            "payload type",
+        ),
+        (
+            "truncated signature",
+            good_payload.clone(),
+            b64(&good_sig[..20]),
+            "does not verify",
+        ),
+    ];
+    for (name, payload, signature, reason) in cases {
+        put_signature(&client, &reference, &digest, vec![(payload, signature)]).await;
+        let v = verdict(&client, &reference, &digest, &[key.public_key()]).await;
+        assert!(v.signers.is_empty(), "{name}: {v:?}");
+        assert_eq!(v.rejected.len(), 1, "{name}");
+        assert!(
+            v.rejected[0].reason.contains(reason),
+            "{name}: {:?}",
+            v.rejected
+        );
+    }
+    // The control: the untampered pair verifies.
+    put_signature(
+        &client,
+        &reference,
+        &digest,
+        vec![(good_payload, b64(&good_sig))],
+    )
+    .await;
+    assert_eq!(
+        verdict(&client, &reference, &digest, &[key.public_key()])
+            .await
+            .signers
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_100_signatures_are_refused_outright() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let (reference, digest) = publish(&client, &registry.reference("sig/many", "v1"), 6).await;
+    let key = SigningKey::generate().unwrap();
+    let layers: Vec<(Vec<u8>, String)> = (0..=cosign_limits::MAX_SIGNATURES)
+        .map(|i| {
+            let payload = cosign::payload(&format!("sig/many{i}"), &digest);
+            let sig = b64(&key.sign(&payload).unwrap());
+            (payload, sig)
+        })
+        .collect();
+    assert_eq!(layers.len(), 101);
+    put_signature(&client, &reference, &digest, layers).await;
+    let err = cosign::verify_signatures(&client, &reference, &digest, &[key.public_key()])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("holds 101 signatures"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2_mib_signature_payload_is_not_read() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let (reference, digest) = publish(&client, &registry.reference("sig/big", "v1"), 7).await;
+    let key = SigningKey::generate().unwrap();
+    let mut payload = cosign::payload("sig/big", &digest);
+    payload.extend(std::iter::repeat_n(b' ', 2 * 1024 * 1024));
+    let sig = b64(&key.sign(&payload).unwrap());
+    put_signature(&client, &reference, &digest, vec![(payload, sig)]).await;
+    let v = verdict(&client, &reference, &digest, &[key.public_key()]).await;
+    assert!(v.signers.is_empty());
+    assert!(
+        v.rejected[0].reason.contains("exceeds the limit"),
+        "{:?}",
+        v.rejected
+    );
+}
+
+#[tokio::test]
+async fn sign_and_verify_an_image_layout() {
+    let client = client();
+    let dir = tempfile::tempdir().unwrap();
+    let reference: Reference = format!("oci-layout:{}:v1", dir.path().display())
+        .parse()
+        .unwrap();
+    let pushed = client
+        .push_wasm(hello_module(), None, &reference, &NoProgress)
+        .await
+        .unwrap();
+    let key = SigningKey::generate().unwrap();
+    cosign::sign(&client, &reference, &pushed.manifest.digest, &key)
+        .await
+        .unwrap();
+    let v = verdict(
+        &client,
+        &reference,
+        &pushed.manifest.digest,
+        &[key.public_key()],
+    )
+    .await;
+    assert_eq!(v.signers.len(), 1);
+}
+
+#[test]
+fn keygen_sign_verify_through_the_cli() {
+    let registry = TestRegistry::start();
+    let home = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_warrant-it");
+    let run = |args: &[&str]| {
+        Command::new(bin)
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("WARRANT_CONFIG")
+            .env_remove("DOCKER_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let wasm = home.path().join("m.wasm");
+    std::fs::write(&wasm, hello_module()).unwrap();
+    let reference = registry.reference("sig/cli", "v1");
+    assert!(
+        run(&["push", wasm.to_str().unwrap(), &reference])
+            .status
+            .success()
+    );
+
+    let prefix = home.path().join("signer");
+    let out = run(&["keygen", "--out", prefix.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fingerprint = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(fingerprint.starts_with("sha256:"), "{fingerprint}");
+    // The key pair is never overwritten.
+    assert_eq!(
+        run(&["keygen", "--out", prefix.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let key = format!("{}.key", prefix.display());
+    let public = format!("{}.pub", prefix.display());
+    // Unsigned: refused with 122.
+    let out = run(&["verify", &reference, "--key", &public]);
+    assert_eq!(
+        out.status.code(),
+        Some(122),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert!(run(&["sign", &reference, "--key", &key]).status.success());
+    let out = run(&["verify", &reference, "--key", &public, "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["verdict"]["signers"][0]["identity"], fingerprint.as_str());
+
+    // Another key: refused, and the rejection is reported.
+    let other = home.path().join("other");
+    assert!(
+        run(&["keygen", "--out", other.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let out = run(&[
+        "verify",
+        &reference,
+        "--key",
+        &format!("{}.pub", other.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(122));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("does not verify"));
+}
