@@ -136,6 +136,9 @@ enum Command {
     Run {
         /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
         reference: String,
+        /// Run only if a signature by this public key (PEM) verifies; repeatable
+        #[arg(long = "key", value_name = "PUB")]
+        keys: Vec<PathBuf>,
         /// Linear-memory limit in bytes (default 268435456)
         #[arg(long, value_name = "BYTES")]
         memory: Option<u64>,
@@ -174,6 +177,8 @@ enum CliError {
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Key(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
     #[error("signing failed: {0}")]
     Sign(#[from] crate::cosign::SignError),
     #[error("cannot start the async runtime: {0}")]
@@ -193,6 +198,8 @@ impl CliError {
             Self::Verify(e) if e.is_usage() => Exit::Usage,
             Self::Verify(_) => Exit::Verification,
             Self::Key(_) => Exit::Usage,
+            Self::Pipeline(crate::pipeline::PipelineError::Registry(_)) => Exit::Registry,
+            Self::Pipeline(_) => Exit::Verification,
             Self::Sign(crate::cosign::SignError::Key(_)) => Exit::Usage,
             Self::Sign(crate::cosign::SignError::Registry(_)) => Exit::Registry,
             Self::Sandbox(SandboxError::Engine(_)) => Exit::Usage,
@@ -447,16 +454,33 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         }
         Command::Run {
             reference,
+            keys,
             memory,
             timeout,
             args,
         } => {
             let reference: Reference = reference.parse()?;
+            let keys = keys
+                .iter()
+                .map(|path| crate::keys::read_public_key(path))
+                .collect::<Result<Vec<_>, _>>()?;
             let client = ctx.client()?;
             let store = ctx.store()?;
             let limits = run_limits(&ctx.config, memory, timeout.as_deref())?;
             let progress = TerminalProgress::new();
-            let fetched = runtime.block_on(client.pull(&reference, &store, &progress))?;
+            let fetched = runtime.block_on(async {
+                let resolved = client.resolve(&reference).await?;
+                let (verdict, fetched) = crate::pipeline::fetch_verified(
+                    &client, &store, &resolved, &keys, &progress,
+                )
+                .await?;
+                if let Some(verdict) = verdict {
+                    for signer in &verdict.signers {
+                        tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
+                    }
+                }
+                Ok::<_, CliError>(fetched)
+            })?;
             drop(runtime);
             run_guest(&fetched, &reference, args, &limits)
         }

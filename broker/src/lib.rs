@@ -8,6 +8,7 @@ pub mod config;
 pub mod cosign;
 pub mod exit;
 pub mod keys;
+pub mod pipeline;
 pub mod progress;
 pub mod sandbox;
 pub mod verify;

@@ -408,3 +408,127 @@ fn keygen_sign_verify_through_the_cli() {
     assert_eq!(out.status.code(), Some(122));
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not verify"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
+    use broker::pipeline::{PipelineError, fetch_verified};
+    let registry = TestRegistry::start();
+    let client = client();
+    let key = SigningKey::generate().unwrap();
+    let tag = registry.reference("sig/moving", "stable");
+    let signed = module_of_size(3_000, 8);
+    let unsigned = module_of_size(3_000, 9);
+
+    // Signed A is resolved; then the tag moves to unsigned B before the fetch.
+    let reference: Reference = tag.parse().unwrap();
+    let a = client
+        .push_wasm(signed.clone(), None, &reference, &NoProgress)
+        .await
+        .unwrap();
+    cosign::sign(&client, &reference, &a.manifest.digest, &key)
+        .await
+        .unwrap();
+    let resolved = client.resolve(&reference).await.unwrap();
+    client
+        .push_wasm(unsigned.clone(), None, &reference, &NoProgress)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = registry_client::Store::open(dir.path()).unwrap();
+    let (verdict, fetched) =
+        fetch_verified(&client, &store, &resolved, &[key.public_key()], &NoProgress)
+            .await
+            .unwrap();
+    assert_eq!(verdict.unwrap().digest, a.manifest.digest);
+    assert_eq!(std::fs::read(fetched.module_path()).unwrap(), signed);
+
+    // Unsigned B is resolved; then the tag moves to a signed artifact: B is still refused.
+    let resolved_b = client.resolve(&reference).await.unwrap();
+    client
+        .push_wasm(signed.clone(), None, &reference, &NoProgress)
+        .await
+        .unwrap();
+    let err = fetch_verified(
+        &client,
+        &store,
+        &resolved_b,
+        &[key.public_key()],
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Unverified(v) if v.digest == *resolved_b.digest()),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_with_a_key_runs_only_what_that_key_signed() {
+    let registry = TestRegistry::start();
+    let home = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_warrant-it");
+    let run = |args: &[&str]| {
+        Command::new(bin)
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("WARRANT_CONFIG")
+            .env_remove("DOCKER_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let wasm = home.path().join("hello.wasm");
+    std::fs::write(&wasm, hello_module()).unwrap();
+    let signed = registry.reference("sig/run", "signed");
+    let unsigned = registry.reference("sig/run2", "unsigned");
+    assert!(
+        run(&["push", wasm.to_str().unwrap(), &signed])
+            .status
+            .success()
+    );
+    assert!(
+        run(&["push", wasm.to_str().unwrap(), &unsigned])
+            .status
+            .success()
+    );
+    let prefix = home.path().join("k");
+    assert!(
+        run(&["keygen", "--out", prefix.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let other = home.path().join("o");
+    assert!(
+        run(&["keygen", "--out", other.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let key = format!("{}.key", prefix.display());
+    let public = format!("{}.pub", prefix.display());
+    let other_public = format!("{}.pub", other.display());
+    assert!(run(&["sign", &signed, "--key", &key]).status.success());
+
+    let out = run(&["run", &signed, "--key", &public]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        tests::fixtures::HELLO_OUTPUT
+    );
+
+    for (reference, key) in [(&unsigned, &public), (&signed, &other_public)] {
+        let out = run(&["run", reference, "--key", key]);
+        assert_eq!(
+            out.status.code(),
+            Some(122),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "the guest must not run");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no signature of `sha256:"));
+    }
+}
