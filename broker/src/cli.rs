@@ -96,14 +96,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Verify an artifact's signatures offline and print the verified facts (exit 0 when at
-    /// least one signature verified, 122 otherwise)
+    /// Attest an artifact: a signed in-toto statement (e.g. SLSA provenance) in `sha256-<hex>.att`
+    Attest {
+        /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
+        reference: String,
+        /// The private key (PKCS#8 PEM)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The predicate (JSON)
+        #[arg(long, value_name = "FILE")]
+        predicate: PathBuf,
+        /// `slsaprovenance1`, `slsaprovenance` (v0.2), or a predicate type URI
+        #[arg(long = "type", value_name = "TYPE")]
+        predicate_type: String,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify an artifact's signatures and attestations offline and print the verified facts
+    /// (exit 0 when at least one signature verified, and an attestation of every required type,
+    /// 122 otherwise)
     Verify {
         /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
         reference: String,
         /// A public key (PEM) whose signatures count; repeatable
         #[arg(long = "key", value_name = "PUB")]
         keys: Vec<PathBuf>,
+        /// Require a verified attestation of this type (`slsaprovenance1`, `slsaprovenance`,
+        /// or a URI); repeatable
+        #[arg(long = "attestation-type", value_name = "TYPE")]
+        attestation_types: Vec<String>,
         /// Print the verdict as JSON
         #[arg(long)]
         json: bool,
@@ -373,38 +395,120 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             }
             Ok(Exit::Success)
         }
-        Command::Verify {
+        Command::Attest {
             reference,
-            keys,
+            key,
+            predicate,
+            predicate_type,
             json,
         } => {
             let reference: Reference = reference.parse()?;
+            let Some(predicate_type) = crate::attest::predicate_type(&predicate_type) else {
+                return Err(CliError::Usage(format!(
+                    "unknown predicate type `{predicate_type}`: use `slsaprovenance1`, `slsaprovenance`, or a URI"
+                )));
+            };
+            let key = crate::keys::read_signing_key(&key)?;
+            let predicate = read_input(&predicate, crate::attest::limits::MAX_ENVELOPE_BYTES / 2)?;
+            registry_client::json::check_depth(&predicate, registry_client::limits::MAX_JSON_DEPTH)
+                .map_err(CliError::Usage)?;
+            let predicate: serde_json::Value = serde_json::from_slice(&predicate)
+                .map_err(|e| CliError::Usage(format!("the predicate is not JSON: {e}")))?;
+            let client = ctx.client()?;
+            let (digest, attestation) = runtime.block_on(async {
+                let resolved = client.resolve(&reference).await?;
+                let attestation = crate::attest::attest(
+                    &client,
+                    &reference,
+                    resolved.digest(),
+                    predicate_type,
+                    predicate,
+                    &key,
+                )
+                .await?;
+                Ok::<_, CliError>((resolved.digest().clone(), attestation))
+            })?;
+            if json {
+                print_json(&json!({
+                    "digest": digest,
+                    "attestation": {
+                        "tag": registry_client::attached::attestation_tag(&digest),
+                        "manifest": attestation,
+                        "predicateType": predicate_type,
+                    },
+                    "key": key.public_key().fingerprint(),
+                }));
+            } else {
+                println!("{attestation}");
+            }
+            Ok(Exit::Success)
+        }
+        Command::Verify {
+            reference,
+            keys,
+            attestation_types,
+            json,
+        } => {
+            let reference: Reference = reference.parse()?;
+            let required = attestation_types
+                .iter()
+                .map(|t| {
+                    crate::attest::predicate_type(t)
+                        .map(str::to_owned)
+                        .ok_or_else(|| CliError::Usage(format!("unknown attestation type `{t}`")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let keys = keys
                 .iter()
                 .map(|path| crate::keys::read_public_key(path))
                 .collect::<Result<Vec<_>, _>>()?;
             let client = ctx.client()?;
-            let verdict = runtime.block_on(async {
-                // INVARIANT (digest binding): the tag is resolved once; signatures are looked
-                // up by, and must name, that digest.
+            let (verdict, attestations) = runtime.block_on(async {
+                // INVARIANT (digest binding): the tag is resolved once; signatures and
+                // attestations are looked up by, and must name, that digest.
                 let resolved = client.resolve(&reference).await?;
-                Ok::<_, CliError>(
-                    crate::cosign::verify_signatures(&client, &reference, resolved.digest(), &keys)
-                        .await?,
-                )
+                let digest = resolved.digest();
+                let verdict =
+                    crate::cosign::verify_signatures(&client, &reference, digest, &keys).await?;
+                let attestations =
+                    crate::attest::verify_attestations(&client, &reference, digest, &keys).await?;
+                Ok::<_, CliError>((verdict, attestations))
             })?;
+            let missing: Vec<&String> = required
+                .iter()
+                .filter(|t| {
+                    !attestations
+                        .verified
+                        .iter()
+                        .any(|a| &a.predicate_type == *t)
+                })
+                .collect();
+            let verified = !verdict.signers.is_empty() && missing.is_empty();
             if json {
                 print_json(&json!({
                     "reference": reference.to_string(),
-                    "verified": !verdict.signers.is_empty(),
+                    "verified": verified,
                     "verdict": verdict,
+                    "attestations": attestations,
                 }));
             } else {
                 println!("digest    {}", verdict.digest);
                 for s in &verdict.signers {
                     println!("verified  {} signature by `{}`", s.kind, s.identity);
                 }
-                for r in &verdict.rejected {
+                for a in &attestations.verified {
+                    println!(
+                        "attested  `{}` by `{}`",
+                        a.predicate_type, a.signer.identity
+                    );
+                    if let Some(p) = &a.provenance {
+                        println!(
+                            "          builder `{}`, source `{}` at `{}`",
+                            p.builder_id, p.source_repository, p.source_ref
+                        );
+                    }
+                }
+                for r in verdict.rejected.iter().chain(&attestations.rejected) {
                     println!("rejected  {}: {}", r.source, r.reason);
                 }
             }
@@ -413,6 +517,18 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     "warrant: error: verification failed: no signature of `{}` verified ({} rejected)",
                     verdict.digest,
                     verdict.rejected.len()
+                );
+                return Ok(Exit::Verification);
+            }
+            if !missing.is_empty() {
+                eprintln!(
+                    "warrant: error: verification failed: no verified attestation of `{}` for `{}`",
+                    missing
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join("`, `"),
+                    verdict.digest
                 );
                 return Ok(Exit::Verification);
             }

@@ -3,6 +3,7 @@
 //! The broker runs the pipeline — resolve, fetch, verify, decide, instantiate — and provides
 //! the `warrant` command line. See `ARCHITECTURE.md` for the code map and invariants.
 
+pub mod attest;
 pub mod cli;
 pub mod config;
 pub mod cosign;

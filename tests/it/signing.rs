@@ -532,3 +532,211 @@ fn run_with_a_key_runs_only_what_that_key_signed() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("no signature of `sha256:"));
     }
 }
+
+fn slsa_v1_predicate() -> serde_json::Value {
+    serde_json::json!({
+        "buildDefinition": {
+            "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+            "externalParameters": {"workflow": {
+                "repository": "https://github.com/acme/plugin", "ref": "refs/tags/v1.2.0",
+                "path": ".github/workflows/release.yml"}}
+        },
+        "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ghsa_8gw7_4j42_w388_an_attestation_for_another_subject_is_rejected() {
+    use broker::attest::{SLSA_PROVENANCE_V1, attest, verify_attestations};
+    let registry = TestRegistry::start();
+    let client = client();
+    let (a_ref, a) = publish(&client, &registry.reference("att/replay", "a"), 10).await;
+    let (b_ref, b) = publish(&client, &registry.reference("att/replay", "b"), 11).await;
+    let key = SigningKey::generate().unwrap();
+    attest(
+        &client,
+        &a_ref,
+        &a,
+        SLSA_PROVENANCE_V1,
+        slsa_v1_predicate(),
+        &key,
+    )
+    .await
+    .unwrap();
+    let found = verify_attestations(&client, &a_ref, &a, &[key.public_key()])
+        .await
+        .unwrap();
+    assert_eq!(found.verified.len(), 1);
+    let provenance = found.verified[0].provenance.clone().unwrap();
+    assert_eq!(
+        provenance.source_repository,
+        "https://github.com/acme/plugin"
+    );
+    assert_eq!(provenance.source_ref, "refs/tags/v1.2.0");
+    assert_eq!(
+        provenance.builder_id,
+        "https://github.com/actions/runner/github-hosted"
+    );
+    assert_eq!(provenance.signer.identity, key.public_key().fingerprint());
+
+    // Copy A's attestation, validly signed, to B.
+    let att = client
+        .fetch_attached(&a_ref, &registry_client::attached::attestation_tag(&a))
+        .await
+        .unwrap()
+        .unwrap();
+    let layer = att.manifest.layers[0].clone();
+    let envelope = client
+        .fetch_attached_blob(&a_ref, &layer, 1 << 20)
+        .await
+        .unwrap();
+    client
+        .put_attached(
+            &b_ref,
+            &registry_client::attached::attestation_tag(&b),
+            &att.manifest,
+            vec![(layer, envelope)],
+        )
+        .await
+        .unwrap();
+    let found = verify_attestations(&client, &b_ref, &b, &[key.public_key()])
+        .await
+        .unwrap();
+    assert!(found.verified.is_empty());
+    assert!(
+        found.rejected[0]
+            .reason
+            .contains(&format!("do not include the artifact `{b}`")),
+        "{:?}",
+        found.rejected
+    );
+}
+
+#[test]
+fn attest_and_require_provenance_through_the_cli() {
+    let registry = TestRegistry::start();
+    let home = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_warrant-it");
+    let run = |args: &[&str]| {
+        Command::new(bin)
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("WARRANT_CONFIG")
+            .env_remove("DOCKER_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let wasm = home.path().join("m.wasm");
+    std::fs::write(&wasm, hello_module()).unwrap();
+    let reference = registry.reference("att/cli", "v1");
+    let other = registry.reference("att/cli", "sbom-only");
+    assert!(
+        run(&["push", wasm.to_str().unwrap(), &reference])
+            .status
+            .success()
+    );
+    std::fs::write(&wasm, module_of_size(500, 12)).unwrap();
+    assert!(
+        run(&["push", wasm.to_str().unwrap(), &other])
+            .status
+            .success()
+    );
+    let prefix = home.path().join("k");
+    assert!(
+        run(&["keygen", "--out", prefix.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let key = format!("{}.key", prefix.display());
+    let public = format!("{}.pub", prefix.display());
+    let predicate = home.path().join("provenance.json");
+    std::fs::write(&predicate, slsa_v1_predicate().to_string()).unwrap();
+    for r in [&reference, &other] {
+        assert!(run(&["sign", r, "--key", &key]).status.success());
+    }
+    let out = run(&[
+        "attest",
+        &reference,
+        "--key",
+        &key,
+        "--predicate",
+        predicate.to_str().unwrap(),
+        "--type",
+        "slsaprovenance1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "attest",
+        &other,
+        "--key",
+        &key,
+        "--predicate",
+        predicate.to_str().unwrap(),
+        "--type",
+        "https://spdx.dev/Document",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = run(&[
+        "verify",
+        &reference,
+        "--key",
+        &public,
+        "--attestation-type",
+        "slsaprovenance1",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let provenance = &v["attestations"]["verified"][0]["provenance"];
+    assert_eq!(
+        provenance["sourceRepository"],
+        "https://github.com/acme/plugin"
+    );
+    assert_eq!(
+        provenance["builderId"],
+        "https://github.com/actions/runner/github-hosted"
+    );
+
+    // Signed, attested, but not with the required type: empty after filtering, refused.
+    let out = run(&[
+        "verify",
+        &other,
+        "--key",
+        &public,
+        "--attestation-type",
+        "slsaprovenance1",
+    ]);
+    assert_eq!(out.status.code(), Some(122));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no verified attestation of `https://slsa.dev/provenance/v1`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An unknown type name is a usage error.
+    let out = run(&[
+        "attest",
+        &reference,
+        "--key",
+        &key,
+        "--predicate",
+        predicate.to_str().unwrap(),
+        "--type",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
