@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use registry_client::Digest;
 use sha2::{Digest as _, Sha256};
-use sigstore_verify::trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, TrustedRoot};
+use sigstore_verify::trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT;
+/// A parsed Sigstore trusted root.
+pub use sigstore_verify::trust_root::TrustedRoot;
 use sigstore_verify::types::{Artifact, ArtifactDigest, Bundle, DerPublicKey, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
 
@@ -148,13 +150,31 @@ pub fn verify_blob(
     trusted_root: &TrustedRoot,
 ) -> Result<Signer, VerifyError> {
     let text = read_text(bundle_path, limits::MAX_BUNDLE_BYTES, "bundle")?;
+    verify_bundle_text(&text, bundle_path, input, requirement, trusted_root)
+}
+
+/// [`verify_blob`] for a bundle already read (at most [`limits::MAX_BUNDLE_BYTES`]);
+/// `bundle_path` only names it in errors.
+pub fn verify_bundle_text(
+    text: &str,
+    bundle_path: &Path,
+    input: &BlobInput,
+    requirement: &SignerRequirement,
+    trusted_root: &TrustedRoot,
+) -> Result<Signer, VerifyError> {
+    if text.len() as u64 > limits::MAX_BUNDLE_BYTES {
+        return Err(VerifyError::MalformedBundle {
+            path: bundle_path.to_owned(),
+            reason: format!("larger than {} bytes", limits::MAX_BUNDLE_BYTES),
+        });
+    }
     let malformed = |reason: String| VerifyError::MalformedBundle {
         path: bundle_path.to_owned(),
         reason,
     };
     registry_client::json::check_depth(text.as_bytes(), registry_client::limits::MAX_JSON_DEPTH)
         .map_err(malformed)?;
-    let bundle = Bundle::from_json(&text).map_err(|e| malformed(e.to_string()))?;
+    let bundle = Bundle::from_json(text).map_err(|e| malformed(e.to_string()))?;
     let verifier = Verifier::new(trusted_root).map_err(|e| VerifyError::Trust {
         what: "trusted root",
         path: PathBuf::from("(given)"),
