@@ -18,7 +18,11 @@ fn key() -> &'static PublicKey {
 fuzz_target!(|data: &[u8]| {
     assert!(broker::attest::open_envelope(data, std::slice::from_ref(key())).is_err());
     let digest = Digest::of(b"the artifact");
-    let signer = Signer { kind: "key", identity: String::new(), issuer: "key".into() };
+    let signer = Signer {
+        kind: "key",
+        identity: String::new(),
+        issuer: "key".into(),
+    };
     if broker::attest::check_statement(data.to_vec(), &digest, signer).is_ok() {
         let text = std::str::from_utf8(data).expect("an accepted statement is JSON");
         assert!(text.contains(digest.hex()));

@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use registry_client::Reference;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(reference) = text.parse::<Reference>() {
         let printed = reference.to_string();
         let again: Reference = printed.parse().expect("a printed reference parses");

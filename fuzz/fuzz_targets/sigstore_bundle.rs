@@ -6,14 +6,18 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use broker::verify::{BlobInput, SignerRequirement, TrustedRoot, load_trusted_root, verify_bundle_text};
+use broker::verify::{
+    BlobInput, SignerRequirement, TrustedRoot, load_trusted_root, verify_bundle_text,
+};
 use libfuzzer_sys::fuzz_target;
 use registry_client::Digest;
 
 fuzz_target!(|data: &[u8]| {
     static ROOT: OnceLock<TrustedRoot> = OnceLock::new();
     let root = ROOT.get_or_init(|| load_trusted_root(None).expect("embedded root"));
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let requirement = SignerRequirement::Identity {
         identity: "nobody@example.com".into(),
         issuer: "https://example.com".into(),
