@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::layout::Layout;
 use crate::limits::MAX_MANIFEST_BYTES;
 use crate::manifest::{Descriptor, ImageManifest, MEDIA_TYPE_OCI_MANIFEST};
-use crate::pull::NoProgress;
+use crate::pull::{ACCEPT_MANIFESTS, NoProgress};
 use crate::reference::{Reference, Selector};
 use crate::remote::RegistryClient;
 use crate::store::Store;
@@ -55,7 +55,7 @@ impl RegistryClient {
             Reference::Registry(r) => {
                 let what = format!("fetching `{r}`");
                 match self
-                    .with_deadline(&what, self.get_manifest_bytes(r, MEDIA_TYPE_OCI_MANIFEST))
+                    .with_deadline(&what, self.get_manifest_bytes(r, ACCEPT_MANIFESTS))
                     .await
                 {
                     Ok((bytes, digest, _)) => Some((bytes, digest)),

@@ -603,7 +603,7 @@ pub struct Attachment {
 }
 
 /// Accept header for manifests: an index is asked for too, so it can be refused by name.
-const ACCEPT_MANIFESTS: &str =
+pub(crate) const ACCEPT_MANIFESTS: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
 
 /// The documents that publish one Wasm binary as a Wasm OCI artifact.

@@ -446,7 +446,9 @@ impl RegistryClient {
         let url = format!("{}/blobs/{digest}", self.base_url(r));
         let response = self.send(r, false, what, |c| c.get(&url)).await?;
         let response = self.expect_success(response, r, what).await?;
-        let bytes = self.read_body(response, size, what, r).await?;
+        // Read up to the cap, not the declared size, so that a descriptor that understates its
+        // blob is reported as the size mismatch it is.
+        let bytes = self.read_body(response, limit, what, r).await?;
         if bytes.len() as u64 != size {
             return Err(Error::SizeMismatch {
                 what: what.to_owned(),

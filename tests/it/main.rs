@@ -14,3 +14,4 @@ mod example;
 mod hostile;
 mod registry;
 mod signing;
+mod tamper;
