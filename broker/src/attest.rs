@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use registry_client::attached::attestation_tag;
-use registry_client::manifest::MEDIA_TYPE_OCI_MANIFEST;
-use registry_client::{Descriptor, Digest, ImageManifest, Reference, RegistryClient};
+use registry_client::{Descriptor, Digest, Reference, RegistryClient};
 use serde::{Deserialize, Serialize};
 
-use crate::cosign::{Rejected, SignError, docker_reference};
+use crate::cosign::{Rejected, SignError, attached_layers, docker_reference, put_layers};
 use crate::keys::{PublicKey, SigningKey};
 use crate::verify::{Signer, VerifyError};
 
@@ -32,7 +31,6 @@ pub const STATEMENT_TYPES: [&str; 2] = [
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
 /// SLSA provenance v0.2.
 pub const SLSA_PROVENANCE_V02: &str = "https://slsa.dev/provenance/v0.2";
-const MEDIA_TYPE_IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// Bounds on what is read while verifying attestations.
 pub mod limits {
@@ -179,34 +177,15 @@ pub async fn attest(
         None => Vec::new(),
     };
     layers.push(layer);
-    let diff_ids: Vec<String> = layers.iter().map(|l| l.digest.to_string()).collect();
-    let config = serde_json::json!({
-        "architecture": "", "config": {}, "created": "0001-01-01T00:00:00Z",
-        "history": [{"created": "0001-01-01T00:00:00Z"}], "os": "",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    })
-    .to_string()
-    .into_bytes();
-    let config_descriptor = Descriptor::of(MEDIA_TYPE_IMAGE_CONFIG, &config);
-    let manifest = ImageManifest {
-        schema_version: 2,
-        media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_owned()),
-        artifact_type: None,
-        config: config_descriptor.clone(),
-        layers,
-        subject: None,
-        annotations: BTreeMap::new(),
-    };
     let envelope_descriptor = Descriptor::of(MEDIA_TYPE_DSSE, &envelope);
-    Ok(client
-        .put_attached(
-            reference,
-            &tag,
-            &manifest,
-            vec![(envelope_descriptor, envelope), (config_descriptor, config)],
-        )
-        .await?
-        .digest)
+    put_layers(
+        client,
+        reference,
+        &tag,
+        layers,
+        (envelope_descriptor, envelope),
+    )
+    .await
 }
 
 /// Find the attestations of `digest` beside `reference` and verify each against `keys`.
@@ -218,21 +197,18 @@ pub async fn verify_attestations(
 ) -> Result<Attestations, VerifyError> {
     let tag = attestation_tag(digest);
     let mut out = Attestations::default();
-    let Some(found) = client
-        .fetch_attached(reference, &tag)
-        .await
-        .map_err(|e| VerifyError::Failed(format!("reading `{tag}`: {e}")))?
+    let Some(layers) = attached_layers(
+        client,
+        reference,
+        &tag,
+        limits::MAX_ATTESTATIONS,
+        "attestations",
+    )
+    .await?
     else {
         return Ok(out);
     };
-    let count = found.manifest.layers.len();
-    if count > limits::MAX_ATTESTATIONS {
-        return Err(VerifyError::Failed(format!(
-            "`{tag}` holds {count} attestations; at most {} are considered",
-            limits::MAX_ATTESTATIONS
-        )));
-    }
-    for layer in &found.manifest.layers {
+    for layer in &layers {
         let source = format!("`{tag}` layer `{}`", layer.digest);
         match verify_one(client, reference, digest, layer, keys).await {
             Ok(attested) => out.verified.push(attested),

@@ -174,6 +174,27 @@ pub async fn sign(
         return Ok(existing);
     }
     layers.push(layer);
+    let payload_descriptor = Descriptor::of(MEDIA_TYPE_SIMPLE_SIGNING, &payload);
+    put_layers(
+        client,
+        reference,
+        &tag,
+        layers,
+        (payload_descriptor, payload),
+    )
+    .await
+}
+
+/// Publish a manifest of `layers` at `tag` beside `reference`, as cosign lays out signature and
+/// attestation manifests (an image config listing the layers), uploading `new_blob` (the one
+/// layer not yet in the repository). Returns the manifest's digest.
+pub(crate) async fn put_layers(
+    client: &RegistryClient,
+    reference: &Reference,
+    tag: &str,
+    layers: Vec<Descriptor>,
+    new_blob: (Descriptor, Vec<u8>),
+) -> Result<Digest, SignError> {
     let config = signature_config(&layers);
     let config_descriptor = Descriptor::of(MEDIA_TYPE_IMAGE_CONFIG, &config);
     let manifest = ImageManifest {
@@ -185,13 +206,12 @@ pub async fn sign(
         subject: None,
         annotations: BTreeMap::new(),
     };
-    let payload_descriptor = Descriptor::of(MEDIA_TYPE_SIMPLE_SIGNING, &payload);
     Ok(client
         .put_attached(
             reference,
-            &tag,
+            tag,
             &manifest,
-            vec![(payload_descriptor, payload), (config_descriptor, config)],
+            vec![new_blob, (config_descriptor, config)],
         )
         .await?
         .digest)
@@ -239,21 +259,18 @@ pub async fn verify_signatures(
         signers: Vec::new(),
         rejected: Vec::new(),
     };
-    let Some(found) = client
-        .fetch_attached(reference, &tag)
-        .await
-        .map_err(|e| VerifyError::Failed(format!("reading `{tag}`: {e}")))?
+    let Some(layers) = attached_layers(
+        client,
+        reference,
+        &tag,
+        limits::MAX_SIGNATURES,
+        "signatures",
+    )
+    .await?
     else {
         return Ok(verdict);
     };
-    let count = found.manifest.layers.len();
-    if count > limits::MAX_SIGNATURES {
-        return Err(VerifyError::Failed(format!(
-            "`{tag}` holds {count} signatures; at most {} are considered",
-            limits::MAX_SIGNATURES
-        )));
-    }
-    for layer in &found.manifest.layers {
+    for layer in &layers {
         let source = format!("`{tag}` layer `{}`", layer.digest);
         match verify_one(client, reference, digest, layer, keys).await {
             Ok(signer) => {
@@ -265,6 +282,32 @@ pub async fn verify_signatures(
         }
     }
     Ok(verdict)
+}
+
+/// The layers of the manifest at `tag` beside `reference`, or `None` when there is none. More
+/// than `cap` layers refuses the whole verification rather than choosing some; a registry error
+/// is an error (fail closed).
+pub(crate) async fn attached_layers(
+    client: &RegistryClient,
+    reference: &Reference,
+    tag: &str,
+    cap: usize,
+    noun: &str,
+) -> Result<Option<Vec<Descriptor>>, VerifyError> {
+    let Some(found) = client
+        .fetch_attached(reference, tag)
+        .await
+        .map_err(|e| VerifyError::Failed(format!("reading `{tag}`: {e}")))?
+    else {
+        return Ok(None);
+    };
+    let count = found.manifest.layers.len();
+    if count > cap {
+        return Err(VerifyError::Failed(format!(
+            "`{tag}` holds {count} {noun}; at most {cap} are considered"
+        )));
+    }
+    Ok(Some(found.manifest.layers))
 }
 
 async fn verify_one(
