@@ -13,6 +13,17 @@ use registry_client::{ClientOptions, Descriptor, Digest, NoProgress, Reference, 
 use tests::fixtures::{hello_module, module_of_size};
 use tests::registry::TestRegistry;
 
+/// Run `warrant` with an empty home (no user config or credentials).
+fn warrant(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_warrant-it"))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("WARRANT_CONFIG")
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap()
+}
+
 fn client() -> RegistryClient {
     RegistryClient::new(ClientOptions::default()).unwrap()
 }
@@ -333,16 +344,7 @@ async fn sign_and_verify_an_image_layout() {
 fn keygen_sign_verify_through_the_cli() {
     let registry = TestRegistry::start();
     let home = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_warrant-it");
-    let run = |args: &[&str]| {
-        Command::new(bin)
-            .args(args)
-            .env("HOME", home.path())
-            .env_remove("WARRANT_CONFIG")
-            .env_remove("DOCKER_CONFIG")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| warrant(home.path(), args);
     let wasm = home.path().join("m.wasm");
     std::fs::write(&wasm, hello_module()).unwrap();
     let reference = registry.reference("sig/cli", "v1");
@@ -467,16 +469,7 @@ async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
 fn run_with_a_key_runs_only_what_that_key_signed() {
     let registry = TestRegistry::start();
     let home = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_warrant-it");
-    let run = |args: &[&str]| {
-        Command::new(bin)
-            .args(args)
-            .env("HOME", home.path())
-            .env_remove("WARRANT_CONFIG")
-            .env_remove("DOCKER_CONFIG")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| warrant(home.path(), args);
     let wasm = home.path().join("hello.wasm");
     std::fs::write(&wasm, hello_module()).unwrap();
     let signed = registry.reference("sig/run", "signed");
@@ -616,16 +609,7 @@ async fn ghsa_8gw7_4j42_w388_an_attestation_for_another_subject_is_rejected() {
 fn attest_and_require_provenance_through_the_cli() {
     let registry = TestRegistry::start();
     let home = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_warrant-it");
-    let run = |args: &[&str]| {
-        Command::new(bin)
-            .args(args)
-            .env("HOME", home.path())
-            .env_remove("WARRANT_CONFIG")
-            .env_remove("DOCKER_CONFIG")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| warrant(home.path(), args);
     let wasm = home.path().join("m.wasm");
     std::fs::write(&wasm, hello_module()).unwrap();
     let reference = registry.reference("att/cli", "v1");
