@@ -16,7 +16,9 @@ use sigstore_verify::trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT;
 /// A parsed Sigstore trusted root.
 pub use sigstore_verify::trust_root::TrustedRoot;
 use sigstore_verify::types::{Artifact, ArtifactDigest, Bundle, DerPublicKey, Sha256Hash};
-use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
+use sigstore_verify::{
+    Policy, PublicKeyVerificationPolicy, VerificationPolicy, VerificationResult, Verifier,
+};
 
 /// The verify stage's bounds.
 pub mod limits {
@@ -191,16 +193,7 @@ pub fn verify_bundle_text(
             })?;
             let fingerprint = key_fingerprint(key.as_bytes());
             let policy = PublicKeyVerificationPolicy::new(key);
-            match input {
-                BlobInput::File(path) => {
-                    let file = open(path)?;
-                    verifier.verify_reader(file, &bundle, &policy)
-                }
-                BlobInput::Digest(d) => {
-                    verifier.verify(Artifact::from_digest(sha256_of(d)?), &bundle, &policy)
-                }
-            }
-            .map_err(|e| VerifyError::Failed(e.to_string()))?;
+            check(&verifier, &bundle, input, &policy)?;
             Ok(Signer {
                 kind: "key",
                 identity: fingerprint,
@@ -209,16 +202,7 @@ pub fn verify_bundle_text(
         }
         SignerRequirement::Identity { identity, issuer } => {
             let policy = VerificationPolicy::new(identity.as_str(), issuer.as_str());
-            let result = match input {
-                BlobInput::File(path) => {
-                    let file = open(path)?;
-                    verifier.verify_reader(file, &bundle, &policy)
-                }
-                BlobInput::Digest(d) => {
-                    verifier.verify(Artifact::from_digest(sha256_of(d)?), &bundle, &policy)
-                }
-            }
-            .map_err(|e| VerifyError::Failed(e.to_string()))?;
+            let result = check(&verifier, &bundle, input, &policy)?;
             Ok(Signer {
                 kind: "keyless",
                 identity: result
@@ -228,6 +212,22 @@ pub fn verify_bundle_text(
             })
         }
     }
+}
+
+/// Verify `bundle` over the input, a streamed file or a digest, under `policy`.
+fn check(
+    verifier: &Verifier,
+    bundle: &Bundle,
+    input: &BlobInput,
+    policy: &impl Policy,
+) -> Result<VerificationResult, VerifyError> {
+    match input {
+        BlobInput::File(path) => verifier.verify_reader(open(path)?, bundle, policy),
+        BlobInput::Digest(d) => {
+            verifier.verify(Artifact::from_digest(sha256_of(d)?), bundle, policy)
+        }
+    }
+    .map_err(|e| VerifyError::Failed(e.to_string()))
 }
 
 fn sha256_of(digest: &Digest) -> Result<ArtifactDigest, VerifyError> {
