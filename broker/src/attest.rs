@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cosign::{Rejected, SignError, attached_layers, docker_reference, put_layers};
 use crate::keys::{PublicKey, SigningKey};
-use crate::verify::{Signer, VerifyError};
+use crate::verify::{Signer, Trust, VerifyError};
 
 /// A DSSE envelope's media type.
 pub const MEDIA_TYPE_DSSE: &str = "application/vnd.dsse.envelope.v1+json";
@@ -188,13 +188,14 @@ pub async fn attest(
     .await
 }
 
-/// Find the attestations of `digest` beside `reference` and verify each against `keys`.
+/// Find the attestations of `digest` beside `reference` and verify each against `trust`'s keys.
 pub async fn verify_attestations(
     client: &RegistryClient,
     reference: &Reference,
     digest: &Digest,
-    keys: &[PublicKey],
+    trust: &Trust,
 ) -> Result<Attestations, VerifyError> {
+    let keys = trust.public_keys();
     let tag = attestation_tag(digest);
     let mut out = Attestations::default();
     let Some(layers) = attached_layers(
@@ -276,14 +277,7 @@ pub fn open_envelope(bytes: &[u8], keys: &[PublicKey]) -> Result<(Vec<u8>, Signe
             continue;
         };
         if let Some(key) = keys.iter().find(|k| k.verify(&signed, &sig)) {
-            return Ok((
-                payload,
-                Signer {
-                    kind: "key",
-                    identity: key.fingerprint(),
-                    issuer: "key".into(),
-                },
-            ));
+            return Ok((payload, Signer::key(key.fingerprint())));
         }
     }
     Err("no envelope signature verifies with a trusted key".into())
@@ -383,11 +377,7 @@ mod tests {
     use super::*;
 
     fn signer() -> Signer {
-        Signer {
-            kind: "key",
-            identity: "sha256:k".into(),
-            issuer: "key".into(),
-        }
+        Signer::key("sha256:k".into())
     }
 
     #[test]

@@ -119,9 +119,8 @@ enum Command {
     Verify {
         /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
         reference: String,
-        /// A public key (PEM) whose signatures count; repeatable
-        #[arg(long = "key", value_name = "PUB")]
-        keys: Vec<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Require a verified attestation of this type (`slsaprovenance1`, `slsaprovenance`,
         /// or a URI); repeatable
         #[arg(long = "attestation-type", value_name = "TYPE")]
@@ -158,9 +157,9 @@ enum Command {
     Run {
         /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
         reference: String,
-        /// Run only if a signature by this public key (PEM) verifies; repeatable
-        #[arg(long = "key", value_name = "PUB")]
-        keys: Vec<PathBuf>,
+        /// Run only if a signature by one of these verifies
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Linear-memory limit in bytes (default 268435456)
         #[arg(long, value_name = "BYTES")]
         memory: Option<u64>,
@@ -171,6 +170,57 @@ enum Command {
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
+}
+
+/// Who an artifact's signatures may come from.
+#[derive(Debug, clap::Args)]
+struct TrustArgs {
+    /// A public key (PEM) whose signatures count; repeatable
+    #[arg(long = "key", value_name = "PUB")]
+    keys: Vec<PathBuf>,
+    /// A keyless signer: the certificate's identity (SAN), matched exactly; repeatable, each
+    /// paired with the `--certificate-oidc-issuer` in the same position
+    #[arg(long = "certificate-identity", value_name = "IDENTITY")]
+    identities: Vec<String>,
+    /// The OIDC issuer of the `--certificate-identity` in the same position, matched exactly
+    #[arg(long = "certificate-oidc-issuer", value_name = "URL")]
+    issuers: Vec<String>,
+    /// A Sigstore `trusted_root.json` for keyless signatures (default: `[verify]
+    /// trusted_root` in the config, else the embedded public-good production root)
+    #[arg(long, value_name = "FILE")]
+    trusted_root: Option<PathBuf>,
+}
+
+impl TrustArgs {
+    fn load(&self, config: &Config) -> Result<crate::verify::Trust, CliError> {
+        if self.identities.len() != self.issuers.len() {
+            return Err(CliError::Usage(format!(
+                "{} `--certificate-identity` but {} `--certificate-oidc-issuer`: give them in pairs",
+                self.identities.len(),
+                self.issuers.len()
+            )));
+        }
+        let keys = self
+            .keys
+            .iter()
+            .map(|path| crate::keys::read_public_key(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let identities = self
+            .identities
+            .iter()
+            .zip(&self.issuers)
+            .map(|(identity, issuer)| crate::verify::Identity {
+                identity: identity.clone(),
+                issuer: issuer.clone(),
+            })
+            .collect();
+        let root_path = self
+            .trusted_root
+            .as_deref()
+            .or(config.verify.trusted_root.as_deref());
+        let root = crate::verify::load_trusted_root(root_path)?;
+        Ok(crate::verify::Trust::new(keys, identities, &root)?)
+    }
 }
 
 /// Everything that makes `warrant` stop early, with the exit code it maps to.
@@ -445,7 +495,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         }
         Command::Verify {
             reference,
-            keys,
+            trust,
             attestation_types,
             json,
         } => {
@@ -458,21 +508,26 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                         .ok_or_else(|| CliError::Usage(format!("unknown attestation type `{t}`")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let keys = keys
-                .iter()
-                .map(|path| crate::keys::read_public_key(path))
-                .collect::<Result<Vec<_>, _>>()?;
+            let trust = trust.load(&ctx.config)?;
+            if trust.is_empty() {
+                return Err(CliError::Usage(
+                    "give `--key PUB`, or `--certificate-identity` with `--certificate-oidc-issuer`"
+                        .into(),
+                ));
+            }
             let client = ctx.client()?;
             let (verdict, attestations) = runtime.block_on(async {
                 // INVARIANT (digest binding): the tag is resolved once; signatures and
                 // attestations are looked up by, and must name, that digest.
                 let resolved = client.resolve(&reference).await?;
-                let digest = resolved.digest();
-                let verdict =
-                    crate::cosign::verify_signatures(&client, &reference, digest, &keys).await?;
-                let attestations =
-                    crate::attest::verify_attestations(&client, &reference, digest, &keys).await?;
-                Ok::<_, CliError>((verdict, attestations))
+                let found = crate::pipeline::verify_artifact(
+                    &client,
+                    &reference,
+                    resolved.digest(),
+                    &trust,
+                )
+                .await?;
+                Ok::<_, CliError>(found)
             })?;
             let missing: Vec<&String> = required
                 .iter()
@@ -494,7 +549,17 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             } else {
                 println!("digest    {}", verdict.digest);
                 for s in &verdict.signers {
-                    println!("verified  {} signature by `{}`", s.kind, s.identity);
+                    if s.kind == "keyless" {
+                        println!(
+                            "verified  keyless signature by `{}` (issuer `{}`)",
+                            s.identity, s.issuer
+                        );
+                        for (name, value) in &s.claims {
+                            println!("          {name} `{value}`");
+                        }
+                    } else {
+                        println!("verified  {} signature by `{}`", s.kind, s.identity);
+                    }
                 }
                 for a in &attestations.verified {
                     println!(
@@ -570,16 +635,13 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         }
         Command::Run {
             reference,
-            keys,
+            trust,
             memory,
             timeout,
             args,
         } => {
             let reference: Reference = reference.parse()?;
-            let keys = keys
-                .iter()
-                .map(|path| crate::keys::read_public_key(path))
-                .collect::<Result<Vec<_>, _>>()?;
+            let trust = trust.load(&ctx.config)?;
             let client = ctx.client()?;
             let store = ctx.store()?;
             let limits = run_limits(&ctx.config, memory, timeout.as_deref())?;
@@ -587,7 +649,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             let fetched = runtime.block_on(async {
                 let resolved = client.resolve(&reference).await?;
                 let (verdict, fetched) = crate::pipeline::fetch_verified(
-                    &client, &store, &resolved, &keys, &progress,
+                    &client, &store, &resolved, &trust, &progress,
                 )
                 .await?;
                 if let Some(verdict) = verdict {

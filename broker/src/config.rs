@@ -42,6 +42,18 @@ pub struct Config {
     /// Default limits for `warrant run`.
     #[serde(default)]
     pub run: RunConfig,
+    /// Signature verification.
+    #[serde(default)]
+    pub verify: VerifyConfig,
+}
+
+/// `[verify]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// A Sigstore `trusted_root.json` for keyless signatures (a private Sigstore deployment);
+    /// the public-good production root when absent. `--trusted-root` overrides it.
+    pub trusted_root: Option<PathBuf>,
 }
 
 /// `[registry]`.

@@ -494,6 +494,19 @@ impl PemBlock {
     }
 }
 
+/// The DER of the one `CERTIFICATE` PEM block in `text` (a keyless signature's certificate).
+pub fn certificate_der(text: &str) -> Result<Vec<u8>, KeyError> {
+    let what = "certificate";
+    let block = pem_block(text, what)?;
+    if block.label != "CERTIFICATE" {
+        return Err(KeyError::malformed(
+            what,
+            format!("a `{}` PEM block, expected `CERTIFICATE`", block.label),
+        ));
+    }
+    block.decode(what)
+}
+
 /// Split `text` into exactly one PEM block. Lines may end in CRLF and carry surrounding
 /// whitespace; blank lines may surround the block; anything else outside it is refused. Errors
 /// name line numbers, never the text, so that no key material reaches a message.

@@ -1,10 +1,10 @@
 //! The stages chained: resolve once, verify that digest, fetch that digest.
 
-use registry_client::{Fetched, Progress, RegistryClient, Resolved, Store};
+use registry_client::{Digest, Fetched, Progress, Reference, RegistryClient, Resolved, Store};
 
+use crate::attest::{Attestations, verify_attestations};
 use crate::cosign::{Verdict, verify_signatures};
-use crate::keys::PublicKey;
-use crate::verify::VerifyError;
+use crate::verify::{Trust, VerifyError};
 
 /// Why a verified fetch stopped.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +36,32 @@ fn rejected_suffix(verdict: &Verdict) -> String {
     }
 }
 
-/// Verify the signatures of `resolved`'s digest against `keys` (skipped when `keys` is empty:
-/// no trust was configured), then fetch exactly that digest into `store`.
+/// Everything verifiable about `digest` beside `reference`, checked against `trust`: cosign
+/// signatures (`.sig`), keyed attestations (`.att`), and Sigstore bundle referrers.
+///
+/// INVARIANT (digest binding): everything is looked up by `digest` and must name it.
+pub async fn verify_artifact(
+    client: &RegistryClient,
+    reference: &Reference,
+    digest: &Digest,
+    trust: &Trust,
+) -> Result<(Verdict, Attestations), VerifyError> {
+    let mut verdict = verify_signatures(client, reference, digest, trust).await?;
+    let mut attestations = verify_attestations(client, reference, digest, trust).await?;
+    crate::referrers::verify_bundles(
+        client,
+        reference,
+        digest,
+        trust,
+        &mut verdict,
+        &mut attestations,
+    )
+    .await?;
+    Ok((verdict, attestations))
+}
+
+/// Verify the signatures of `resolved`'s digest against `trust` (skipped when it trusts
+/// nothing: no trust was configured), then fetch exactly that digest into `store`.
 ///
 /// INVARIANT (digest binding): verification and fetch both use `resolved.digest()`; nothing
 /// here looks the tag up again, so a tag moved after resolution changes neither.
@@ -45,14 +69,14 @@ pub async fn fetch_verified(
     client: &RegistryClient,
     store: &Store,
     resolved: &Resolved,
-    keys: &[PublicKey],
+    trust: &Trust,
     progress: &dyn Progress,
 ) -> Result<(Option<Verdict>, Fetched), PipelineError> {
-    let verdict = if keys.is_empty() {
+    let verdict = if trust.is_empty() {
         None
     } else {
-        let verdict =
-            verify_signatures(client, resolved.reference(), resolved.digest(), keys).await?;
+        let (verdict, _) =
+            verify_artifact(client, resolved.reference(), resolved.digest(), trust).await?;
         if verdict.signers.is_empty() {
             return Err(PipelineError::Unverified(verdict));
         }

@@ -1,11 +1,13 @@
 //! The verify stage: signatures and attestations become **verified facts**, or nothing.
 //!
-//! This module holds what exists so far: verification of a Sigstore bundle over a plain blob
-//! ([`verify_blob`]), keyed (a public key) or keyless (a certificate identity and OIDC issuer,
-//! matched exactly) against a Sigstore trusted root — the embedded public-good production root
-//! by default, or one given for a private deployment. It never touches the network.
-//! Verification itself is `sigstore-verify`, which passes the sigstore-conformance suite.
+//! [`Trust`] is what the operator trusts: public keys, keyless identities (certificate SAN and
+//! OIDC issuer, matched exactly) and a Sigstore trusted root — the embedded public-good
+//! production root by default, or one given for a private deployment. [`Trust::verify_bundle`]
+//! checks one Sigstore bundle against it; [`verify_blob`] does so for a plain blob. Nothing here
+//! touches the network. Bundle verification itself is `sigstore-verify`, which passes the
+//! sigstore-conformance suite.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use sigstore_verify::types::{Artifact, ArtifactDigest, Bundle, DerPublicKey, Sha
 use sigstore_verify::{
     Policy, PublicKeyVerificationPolicy, VerificationPolicy, VerificationResult, Verifier,
 };
+
+use crate::keys::PublicKey;
 
 /// The verify stage's bounds.
 pub mod limits {
@@ -72,6 +76,205 @@ pub struct Signer {
     pub identity: String,
     /// Key: `key`; keyless: the OIDC issuer.
     pub issuer: String,
+    /// Keyless only: the CI claims the certificate carries (Fulcio's extensions, such as
+    /// `sourceRepositoryUri` and `buildSignerUri` for GitHub Actions), by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<&'static str, String>,
+}
+
+impl Signer {
+    /// A signature by the key with this fingerprint.
+    pub fn key(fingerprint: String) -> Self {
+        Self {
+            kind: "key",
+            identity: fingerprint,
+            issuer: "key".into(),
+            claims: BTreeMap::new(),
+        }
+    }
+}
+
+/// A keyless signer the operator trusts: both must match the certificate exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The certificate's subject alternative name (an email address or a URI).
+    pub identity: String,
+    /// The OIDC issuer recorded in the certificate.
+    pub issuer: String,
+}
+
+/// What a bundle is checked over.
+#[derive(Clone, Copy, Debug)]
+pub enum Subject<'a> {
+    /// A file, streamed.
+    File(&'a Path),
+    /// Bytes in memory (a cosign simple-signing payload).
+    Bytes(&'a [u8]),
+    /// Only a `sha256:` digest (an OCI manifest).
+    Digest(&'a Digest),
+}
+
+impl<'a> From<&'a BlobInput> for Subject<'a> {
+    fn from(input: &'a BlobInput) -> Self {
+        match input {
+            BlobInput::File(path) => Self::File(path),
+            BlobInput::Digest(digest) => Self::Digest(digest),
+        }
+    }
+}
+
+/// Everything a signature can be trusted by: keys, keyless identities, and the Sigstore trusted
+/// root that keyless certificates and transparency-log entries must chain to.
+pub struct Trust {
+    keys: Vec<PublicKey>,
+    bundle_keys: Vec<(DerPublicKey, String)>,
+    identities: Vec<Identity>,
+    verifier: Verifier,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust")
+            .field(
+                "keys",
+                &self.bundle_keys.iter().map(|k| &k.1).collect::<Vec<_>>(),
+            )
+            .field("identities", &self.identities)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trust {
+    /// Trust `keys` and `identities`, with keyless signatures chaining to `root`.
+    pub fn new(
+        keys: Vec<PublicKey>,
+        identities: Vec<Identity>,
+        root: &TrustedRoot,
+    ) -> Result<Self, VerifyError> {
+        let bundle_keys = keys
+            .iter()
+            .map(|k| (DerPublicKey::new(k.spki_der().to_vec()), k.fingerprint()))
+            .collect();
+        Ok(Self {
+            keys,
+            bundle_keys,
+            identities,
+            verifier: verifier(root)?,
+        })
+    }
+
+    /// Trust `keys` only, with the embedded production root for anything keyless.
+    pub fn keys(keys: &[PublicKey]) -> Result<Self, VerifyError> {
+        Self::new(keys.to_vec(), Vec::new(), &load_trusted_root(None)?)
+    }
+
+    /// Nothing is trusted: no key and no identity.
+    pub fn is_empty(&self) -> bool {
+        self.bundle_keys.is_empty() && self.identities.is_empty()
+    }
+
+    /// The trusted public keys (for cosign signatures and DSSE envelopes).
+    pub fn public_keys(&self) -> &[PublicKey] {
+        &self.keys
+    }
+
+    /// The trusted keyless identities.
+    pub fn identities(&self) -> &[Identity] {
+        &self.identities
+    }
+
+    /// Verify `bundle` over `subject`: with a certificate, the certificate must chain to the
+    /// trusted root, carry a valid SCT, be logged, and name a trusted identity; without one, it
+    /// must verify with a trusted key. Offline. The error is the reason, for a verdict.
+    pub fn verify_bundle(&self, bundle: &Bundle, subject: Subject<'_>) -> Result<Signer, String> {
+        if bundle.signing_certificate().is_some() {
+            return self.verify_keyless(bundle, subject);
+        }
+        if self.bundle_keys.is_empty() {
+            return Err("a keyed bundle, and no public key is trusted (give `--key`)".into());
+        }
+        let mut reasons = Vec::new();
+        for (key, fingerprint) in &self.bundle_keys {
+            let policy = PublicKeyVerificationPolicy::new(key.clone());
+            match check(&self.verifier, bundle, subject, &policy) {
+                Ok(_) => return Ok(Signer::key(fingerprint.clone())),
+                Err(e) => reasons.push(format!("`{fingerprint}`: {e}")),
+            }
+        }
+        Err(format!(
+            "does not verify with any trusted key ({})",
+            reasons.join("; ")
+        ))
+    }
+
+    fn verify_keyless(&self, bundle: &Bundle, subject: Subject<'_>) -> Result<Signer, String> {
+        if self.identities.is_empty() {
+            return Err(
+                "a keyless signature, and no certificate identity is trusted (give \
+                 `--certificate-identity` with `--certificate-oidc-issuer`)"
+                    .into(),
+            );
+        }
+        // Cryptography first (chain, SCT, log, signature); then the identity, matched exactly
+        // against each trusted pair here, so that a mismatch names what the certificate says.
+        let result = check(
+            &self.verifier,
+            bundle,
+            subject,
+            &VerificationPolicy::any_identity(),
+        )?;
+        let Some(info) = result.certificate() else {
+            return Err("verified without a certificate".into());
+        };
+        let identity = info.identity.as_ref().map(|san| san.as_str()).unwrap_or("");
+        let issuer = info.issuer.as_deref().unwrap_or("");
+        if !self
+            .identities
+            .iter()
+            .any(|t| t.identity == identity && t.issuer == issuer)
+        {
+            return Err(format!(
+                "certificate identity `{identity}` from issuer `{issuer}` is not trusted"
+            ));
+        }
+        Ok(Signer {
+            kind: "keyless",
+            identity: identity.to_owned(),
+            issuer: issuer.to_owned(),
+            claims: ci_claims(&info.ci_claims),
+        })
+    }
+}
+
+/// The CI claims worth a fact, by the names Fulcio's documentation gives them.
+fn ci_claims(claims: &sigstore_verify::crypto::FulcioCiClaims) -> BTreeMap<&'static str, String> {
+    [
+        ("buildSignerUri", &claims.build_signer_uri),
+        ("buildSignerDigest", &claims.build_signer_digest),
+        ("runnerEnvironment", &claims.runner_environment),
+        ("sourceRepositoryUri", &claims.source_repository_uri),
+        ("sourceRepositoryDigest", &claims.source_repository_digest),
+        ("sourceRepositoryRef", &claims.source_repository_ref),
+        (
+            "sourceRepositoryOwnerUri",
+            &claims.source_repository_owner_uri,
+        ),
+        ("buildConfigUri", &claims.build_config_uri),
+        ("buildConfigDigest", &claims.build_config_digest),
+        ("buildTrigger", &claims.build_trigger),
+        ("runInvocationUri", &claims.run_invocation_uri),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.clone().map(|v| (name, v)))
+    .collect()
+}
+
+fn verifier(root: &TrustedRoot) -> Result<Verifier, VerifyError> {
+    Verifier::new(root).map_err(|e| VerifyError::Trust {
+        what: "trusted root",
+        path: PathBuf::from("(given)"),
+        reason: e.to_string(),
+    })
 }
 
 /// Why verification refused, or could not start.
@@ -177,14 +380,9 @@ pub fn verify_bundle_text(
     registry_client::json::check_depth(text.as_bytes(), registry_client::limits::MAX_JSON_DEPTH)
         .map_err(malformed)?;
     let bundle = Bundle::from_json(text).map_err(|e| malformed(e.to_string()))?;
-    let verifier = Verifier::new(trusted_root).map_err(|e| VerifyError::Trust {
-        what: "trusted root",
-        path: PathBuf::from("(given)"),
-        reason: e.to_string(),
-    })?;
-
-    match requirement {
+    let trust = match requirement {
         SignerRequirement::Key(key_path) => {
+            // Any key type sigstore-verify accepts (RSA too), not only the two Warrant signs with.
             let pem = read_text(key_path, limits::MAX_KEY_BYTES, "public key")?;
             let key = DerPublicKey::from_pem(&pem).map_err(|e| VerifyError::Trust {
                 what: "public key",
@@ -192,48 +390,53 @@ pub fn verify_bundle_text(
                 reason: e.to_string(),
             })?;
             let fingerprint = key_fingerprint(key.as_bytes());
-            let policy = PublicKeyVerificationPolicy::new(key);
-            check(&verifier, &bundle, input, &policy)?;
-            Ok(Signer {
-                kind: "key",
-                identity: fingerprint,
-                issuer: "key".into(),
-            })
+            Trust {
+                keys: Vec::new(),
+                bundle_keys: vec![(key, fingerprint)],
+                identities: Vec::new(),
+                verifier: verifier(trusted_root)?,
+            }
         }
-        SignerRequirement::Identity { identity, issuer } => {
-            let policy = VerificationPolicy::new(identity.as_str(), issuer.as_str());
-            let result = check(&verifier, &bundle, input, &policy)?;
-            Ok(Signer {
-                kind: "keyless",
-                identity: result
-                    .identity()
-                    .map_or_else(|| identity.clone(), |san| san.as_str().to_owned()),
-                issuer: result.issuer().unwrap_or(issuer).to_owned(),
-            })
-        }
+        SignerRequirement::Identity { identity, issuer } => Trust::new(
+            Vec::new(),
+            vec![Identity {
+                identity: identity.clone(),
+                issuer: issuer.clone(),
+            }],
+            trusted_root,
+        )?,
+    };
+    if let Subject::File(path) = Subject::from(input) {
+        // An unreadable artifact is the operator's problem (exit 2), not a failed signature.
+        open(path)?;
     }
+    trust
+        .verify_bundle(&bundle, input.into())
+        .map_err(VerifyError::Failed)
 }
 
-/// Verify `bundle` over the input, a streamed file or a digest, under `policy`.
+/// Verify `bundle` over `subject` under `policy`.
 fn check(
     verifier: &Verifier,
     bundle: &Bundle,
-    input: &BlobInput,
+    subject: Subject<'_>,
     policy: &impl Policy,
-) -> Result<VerificationResult, VerifyError> {
-    match input {
-        BlobInput::File(path) => verifier.verify_reader(open(path)?, bundle, policy),
-        BlobInput::Digest(d) => {
-            verifier.verify(Artifact::from_digest(sha256_of(d)?), bundle, policy)
+) -> Result<VerificationResult, String> {
+    match subject {
+        Subject::File(path) => {
+            let file = File::open(path).map_err(|e| format!("`{}`: {e}", path.display()))?;
+            verifier.verify_reader(file, bundle, policy)
         }
+        Subject::Bytes(bytes) => verifier.verify(bytes, bundle, policy),
+        Subject::Digest(d) => verifier.verify(Artifact::from_digest(sha256_of(d)?), bundle, policy),
     }
-    .map_err(|e| VerifyError::Failed(e.to_string()))
+    .map_err(|e| e.to_string())
 }
 
-fn sha256_of(digest: &Digest) -> Result<ArtifactDigest, VerifyError> {
+fn sha256_of(digest: &Digest) -> Result<ArtifactDigest, String> {
     Sha256Hash::from_hex(digest.hex())
         .map(ArtifactDigest::sha256)
-        .map_err(|e| VerifyError::Failed(format!("digest `{digest}`: {e}")))
+        .map_err(|e| format!("digest `{digest}`: {e}"))
 }
 
 fn open(path: &Path) -> Result<File, VerifyError> {

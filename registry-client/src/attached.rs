@@ -33,13 +33,11 @@ pub struct AttachedManifest {
     pub digest: Digest,
 }
 
-/// `reference`'s repository (or layout) with `tag` selected.
-fn at_tag(reference: &Reference, tag: &str) -> Reference {
+/// `reference`'s repository (or layout) with `selector` selected.
+fn at(reference: &Reference, selector: Selector) -> Reference {
     match reference {
-        Reference::Registry(r) => {
-            Reference::Registry(r.with_selector(Selector::Tag(tag.to_owned())))
-        }
-        Reference::Layout(l) => Reference::Layout(l.with_selector(Selector::Tag(tag.to_owned()))),
+        Reference::Registry(r) => Reference::Registry(r.with_selector(selector)),
+        Reference::Layout(l) => Reference::Layout(l.with_selector(selector)),
     }
 }
 
@@ -50,7 +48,40 @@ impl RegistryClient {
         reference: &Reference,
         tag: &str,
     ) -> Result<Option<AttachedManifest>, Error> {
-        let at = at_tag(reference, tag);
+        self.fetch_attached_at(reference, Selector::Tag(tag.to_owned()))
+            .await
+    }
+
+    /// The manifest `digest` beside `reference` (a referrer), or `None` when there is none.
+    /// Its bytes are checked against `digest`.
+    pub async fn fetch_referrer(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<Option<AttachedManifest>, Error> {
+        self.fetch_attached_at(reference, Selector::Digest(digest.clone()))
+            .await
+    }
+
+    /// The referrers of `subject` beside `reference`; `None` for an OCI layout, which has no
+    /// referrers list.
+    pub async fn referrers_of(
+        &self,
+        reference: &Reference,
+        subject: &Digest,
+    ) -> Result<Option<crate::Referrers>, Error> {
+        match reference {
+            Reference::Registry(r) => self.referrers(r, subject).await.map(Some),
+            Reference::Layout(_) => Ok(None),
+        }
+    }
+
+    async fn fetch_attached_at(
+        &self,
+        reference: &Reference,
+        selector: Selector,
+    ) -> Result<Option<AttachedManifest>, Error> {
+        let at = at(reference, selector);
         let found = match &at {
             Reference::Registry(r) => {
                 let what = format!("fetching `{r}`");
@@ -132,7 +163,7 @@ impl RegistryClient {
             reason: e.to_string(),
         })?;
         let descriptor = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &bytes);
-        match at_tag(reference, tag) {
+        match at(reference, Selector::Tag(tag.to_owned())) {
             Reference::Registry(r) => {
                 let what = format!("pushing `{r}`");
                 self.with_deadline(&what, async {

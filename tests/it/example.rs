@@ -40,9 +40,14 @@ async fn example_layout_holds_what_hello_wat_compiles_to_signed() {
     );
     // Signed by the example key, as the README's command requires.
     let public = read_public_key(&dir.join("example-signer.pub")).unwrap();
-    let verdict = broker::cosign::verify_signatures(&client, &target, resolved.digest(), &[public])
-        .await
-        .unwrap();
+    let verdict = broker::cosign::verify_signatures(
+        &client,
+        &target,
+        resolved.digest(),
+        &broker::verify::Trust::keys(&[public]).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(verdict.signers.len(), 1, "{verdict:?}");
     // And it pulls into a store and runs, as the README says.
     let store_dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ use broker::cosign::{
     self, ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, limits as cosign_limits,
 };
 use broker::keys::{PublicKey, SigningKey};
+use broker::verify::Trust;
 use registry_client::attached::signature_tag;
 use registry_client::{ClientOptions, Descriptor, Digest, NoProgress, Reference, RegistryClient};
 use tests::fixtures::{hello_module, module_of_size};
@@ -82,7 +83,7 @@ async fn verdict(
     digest: &Digest,
     keys: &[PublicKey],
 ) -> cosign::Verdict {
-    cosign::verify_signatures(client, reference, digest, keys)
+    cosign::verify_signatures(client, reference, digest, &Trust::keys(keys).unwrap())
         .await
         .unwrap()
 }
@@ -290,9 +291,14 @@ async fn more_than_100_signatures_are_refused_outright() {
         .collect();
     assert_eq!(layers.len(), 101);
     put_signature(&client, &reference, &digest, layers).await;
-    let err = cosign::verify_signatures(&client, &reference, &digest, &[key.public_key()])
-        .await
-        .unwrap_err();
+    let err = cosign::verify_signatures(
+        &client,
+        &reference,
+        &digest,
+        &Trust::keys(&[key.public_key()]).unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("holds 101 signatures"), "{err}");
 }
 
@@ -437,10 +443,15 @@ async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = registry_client::Store::open(dir.path()).unwrap();
-    let (verdict, fetched) =
-        fetch_verified(&client, &store, &resolved, &[key.public_key()], &NoProgress)
-            .await
-            .unwrap();
+    let (verdict, fetched) = fetch_verified(
+        &client,
+        &store,
+        &resolved,
+        &Trust::keys(&[key.public_key()]).unwrap(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(verdict.unwrap().digest, a.manifest.digest);
     assert_eq!(std::fs::read(fetched.module_path()).unwrap(), signed);
 
@@ -454,7 +465,7 @@ async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
         &client,
         &store,
         &resolved_b,
-        &[key.public_key()],
+        &Trust::keys(&[key.public_key()]).unwrap(),
         &NoProgress,
     )
     .await
@@ -556,9 +567,14 @@ async fn ghsa_8gw7_4j42_w388_an_attestation_for_another_subject_is_rejected() {
     )
     .await
     .unwrap();
-    let found = verify_attestations(&client, &a_ref, &a, &[key.public_key()])
-        .await
-        .unwrap();
+    let found = verify_attestations(
+        &client,
+        &a_ref,
+        &a,
+        &Trust::keys(&[key.public_key()]).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(found.verified.len(), 1);
     let provenance = found.verified[0].provenance.clone().unwrap();
     assert_eq!(
@@ -592,9 +608,14 @@ async fn ghsa_8gw7_4j42_w388_an_attestation_for_another_subject_is_rejected() {
         )
         .await
         .unwrap();
-    let found = verify_attestations(&client, &b_ref, &b, &[key.public_key()])
-        .await
-        .unwrap();
+    let found = verify_attestations(
+        &client,
+        &b_ref,
+        &b,
+        &Trust::keys(&[key.public_key()]).unwrap(),
+    )
+    .await
+    .unwrap();
     assert!(found.verified.is_empty());
     assert!(
         found.rejected[0]

@@ -20,6 +20,7 @@ use broker::cosign::{
     self, ANNOTATION_CERTIFICATE, ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, PAYLOAD_TYPE,
 };
 use broker::keys::{PublicKey, SigningKey};
+use broker::verify::Trust;
 use registry_client::attached::{attestation_tag, signature_tag};
 use registry_client::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use registry_client::{
@@ -436,22 +437,26 @@ async fn verify(
     keys: &[PublicKey],
 ) -> Result<Outcome, String> {
     match kind {
-        Kind::Signatures => cosign::verify_signatures(client, reference, digest, keys)
-            .await
-            .map(|v| Outcome {
-                verified: v.signers.into_iter().map(|s| (s.identity, None)).collect(),
-                rejected: v.rejected.into_iter().map(|r| r.reason).collect(),
-            }),
-        Kind::Attestations => attest::verify_attestations(client, reference, digest, keys)
-            .await
-            .map(|a| Outcome {
-                verified: a
-                    .verified
-                    .into_iter()
-                    .map(|v| (v.signer.identity, Some(v.predicate_type)))
-                    .collect(),
-                rejected: a.rejected.into_iter().map(|r| r.reason).collect(),
-            }),
+        Kind::Signatures => {
+            cosign::verify_signatures(client, reference, digest, &Trust::keys(keys).unwrap())
+                .await
+                .map(|v| Outcome {
+                    verified: v.signers.into_iter().map(|s| (s.identity, None)).collect(),
+                    rejected: v.rejected.into_iter().map(|r| r.reason).collect(),
+                })
+        }
+        Kind::Attestations => {
+            attest::verify_attestations(client, reference, digest, &Trust::keys(keys).unwrap())
+                .await
+                .map(|a| Outcome {
+                    verified: a
+                        .verified
+                        .into_iter()
+                        .map(|v| (v.signer.identity, Some(v.predicate_type)))
+                        .collect(),
+                    rejected: a.rejected.into_iter().map(|r| r.reason).collect(),
+                })
+        }
     }
     .map_err(|e| e.to_string())
 }
@@ -906,7 +911,7 @@ fn signature_cases() -> Vec<Case> {
             Rejected("the signature does not verify with any trusted key (`{ed25519}`)"),
         ),
         case(
-            "keyless signature (certificate annotation) and no trusted key made it",
+            "keyless signature (certificate annotation) without its transparency-log entry",
             |c| {
                 let payload = good_payload(c);
                 let sig = sign_b64(c.untrusted, &payload);
@@ -917,10 +922,7 @@ fn signature_cases() -> Vec<Case> {
                     );
                 })
             },
-            Rejected(
-                "a keyless signature (certificate annotation); only keyed cosign signatures \
-                 are verified in the tag scheme",
-            ),
+            Rejected("a keyless signature without the `dev.sigstore.cosign/bundle` annotation"),
         ),
         case(
             "a valid signature but no key trusted at all",
