@@ -53,7 +53,7 @@ pub fn predicate_type(name: &str) -> Option<&str> {
 }
 
 /// Verified SLSA provenance facts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Provenance {
     /// The predicate type.
@@ -69,7 +69,7 @@ pub struct Provenance {
 }
 
 /// An attestation that verified.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attested {
     /// The statement's predicate type.
@@ -81,7 +81,7 @@ pub struct Attested {
 }
 
 /// What attestation verification found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Attestations {
     /// Attestations that verified and name the artifact.
     pub verified: Vec<Attested>,

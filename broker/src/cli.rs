@@ -549,7 +549,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             } else {
                 println!("digest    {}", verdict.digest);
                 for s in &verdict.signers {
-                    if s.kind == "keyless" {
+                    if s.kind == crate::verify::SignerKind::Keyless {
                         println!(
                             "verified  keyless signature by `{}` (issuer `{}`)",
                             s.identity, s.issuer
@@ -642,6 +642,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         } => {
             let reference: Reference = reference.parse()?;
             let trust = trust.load(&ctx.config)?;
+            let cache = verdict_cache(&ctx.config)?;
             let client = ctx.client()?;
             let store = ctx.store()?;
             let limits = run_limits(&ctx.config, memory, timeout.as_deref())?;
@@ -649,7 +650,12 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             let fetched = runtime.block_on(async {
                 let resolved = client.resolve(&reference).await?;
                 let (verdict, fetched) = crate::pipeline::fetch_verified(
-                    &client, &store, &resolved, &trust, &progress,
+                    &client,
+                    &store,
+                    &resolved,
+                    &trust,
+                    cache.as_ref(),
+                    &progress,
                 )
                 .await?;
                 if let Some(verdict) = verdict {
@@ -661,6 +667,26 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             })?;
             drop(runtime);
             run_guest(&fetched, &reference, args, &limits)
+        }
+    }
+}
+
+/// The verdict cache under the data directory, or none when `[verify] cache_ttl` is zero.
+fn verdict_cache(config: &Config) -> Result<Option<crate::cache::VerdictCache>, CliError> {
+    let ttl = match &config.verify.cache_ttl {
+        Some(text) => parse_duration(text)?,
+        None => std::time::Duration::from_secs(3600),
+    };
+    if ttl.is_zero() {
+        return Ok(None);
+    }
+    let dir = crate::config::data_dir().join("verdicts");
+    match crate::cache::VerdictCache::open(&dir, ttl) {
+        Ok(cache) => Ok(Some(cache)),
+        Err(e) => {
+            // The cache only saves work; without it every run verifies afresh.
+            tracing::warn!("{e}; verifying without the cache");
+            Ok(None)
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct VerifyConfig {
     /// A Sigstore `trusted_root.json` for keyless signatures (a private Sigstore deployment);
     /// the public-good production root when absent. `--trusted-root` overrides it.
     pub trusted_root: Option<PathBuf>,
+    /// How long `warrant run` trusts a cached positive verdict, e.g. `"1h"` (the default);
+    /// `"0s"` turns the cache off.
+    pub cache_ttl: Option<String>,
 }
 
 /// `[registry]`.

@@ -47,7 +47,7 @@ pub mod limits {
 }
 
 /// A signature that was found but did not become a fact, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejected {
     /// Which signature (tag and layer digest).
     pub source: String,
@@ -57,7 +57,7 @@ pub struct Rejected {
 
 /// The outcome of verifying an artifact's signatures: who verifiably signed this digest, and
 /// what was rejected.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Verdict {
     /// The manifest digest verified.
     pub digest: Digest,

@@ -3,6 +3,7 @@
 use registry_client::{Digest, Fetched, Progress, Reference, RegistryClient, Resolved, Store};
 
 use crate::attest::{Attestations, verify_attestations};
+use crate::cache::VerdictCache;
 use crate::cosign::{Verdict, verify_signatures};
 use crate::verify::{Trust, VerifyError};
 
@@ -61,7 +62,9 @@ pub async fn verify_artifact(
 }
 
 /// Verify the signatures of `resolved`'s digest against `trust` (skipped when it trusts
-/// nothing: no trust was configured), then fetch exactly that digest into `store`.
+/// nothing: no trust was configured), then fetch exactly that digest into `store`. A valid
+/// cached verdict for the digest under the same trust stands in for verification; a fresh
+/// positive verdict is cached.
 ///
 /// INVARIANT (digest binding): verification and fetch both use `resolved.digest()`; nothing
 /// here looks the tag up again, so a tag moved after resolution changes neither.
@@ -70,18 +73,42 @@ pub async fn fetch_verified(
     store: &Store,
     resolved: &Resolved,
     trust: &Trust,
+    cache: Option<&VerdictCache>,
     progress: &dyn Progress,
 ) -> Result<(Option<Verdict>, Fetched), PipelineError> {
     let verdict = if trust.is_empty() {
         None
+    } else if let Some((verdict, _)) =
+        cache.and_then(|c| c.get(&repository(resolved.reference()), resolved.digest(), trust))
+    {
+        tracing::debug!(digest = %resolved.digest(), "verdict from the cache");
+        Some(verdict)
     } else {
-        let (verdict, _) =
+        let (verdict, attestations) =
             verify_artifact(client, resolved.reference(), resolved.digest(), trust).await?;
         if verdict.signers.is_empty() {
             return Err(PipelineError::Unverified(verdict));
+        }
+        if let Some(cache) = cache
+            && let Err(e) = cache.put(
+                &repository(resolved.reference()),
+                trust,
+                &verdict,
+                &attestations,
+            )
+        {
+            tracing::warn!("{e}");
         }
         Some(verdict)
     };
     let fetched = client.fetch(resolved, store, progress).await?;
     Ok((verdict, fetched))
+}
+
+/// Where signatures of an artifact are looked up: its repository, or its layout.
+fn repository(reference: &Reference) -> String {
+    match reference {
+        Reference::Registry(r) => format!("{}/{}", r.registry(), r.repository()),
+        Reference::Layout(l) => format!("oci-layout:{}", l.path().display()),
+    }
 }

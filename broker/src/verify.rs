@@ -67,26 +67,54 @@ impl BlobInput {
     }
 }
 
-/// A signature that verified: who made it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Signer {
+/// How a signature was made.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SignerKind {
+    /// With a key the operator trusts.
+    Key,
+    /// With a short-lived certificate naming an identity (Sigstore keyless).
+    Keyless,
+}
+
+impl SignerKind {
     /// `key` or `keyless`.
-    pub kind: &'static str,
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Keyless => "keyless",
+        }
+    }
+}
+
+impl std::fmt::Display for SignerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A signature that verified: who made it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Signer {
+    /// Key or keyless.
+    pub kind: SignerKind,
     /// Key: `sha256:<hex of SPKI DER>`; keyless: the certificate's SAN.
     pub identity: String,
     /// Key: `key`; keyless: the OIDC issuer.
     pub issuer: String,
     /// Keyless only: the CI claims the certificate carries (Fulcio's extensions, such as
     /// `sourceRepositoryUri` and `buildSignerUri` for GitHub Actions), by name.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub claims: BTreeMap<&'static str, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
 }
 
 impl Signer {
     /// A signature by the key with this fingerprint.
     pub fn key(fingerprint: String) -> Self {
         Self {
-            kind: "key",
+            kind: SignerKind::Key,
             identity: fingerprint,
             issuer: "key".into(),
             claims: BTreeMap::new(),
@@ -130,6 +158,7 @@ pub struct Trust {
     bundle_keys: Vec<(DerPublicKey, String)>,
     identities: Vec<Identity>,
     verifier: Verifier,
+    id: String,
 }
 
 impl std::fmt::Debug for Trust {
@@ -151,16 +180,23 @@ impl Trust {
         identities: Vec<Identity>,
         root: &TrustedRoot,
     ) -> Result<Self, VerifyError> {
-        let bundle_keys = keys
+        let bundle_keys: Vec<(DerPublicKey, String)> = keys
             .iter()
             .map(|k| (DerPublicKey::new(k.spki_der().to_vec()), k.fingerprint()))
             .collect();
+        let id = trust_id(root, &bundle_keys, &identities)?;
         Ok(Self {
             keys,
             bundle_keys,
             identities,
             verifier: verifier(root)?,
+            id,
         })
+    }
+
+    /// A digest of everything trusted (root, keys, identities): equal ids, equal trust.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Trust `keys` only, with the embedded production root for anything keyless.
@@ -238,7 +274,7 @@ impl Trust {
             ));
         }
         Ok(Signer {
-            kind: "keyless",
+            kind: SignerKind::Keyless,
             identity: identity.to_owned(),
             issuer: issuer.to_owned(),
             claims: ci_claims(&info.ci_claims),
@@ -247,7 +283,7 @@ impl Trust {
 }
 
 /// The CI claims worth a fact, by the names Fulcio's documentation gives them.
-fn ci_claims(claims: &sigstore_verify::crypto::FulcioCiClaims) -> BTreeMap<&'static str, String> {
+fn ci_claims(claims: &sigstore_verify::crypto::FulcioCiClaims) -> BTreeMap<String, String> {
     [
         ("buildSignerUri", &claims.build_signer_uri),
         ("buildSignerDigest", &claims.build_signer_digest),
@@ -265,8 +301,41 @@ fn ci_claims(claims: &sigstore_verify::crypto::FulcioCiClaims) -> BTreeMap<&'sta
         ("runInvocationUri", &claims.run_invocation_uri),
     ]
     .into_iter()
-    .filter_map(|(name, value)| value.clone().map(|v| (name, v)))
+    .filter_map(|(name, value)| value.clone().map(|v| (name.to_owned(), v)))
     .collect()
+}
+
+/// `sha256:` over a canonical statement of the trust: the root's JSON, the sorted key
+/// fingerprints, the sorted identity pairs.
+fn trust_id(
+    root: &TrustedRoot,
+    keys: &[(DerPublicKey, String)],
+    identities: &[Identity],
+) -> Result<String, VerifyError> {
+    let root = serde_json::to_vec(root).map_err(|e| VerifyError::Trust {
+        what: "trusted root",
+        path: PathBuf::from("(given)"),
+        reason: e.to_string(),
+    })?;
+    let mut keys: Vec<&str> = keys.iter().map(|(_, f)| f.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut identities: Vec<(&str, &str)> = identities
+        .iter()
+        .map(|i| (i.identity.as_str(), i.issuer.as_str()))
+        .collect();
+    identities.sort_unstable();
+    identities.dedup();
+    let statement = serde_json::json!({
+        "v": 1,
+        "root": hex::encode(Sha256::digest(&root)),
+        "keys": keys,
+        "identities": identities,
+    });
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(statement.to_string().as_bytes()))
+    ))
 }
 
 fn verifier(root: &TrustedRoot) -> Result<Verifier, VerifyError> {
@@ -390,9 +459,11 @@ pub fn verify_bundle_text(
                 reason: e.to_string(),
             })?;
             let fingerprint = key_fingerprint(key.as_bytes());
+            let bundle_keys = vec![(key, fingerprint)];
             Trust {
+                id: trust_id(trusted_root, &bundle_keys, &[])?,
                 keys: Vec::new(),
-                bundle_keys: vec![(key, fingerprint)],
+                bundle_keys,
                 identities: Vec::new(),
                 verifier: verifier(trusted_root)?,
             }

@@ -115,7 +115,7 @@ async fn sign_then_verify_through_the_registry() {
     let v = verdict(&client, &reference, &digest, &[key.public_key()]).await;
     assert_eq!(v.signers.len(), 1);
     assert_eq!(v.signers[0].identity, key.public_key().fingerprint());
-    assert_eq!(v.signers[0].kind, "key");
+    assert_eq!(v.signers[0].kind, broker::verify::SignerKind::Key);
     // The other key's signature is found and rejected, not silently ignored.
     assert_eq!(v.rejected.len(), 1);
     assert!(
@@ -443,11 +443,17 @@ async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = registry_client::Store::open(dir.path()).unwrap();
+    let cache = broker::cache::VerdictCache::open(
+        &dir.path().join("verdicts"),
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
     let (verdict, fetched) = fetch_verified(
         &client,
         &store,
         &resolved,
         &Trust::keys(&[key.public_key()]).unwrap(),
+        Some(&cache),
         &NoProgress,
     )
     .await
@@ -466,6 +472,7 @@ async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
         &store,
         &resolved_b,
         &Trust::keys(&[key.public_key()]).unwrap(),
+        Some(&cache),
         &NoProgress,
     )
     .await
@@ -474,6 +481,74 @@ async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
         matches!(&err, PipelineError::Unverified(v) if v.digest == *resolved_b.digest()),
         "{err}"
     );
+}
+
+/// The cache stands in for verification only for the digest and trust it was written for: the
+/// signature is removed after a verified fetch, and only the same digest under the same key
+/// still passes, from the cache; with the cache off, or under another key, it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_verdict_stands_in_only_for_its_digest_and_trust() {
+    use broker::cache::VerdictCache;
+    use broker::pipeline::{PipelineError, fetch_verified};
+    let registry = TestRegistry::start();
+    let client = client();
+    let key = SigningKey::generate().unwrap();
+    let (reference, digest) = publish(&client, &registry.reference("sig/cached", "v1"), 21).await;
+    cosign::sign(&client, &reference, &digest, &key)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = registry_client::Store::open(&dir.path().join("store")).unwrap();
+    let cache = VerdictCache::open(
+        &dir.path().join("verdicts"),
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    let trust = Trust::keys(&[key.public_key()]).unwrap();
+    let resolved = client.resolve(&reference).await.unwrap();
+    fetch_verified(
+        &client,
+        &store,
+        &resolved,
+        &trust,
+        Some(&cache),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+
+    // The signature goes: an empty signature manifest replaces it.
+    put_signature(&client, &reference, &digest, Vec::new()).await;
+    let (verdict, _) = fetch_verified(
+        &client,
+        &store,
+        &resolved,
+        &trust,
+        Some(&cache),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        verdict.unwrap().signers[0].identity,
+        key.public_key().fingerprint()
+    );
+    let err = fetch_verified(&client, &store, &resolved, &trust, None, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::Unverified(_)), "{err}");
+    let other = Trust::keys(&[SigningKey::generate().unwrap().public_key()]).unwrap();
+    let err = fetch_verified(
+        &client,
+        &store,
+        &resolved,
+        &other,
+        Some(&cache),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, PipelineError::Unverified(_)), "{err}");
 }
 
 #[test]
