@@ -3,7 +3,8 @@
 //! - keyless Sigstore bundle (the conformance suite's `happy-path-v0.3`, public-good root):
 //!   cold (parse the embedded trusted root, read and parse the bundle, verify) and warm (root
 //!   already parsed);
-//! - keyed cosign signature: one ECDSA P-256 verification plus the payload's digest check.
+//! - keyed cosign signature: one ECDSA P-256 verification plus the payload's digest check;
+//! - the verdict cache: a lookup that hits (read, MAC check, parse) and one that misses.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -69,11 +70,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         black_box(ok);
     });
 
+    let cache_dir = tempfile::tempdir()?;
+    let cache = broker::cache::VerdictCache::open(cache_dir.path(), Duration::from_secs(3600))?;
+    let trust = broker::verify::Trust::keys(&[public.clone()])?;
+    let verdict = cosign::Verdict {
+        digest: digest.clone(),
+        signers: vec![broker::verify::Signer::key(public.fingerprint())],
+        rejected: Vec::new(),
+    };
+    let repo = "registry.example/app";
+    cache.put(repo, &trust, &verdict, &broker::attest::Attestations::default())?;
+    let hit = measure(15, 200, || {
+        black_box(cache.get(repo, black_box(&digest), &trust));
+    });
+    let other = Digest::of(b"not cached");
+    let miss = measure(15, 200, || {
+        black_box(cache.get(repo, black_box(&other), &trust));
+    });
+
     println!("| what | median per call |");
     println!("|---|---:|");
     println!("| keyless bundle, cold (parse root + bundle, verify) | {cold:.2?} |");
     println!("| keyless bundle, warm (root parsed once) | {warm:.2?} |");
     println!("| parse the embedded trusted root alone | {root_only:.2?} |");
     println!("| keyed cosign signature (P-256 verify + payload check) | {keyed:.2?} |");
+    println!("| cached verdict, hit (read, HMAC check, parse) | {hit:.2?} |");
+    println!("| cached verdict, miss | {miss:.2?} |");
     Ok(())
 }
