@@ -72,14 +72,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let cache_dir = tempfile::tempdir()?;
     let cache = broker::cache::VerdictCache::open(cache_dir.path(), Duration::from_secs(3600))?;
-    let trust = broker::verify::Trust::keys(&[public.clone()])?;
+    let trust = broker::verify::Trust::keys(std::slice::from_ref(&public))?;
     let verdict = cosign::Verdict {
         digest: digest.clone(),
         signers: vec![broker::verify::Signer::key(public.fingerprint())],
         rejected: Vec::new(),
     };
     let repo = "registry.example/app";
-    cache.put(repo, &trust, &verdict, &broker::attest::Attestations::default())?;
+    cache.put(
+        repo,
+        &trust,
+        &verdict,
+        &broker::attest::Attestations::default(),
+    )?;
     let hit = measure(15, 200, || {
         black_box(cache.get(repo, black_box(&digest), &trust));
     });

@@ -12,6 +12,7 @@ mod cli;
 mod conformance;
 mod example;
 mod hostile;
+mod keyless;
 mod registry;
 mod signing;
 mod tamper;

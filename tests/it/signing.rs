@@ -498,7 +498,7 @@ async fn a_cached_verdict_stands_in_only_for_its_digest_and_trust() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = registry_client::Store::open(&dir.path().join("store")).unwrap();
+    let store = registry_client::Store::open(dir.path().join("store")).unwrap();
     let cache = VerdictCache::open(
         &dir.path().join("verdicts"),
         std::time::Duration::from_secs(3600),

@@ -11,4 +11,5 @@
 pub mod fixtures;
 pub mod hostile;
 pub mod registry;
+pub mod sigstore;
 pub mod store_check;
