@@ -11,6 +11,7 @@ pub mod cosign;
 pub mod exit;
 pub mod keys;
 pub mod pipeline;
+pub mod policy;
 pub mod progress;
 pub mod referrers;
 pub mod sandbox;

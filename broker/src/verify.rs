@@ -77,6 +77,8 @@ pub enum SignerKind {
     Key,
     /// With a short-lived certificate naming an identity (Sigstore keyless).
     Keyless,
+    /// Not signed: what policies see for an artifact without a verified signature.
+    None,
 }
 
 impl SignerKind {
@@ -85,6 +87,7 @@ impl SignerKind {
         match self {
             Self::Key => "key",
             Self::Keyless => "keyless",
+            Self::None => "none",
         }
     }
 }
