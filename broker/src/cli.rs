@@ -13,8 +13,9 @@ use serde_json::json;
 use crate::config::{Config, ConfigError, data_dir, parse_duration};
 use crate::exit::{Exit, MAX_GUEST_STATUS};
 use crate::keys::SigningKey;
+use crate::policy::Asks;
 use crate::progress::TerminalProgress;
-use crate::sandbox::{Outcome, RunLimits, Sandbox, SandboxError};
+use crate::sandbox::{Handles, Outcome, RunLimits, Sandbox, SandboxError};
 use crate::verify::{BlobInput, SignerRequirement, VerifyError};
 
 /// No capability without a warrant: verify signed WebAssembly, decide what it may touch, and
@@ -160,16 +161,123 @@ enum Command {
         /// Run only if a signature by one of these verifies
         #[command(flatten)]
         trust: TrustArgs,
-        /// Linear-memory limit in bytes (default 268435456)
-        #[arg(long, value_name = "BYTES")]
-        memory: Option<u64>,
-        /// Wall-clock limit, e.g. `500ms`, `10s` (default 10s)
-        #[arg(long, value_name = "DURATION")]
-        timeout: Option<String>,
+        #[command(flatten)]
+        asks: AskArgs,
+        /// Run without the handles policy denied instead of refusing the run (`instantiate`
+        /// must still be allowed; a directory whose `fs.write` is denied is given read-only)
+        #[arg(long)]
+        drop_denied: bool,
         /// Arguments passed to the guest
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
+    /// Cedar policies: check them, explain a decision, run their tests
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only obscure the clap definitions"
+)]
+enum PolicyCommand {
+    /// Load and strictly validate the policy directory (`--policies` or `policies` in the
+    /// config); exit 0 when valid, 2 naming file, line and policy id otherwise
+    Check {
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify an artifact, then show what each request would be decided and why (exit 0 when
+    /// everything asked is allowed, 123 otherwise)
+    Explain {
+        /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
+        reference: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        asks: AskArgs,
+        /// Print the facts and decisions as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the test cases in the policy directory's `tests/*.toml` (exit 0 when all pass)
+    Test {
+        /// Print the results as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What a run asks for: limits, and the handles policies must grant.
+#[derive(Debug, clap::Args)]
+struct AskArgs {
+    /// A host directory for the guest, `HOST::GUEST` (asks `fs.read` and `fs.write` on the
+    /// canonical host path) or `HOST::GUEST:ro` (asks `fs.read`); repeatable
+    #[arg(long = "dir", value_name = "HOST::GUEST[:ro]")]
+    dirs: Vec<String>,
+    /// An environment variable for the guest, its value from `NAME=VALUE` or else from
+    /// warrant's own environment (asks `env.read`); repeatable
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    env: Vec<String>,
+    /// Let the guest connect to `HOST:PORT` (asks `net.connect`); repeatable
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    net: Vec<String>,
+    /// Linear-memory limit in bytes (default `[run] memory_bytes`, else 268435456)
+    #[arg(long, value_name = "BYTES")]
+    memory: Option<u64>,
+    /// Wall-clock limit, e.g. `500ms`, `10s` (default `[run] timeout`, else 10s)
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Fuel: meter the guest and stop it after about this many instructions (default `[run]
+    /// fuel`, else unmetered)
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+}
+
+impl AskArgs {
+    fn asks(&self, config: &Config) -> Result<Asks, CliError> {
+        let mut limits = RunLimits::default();
+        if let Some(m) = self.memory.or(config.run.memory_bytes) {
+            limits.memory_bytes = m;
+        }
+        if let Some(t) = self.timeout.as_deref().or(config.run.timeout.as_deref()) {
+            limits.timeout = parse_duration(t)?;
+        }
+        let mut asks = Asks {
+            memory_bytes: limits.memory_bytes,
+            timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            fuel: self.fuel.or(config.run.fuel),
+            ..Asks::default()
+        };
+        for text in &self.dirs {
+            asks.dirs
+                .push(crate::policy::parse_dir_ask(text).map_err(CliError::Usage)?);
+        }
+        for text in &self.env {
+            let (name, value) = match text.split_once('=') {
+                Some((name, value)) => (name.to_owned(), value.to_owned()),
+                None => {
+                    let value = std::env::var(text).map_err(|_| {
+                        CliError::Usage(format!(
+                            "`--env {text}`: `{text}` is not set here; give `--env {text}=VALUE`"
+                        ))
+                    })?;
+                    (text.clone(), value)
+                }
+            };
+            crate::policy::check_env_name(&name).map_err(CliError::Usage)?;
+            asks.env.push((name, value));
+        }
+        for text in &self.net {
+            crate::policy::check_host_port(text).map_err(CliError::Usage)?;
+            asks.net.push(text.clone());
+        }
+        Ok(asks)
+    }
 }
 
 /// Who an artifact's signatures may come from.
@@ -193,6 +301,16 @@ struct TrustArgs {
 
 impl TrustArgs {
     fn load(&self, config: &Config) -> Result<crate::verify::Trust, CliError> {
+        self.load_with(config, false)
+    }
+
+    /// As `load`; with `any_identity` and no identity given, keyless signatures by any
+    /// identity the root certifies become facts for policies.
+    fn load_with(
+        &self,
+        config: &Config,
+        any_identity: bool,
+    ) -> Result<crate::verify::Trust, CliError> {
         if self.identities.len() != self.issuers.len() {
             return Err(CliError::Usage(format!(
                 "{} `--certificate-identity` but {} `--certificate-oidc-issuer`: give them in pairs",
@@ -219,7 +337,12 @@ impl TrustArgs {
             .as_deref()
             .or(config.verify.trusted_root.as_deref());
         let root = crate::verify::load_trusted_root(root_path)?;
-        Ok(crate::verify::Trust::new(keys, identities, &root)?)
+        let trust = crate::verify::Trust::new(keys, identities, &root)?;
+        Ok(if any_identity {
+            trust.accepting_any_identity(&root)?
+        } else {
+            trust
+        })
     }
 }
 
@@ -255,6 +378,10 @@ enum CliError {
     Sign(#[from] crate::cosign::SignError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("{0}")]
+    Denied(Box<crate::policy::Denial>),
 }
 
 impl CliError {
@@ -275,6 +402,8 @@ impl CliError {
             Self::Sign(crate::cosign::SignError::Key(_)) => Exit::Usage,
             Self::Sign(crate::cosign::SignError::Registry(_)) => Exit::Registry,
             Self::Sandbox(SandboxError::Engine(_)) => Exit::Usage,
+            Self::Policy(_) => Exit::Usage,
+            Self::Denied(_) => Exit::PolicyDenied,
         }
     }
 }
@@ -316,6 +445,7 @@ fn init_tracing() {
 struct Context {
     config: Config,
     store_path: PathBuf,
+    policies: Option<PathBuf>,
 }
 
 impl Context {
@@ -326,7 +456,11 @@ impl Context {
             .clone()
             .or_else(|| config.store.clone())
             .unwrap_or_else(|| data_dir().join("store"));
-        Ok(Self { config, store_path })
+        Ok(Self {
+            config,
+            store_path,
+            policies: global.policies.clone(),
+        })
     }
 
     fn client(&self) -> Result<RegistryClient, CliError> {
@@ -356,6 +490,26 @@ impl Context {
 
     fn store(&self) -> Result<Store, CliError> {
         Ok(Store::open(&self.store_path)?)
+    }
+
+    fn policy_dir(&self) -> Option<PathBuf> {
+        self.policies
+            .clone()
+            .or_else(|| self.config.policies.clone())
+    }
+
+    /// The policy directory's policies, strictly validated; none (everything denied) when no
+    /// directory is configured.
+    fn policies(&self) -> Result<crate::policy::Policies, CliError> {
+        match self.policy_dir() {
+            Some(dir) => Ok(crate::policy::Policies::load(&dir)?),
+            None => {
+                tracing::warn!(
+                    "no policy directory (`--policies DIR`): every request will be denied"
+                );
+                Ok(crate::policy::Policies::from_sources(&[])?)
+            }
+        }
     }
 }
 
@@ -636,20 +790,21 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Run {
             reference,
             trust,
-            memory,
-            timeout,
+            asks,
+            drop_denied,
             args,
         } => {
             let reference: Reference = reference.parse()?;
-            let trust = trust.load(&ctx.config)?;
+            let trust = trust.load_with(&ctx.config, true)?;
+            let asks = asks.asks(&ctx.config)?;
+            let policies = ctx.policies()?;
             let cache = verdict_cache(&ctx.config)?;
             let client = ctx.client()?;
             let store = ctx.store()?;
-            let limits = run_limits(&ctx.config, memory, timeout.as_deref())?;
             let progress = TerminalProgress::new();
-            let fetched = runtime.block_on(async {
+            let (fetched, facts) = runtime.block_on(async {
                 let resolved = client.resolve(&reference).await?;
-                let (verdict, fetched) = crate::pipeline::fetch_verified(
+                let (verdict, attestations, fetched) = crate::pipeline::fetch_verified(
                     &client,
                     &store,
                     &resolved,
@@ -658,16 +813,135 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     &progress,
                 )
                 .await?;
-                if let Some(verdict) = verdict {
-                    for signer in &verdict.signers {
-                        tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
-                    }
+                for signer in &verdict.signers {
+                    tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
                 }
-                Ok::<_, CliError>(fetched)
+                let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
+                Ok::<_, CliError>((fetched, facts))
             })?;
             drop(runtime);
-            run_guest(&fetched, &reference, args, &limits)
+            let grant = policies
+                .grant(&facts, &asks, drop_denied)
+                .map_err(|denial| CliError::Denied(Box::new(denial)))?;
+            for d in grant.decisions().iter().filter(|d| !d.allowed) {
+                eprintln!("warrant: dropped `{}`: {}", d.request, d.explanation());
+            }
+            let output_bytes = ctx
+                .config
+                .run
+                .output_bytes
+                .unwrap_or(crate::sandbox::limits::DEFAULT_OUTPUT_BYTES);
+            run_guest(&fetched, &reference, args, &grant, output_bytes)
         }
+        Command::Policy { command } => match command {
+            PolicyCommand::Check { json } => {
+                let dir = ctx.policy_dir().ok_or_else(|| {
+                    CliError::Usage(
+                        "no policy directory: give `--policies DIR` or `policies` in the config"
+                            .into(),
+                    )
+                })?;
+                let policies = crate::policy::Policies::load(&dir)?;
+                if json {
+                    print_json(&json!({
+                        "directory": dir.display().to_string(),
+                        "policies": policies.len(),
+                        "hash": policies.hash(),
+                    }));
+                } else {
+                    println!(
+                        "{}: {} polic{} valid, {}",
+                        dir.display(),
+                        policies.len(),
+                        if policies.len() == 1 { "y" } else { "ies" },
+                        policies.hash()
+                    );
+                }
+                Ok(Exit::Success)
+            }
+            PolicyCommand::Explain {
+                reference,
+                trust,
+                asks,
+                json,
+            } => {
+                let reference: Reference = reference.parse()?;
+                let trust = trust.load_with(&ctx.config, true)?;
+                let asks = asks.asks(&ctx.config)?;
+                let policies = ctx.policies()?;
+                let cache = verdict_cache(&ctx.config)?;
+                let client = ctx.client()?;
+                let store = ctx.store()?;
+                let progress = TerminalProgress::new();
+                let facts = runtime.block_on(async {
+                    let resolved = client.resolve(&reference).await?;
+                    let (verdict, attestations, fetched) = crate::pipeline::fetch_verified(
+                        &client,
+                        &store,
+                        &resolved,
+                        &trust,
+                        cache.as_ref(),
+                        &progress,
+                    )
+                    .await?;
+                    Ok::<_, CliError>(crate::pipeline::facts(&fetched, &verdict, &attestations))
+                })?;
+                let decisions = policies.decide_all(&facts, &asks.requests());
+                let all = decisions.iter().all(|d| d.allowed);
+                if json {
+                    print_json(&json!({
+                        "reference": reference.to_string(),
+                        "policyHash": policies.hash(),
+                        "facts": facts,
+                        "decisions": decisions,
+                        "allowed": all,
+                    }));
+                } else {
+                    print!(
+                        "{}",
+                        crate::policy::explain_table(&facts, &policies, &decisions)
+                    );
+                }
+                Ok(if all {
+                    Exit::Success
+                } else {
+                    Exit::PolicyDenied
+                })
+            }
+            PolicyCommand::Test { json } => {
+                let dir = ctx.policy_dir().ok_or_else(|| {
+                    CliError::Usage(
+                        "no policy directory: give `--policies DIR` or `policies` in the config"
+                            .into(),
+                    )
+                })?;
+                let policies = crate::policy::Policies::load(&dir)?;
+                let report = crate::policy_tests::run_dir(&policies, &dir.join("tests"))
+                    .map_err(CliError::Usage)?;
+                if json {
+                    print_json(&serde_json::to_value(&report).unwrap_or_default());
+                } else {
+                    for r in &report.results {
+                        println!(
+                            "{}  {}: {}",
+                            if r.passed { "pass" } else { "FAIL" },
+                            r.name,
+                            r.detail
+                        );
+                    }
+                    println!(
+                        "policy tests: {} passed, {} failed",
+                        report.passed(),
+                        report.failed()
+                    );
+                }
+                Ok(if report.failed() == 0 && !report.results.is_empty() {
+                    Exit::Success
+                } else {
+                    Exit::PolicyDenied
+                })
+            }
+        },
     }
 }
 
@@ -691,30 +965,22 @@ fn verdict_cache(config: &Config) -> Result<Option<crate::cache::VerdictCache>, 
     }
 }
 
-fn run_limits(
-    config: &Config,
-    memory: Option<u64>,
-    timeout: Option<&str>,
-) -> Result<RunLimits, CliError> {
-    let mut limits = RunLimits::default();
-    if let Some(m) = memory.or(config.run.memory_bytes) {
-        limits.memory_bytes = m;
-    }
-    if let Some(t) = timeout.or(config.run.timeout.as_deref()) {
-        limits.timeout = parse_duration(t)?;
-    }
-    if let Some(o) = config.run.output_bytes {
-        limits.output_bytes = o;
-    }
-    Ok(limits)
-}
-
 fn run_guest(
     fetched: &Fetched,
     reference: &Reference,
     args: Vec<String>,
-    limits: &RunLimits,
+    grant: &crate::policy::Grant,
+    output_bytes: u64,
 ) -> Result<Exit, CliError> {
+    // INVARIANT (grant binding): the grant was decided for this very digest.
+    if grant.digest() != fetched.digest() {
+        return Err(CliError::Usage(format!(
+            "the grant is for `{}`, not `{}`",
+            grant.digest(),
+            fetched.digest()
+        )));
+    }
+    let limits = &RunLimits::of(grant, output_bytes);
     if fetched.kind() != registry_client::WasmKind::Module {
         return Err(CliError::Usage(format!(
             "`{reference}` is a {}; this version runs WASI preview 1 core modules only",
@@ -738,7 +1004,12 @@ fn run_guest(
     }
     let mut argv = vec![reference.to_string()];
     argv.extend(args);
-    let finished = Sandbox::new()?.run_module(&wasm, &argv, limits)?;
+    let finished = Sandbox::with_fuel(limits.fuel.is_some())?.run_module(
+        &wasm,
+        &argv,
+        limits,
+        &Handles::of(grant),
+    )?;
     write_guest_output(
         &mut std::io::stdout(),
         &finished.stdout,

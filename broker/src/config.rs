@@ -88,6 +88,8 @@ pub struct RunConfig {
     pub timeout: Option<String>,
     /// Cap on captured stdout and on stderr, each, in bytes.
     pub output_bytes: Option<u64>,
+    /// Fuel for each run (metered only when set).
+    pub fuel: Option<u64>,
 }
 
 /// Why a configuration could not be used.

@@ -12,6 +12,7 @@ pub mod exit;
 pub mod keys;
 pub mod pipeline;
 pub mod policy;
+pub mod policy_tests;
 pub mod progress;
 pub mod referrers;
 pub mod sandbox;

@@ -5,6 +5,7 @@ use registry_client::{Digest, Fetched, Progress, Reference, RegistryClient, Reso
 use crate::attest::{Attestations, verify_attestations};
 use crate::cache::VerdictCache;
 use crate::cosign::{Verdict, verify_signatures};
+use crate::policy::Facts;
 use crate::verify::{Trust, VerifyError};
 
 /// Why a verified fetch stopped.
@@ -61,10 +62,42 @@ pub async fn verify_artifact(
     Ok((verdict, attestations))
 }
 
-/// Verify the signatures of `resolved`'s digest against `trust` (skipped when it trusts
-/// nothing: no trust was configured), then fetch exactly that digest into `store`. A valid
-/// cached verdict for the digest under the same trust stands in for verification; a fresh
-/// positive verdict is cached.
+/// [`verify_artifact`], with a valid cached verdict for the same repository, digest and trust
+/// standing in for it, and a fresh verdict with a verified signature cached. Nothing is looked
+/// up when `trust` trusts nothing.
+pub async fn verify_cached(
+    client: &RegistryClient,
+    reference: &Reference,
+    digest: &Digest,
+    trust: &Trust,
+    cache: Option<&VerdictCache>,
+) -> Result<(Verdict, Attestations), VerifyError> {
+    if trust.is_empty() {
+        return Ok((
+            Verdict {
+                digest: digest.clone(),
+                signers: Vec::new(),
+                rejected: Vec::new(),
+            },
+            Attestations::default(),
+        ));
+    }
+    let repository = repository(reference);
+    if let Some(hit) = cache.and_then(|c| c.get(&repository, digest, trust)) {
+        tracing::debug!(%digest, "verdict from the cache");
+        return Ok(hit);
+    }
+    let (verdict, attestations) = verify_artifact(client, reference, digest, trust).await?;
+    if let Some(cache) = cache
+        && let Err(e) = cache.put(&repository, trust, &verdict, &attestations)
+    {
+        tracing::warn!("{e}");
+    }
+    Ok((verdict, attestations))
+}
+
+/// Verify `resolved`'s digest against `trust` ([`verify_cached`]), refuse it when the operator
+/// named signers and none of them signed, then fetch exactly that digest into `store`.
 ///
 /// INVARIANT (digest binding): verification and fetch both use `resolved.digest()`; nothing
 /// here looks the tag up again, so a tag moved after resolution changes neither.
@@ -75,40 +108,67 @@ pub async fn fetch_verified(
     trust: &Trust,
     cache: Option<&VerdictCache>,
     progress: &dyn Progress,
-) -> Result<(Option<Verdict>, Fetched), PipelineError> {
-    let verdict = if trust.is_empty() {
-        None
-    } else if let Some((verdict, _)) =
-        cache.and_then(|c| c.get(&repository(resolved.reference()), resolved.digest(), trust))
-    {
-        tracing::debug!(digest = %resolved.digest(), "verdict from the cache");
-        Some(verdict)
-    } else {
-        let (verdict, attestations) =
-            verify_artifact(client, resolved.reference(), resolved.digest(), trust).await?;
-        if verdict.signers.is_empty() {
-            return Err(PipelineError::Unverified(verdict));
-        }
-        if let Some(cache) = cache
-            && let Err(e) = cache.put(
-                &repository(resolved.reference()),
-                trust,
-                &verdict,
-                &attestations,
-            )
-        {
-            tracing::warn!("{e}");
-        }
-        Some(verdict)
-    };
+) -> Result<(Verdict, Attestations, Fetched), PipelineError> {
+    let (verdict, attestations) = verify_cached(
+        client,
+        resolved.reference(),
+        resolved.digest(),
+        trust,
+        cache,
+    )
+    .await?;
+    if trust.names_signers() && !verdict.signers.iter().any(|s| trust.is_named(s)) {
+        return Err(PipelineError::Unverified(verdict));
+    }
     let fetched = client.fetch(resolved, store, progress).await?;
-    Ok((verdict, fetched))
+    Ok((verdict, attestations, fetched))
+}
+
+/// The facts policies decide on: the fetched artifact, where the operator said it is, who
+/// verifiably signed it, and its first verified SLSA provenance.
+pub fn facts(fetched: &Fetched, verdict: &Verdict, attestations: &Attestations) -> Facts {
+    let reference = fetched.resolved().reference();
+    let registry = match reference {
+        Reference::Registry(r) => r.registry().to_ascii_lowercase(),
+        Reference::Layout(_) => "oci-layout".to_owned(),
+    };
+    let provenance = attestations
+        .verified
+        .iter()
+        .find_map(|a| a.provenance.clone());
+    Facts::new(
+        fetched.digest().clone(),
+        fetched.kind(),
+        fetched.layer().size,
+        registry,
+        repository(reference),
+        verdict.signers.clone(),
+        provenance,
+    )
 }
 
 /// Where signatures of an artifact are looked up: its repository, or its layout.
+/// The registry host is lowercased (host names are case-insensitive), so that a policy on
+/// `Warrant::Registry::"registry.internal"` cannot be sidestepped by spelling the host
+/// `REGISTRY.INTERNAL`; repository paths are lowercase by the reference grammar already.
 fn repository(reference: &Reference) -> String {
     match reference {
-        Reference::Registry(r) => format!("{}/{}", r.registry(), r.repository()),
+        Reference::Registry(r) => {
+            format!("{}/{}", r.registry().to_ascii_lowercase(), r.repository())
+        }
         Reference::Layout(l) => format!("oci-layout:{}", l.path().display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts_are_lowercased_for_policies_and_the_cache() {
+        let upper: Reference = "REGISTRY.Internal/team/tool:v1".parse().unwrap();
+        let lower: Reference = "registry.internal/team/tool:v1".parse().unwrap();
+        assert_eq!(repository(&upper), "registry.internal/team/tool");
+        assert_eq!(repository(&upper), repository(&lower));
     }
 }

@@ -16,13 +16,13 @@ use std::str::FromStr as _;
 use std::sync::Mutex;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
-    EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request as CedarRequest,
+    ActionConstraint, Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity,
+    EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request as CedarRequest,
     RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic as _;
 use registry_client::{Digest, WasmKind};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::attest::Provenance;
@@ -86,11 +86,17 @@ pub enum PolicyError {
 
 /// A loaded, validated policy set.
 pub struct Policies {
-    set: PolicySet,
+    by_action: HashMap<&'static str, PolicySet>,
     schema: Schema,
     hash: String,
     sources: BTreeMap<String, (PathBuf, usize)>,
-    cache: Mutex<HashMap<(String, Request), Decision>>,
+    cache: Mutex<DecisionCache>,
+}
+
+#[derive(Default)]
+struct DecisionCache {
+    entries: usize,
+    by_facts: HashMap<String, HashMap<Request, Decision>>,
 }
 
 impl std::fmt::Debug for Policies {
@@ -287,12 +293,16 @@ impl Policies {
             hasher.update((text.len() as u64).to_be_bytes());
             hasher.update(text.as_bytes());
         }
+        let by_action = slice_by_action(&set).map_err(|reason| PolicyError::Read {
+            path: PathBuf::from("(policy set)"),
+            reason,
+        })?;
         Ok(Self {
-            set,
+            by_action,
             schema,
             hash: format!("sha256:{}", hex::encode(hasher.finalize())),
             sources: where_is,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(DecisionCache::default()),
         })
     }
 
@@ -318,89 +328,185 @@ impl Policies {
 
     /// Decide `request` for the artifact described by `facts`.
     pub fn decide(&self, facts: &Facts, request: &Request) -> Decision {
-        let key = (facts.key(), request.clone());
-        if let Ok(cache) = self.cache.lock()
-            && let Some(hit) = cache.get(&key)
-        {
-            return hit.clone();
-        }
-        let decision = self.evaluate(facts, request);
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= limits::MAX_CACHED_DECISIONS {
-                cache.clear();
+        self.decide_all(facts, std::slice::from_ref(request))
+            .pop()
+            .unwrap_or_else(|| Decision::error(request, "no decision".into()))
+    }
+
+    /// Decide every request, remembering decisions per (facts, request) for this policy set.
+    pub fn decide_all(&self, facts: &Facts, requests: &[Request]) -> Vec<Decision> {
+        let mut found: Vec<Option<Decision>> = match self.cache.lock() {
+            Ok(cache) => {
+                let known = cache.by_facts.get(&facts.key);
+                requests
+                    .iter()
+                    .map(|r| known.and_then(|m| m.get(r)).cloned())
+                    .collect()
             }
-            cache.insert(key, decision.clone());
+            Err(_) => vec![None; requests.len()],
+        };
+        let missing: Vec<Request> = requests
+            .iter()
+            .zip(&found)
+            .filter(|(_, d)| d.is_none())
+            .map(|(r, _)| r.clone())
+            .collect();
+        if missing.is_empty() {
+            return found.into_iter().flatten().collect();
         }
-        decision
+        let mut fresh = self.evaluate_all(facts, &missing).into_iter();
+        if let Ok(mut cache) = self.cache.lock() {
+            for slot in found.iter_mut().filter(|d| d.is_none()) {
+                let Some(decision) = fresh.next() else { break };
+                if cache.entries >= limits::MAX_CACHED_DECISIONS {
+                    *cache = DecisionCache::default();
+                }
+                cache.entries = cache.entries.saturating_add(1);
+                cache
+                    .by_facts
+                    .entry(facts.key.clone())
+                    .or_default()
+                    .insert(decision.request.clone(), decision.clone());
+                *slot = Some(decision);
+            }
+        } else {
+            for slot in found.iter_mut().filter(|d| d.is_none()) {
+                *slot = fresh.next();
+            }
+        }
+        found.into_iter().flatten().collect()
     }
 
     /// Decide without the decision cache.
     pub fn evaluate(&self, facts: &Facts, request: &Request) -> Decision {
-        let deny = |errors: Vec<String>| Decision {
-            request: request.clone(),
-            allowed: false,
-            determining: Vec::new(),
-            errors,
-        };
+        self.evaluate_all(facts, std::slice::from_ref(request))
+            .pop()
+            .unwrap_or_else(|| Decision::error(request, "no decision".into()))
+    }
+
+    /// Decide every request without the cache: the entities are built once per signer, and
+    /// each request is evaluated against the policies whose scope admits its action only (a
+    /// policy scoped to another action can neither be satisfied nor fail for it).
+    pub fn evaluate_all(&self, facts: &Facts, requests: &[Request]) -> Vec<Decision> {
+        #[derive(Default)]
+        struct Tally {
+            allowed_once: bool,
+            permits: BTreeSet<String>,
+            forbids: BTreeSet<String>,
+            errors: Vec<String>,
+        }
         let none = [Signer::none()];
         let signers: &[Signer] = if facts.signers.is_empty() {
             &none
         } else {
             &facts.signers
         };
+        let cedar_requests: Vec<Result<CedarRequest, String>> = requests
+            .iter()
+            .map(|r| self.cedar_request(facts, r))
+            .collect();
+        let mut tallies: Vec<Tally> = requests.iter().map(|_| Tally::default()).collect();
         let authorizer = Authorizer::new();
-        let mut permits = BTreeSet::new();
-        let mut forbids = BTreeSet::new();
-        let mut errors = Vec::new();
-        let mut allowed_once = false;
         for signer in signers {
-            let (entities, cedar_request) = match self.build(facts, signer, request) {
-                Ok(built) => built,
-                Err(e) => return deny(vec![e]),
-            };
-            let response = authorizer.is_authorized(&cedar_request, &self.set, &entities);
-            for error in response.diagnostics().errors() {
-                errors.push(error.to_string());
-            }
-            let reasons = response.diagnostics().reason();
-            match response.decision() {
-                CedarDecision::Allow => {
-                    allowed_once = true;
-                    permits.extend(reasons.map(ToString::to_string));
+            let entities = self.entities(facts, signer, requests);
+            for ((cedar_request, request), tally) in
+                cedar_requests.iter().zip(requests).zip(tallies.iter_mut())
+            {
+                let (cedar_request, entities) = match (cedar_request, &entities) {
+                    (Ok(r), Ok(e)) => (r, e),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tally.errors.push(e.clone());
+                        continue;
+                    }
+                };
+                let Some(set) = self.by_action.get(request.action()) else {
+                    continue;
+                };
+                let response = authorizer.is_authorized(cedar_request, set, entities);
+                for error in response.diagnostics().errors() {
+                    tally.errors.push(error.to_string());
                 }
-                CedarDecision::Deny => {
-                    for id in reasons {
-                        if self.set.policy(id).map(Policy::effect) == Some(Effect::Forbid) {
-                            forbids.insert(id.to_string());
+                let reasons = response.diagnostics().reason();
+                match response.decision() {
+                    CedarDecision::Allow => {
+                        tally.allowed_once = true;
+                        tally.permits.extend(reasons.map(ToString::to_string));
+                    }
+                    CedarDecision::Deny => {
+                        for id in reasons {
+                            if set.policy(id).map(Policy::effect) == Some(Effect::Forbid) {
+                                tally.forbids.insert(id.to_string());
+                            }
                         }
                     }
                 }
             }
         }
-        let allowed = allowed_once && forbids.is_empty() && errors.is_empty();
-        Decision {
-            request: request.clone(),
-            allowed,
-            determining: if allowed {
-                permits.into_iter().collect()
-            } else {
-                forbids.into_iter().collect()
-            },
-            errors,
-        }
+        requests
+            .iter()
+            .zip(tallies)
+            .map(|(request, t)| {
+                let allowed = t.allowed_once && t.forbids.is_empty() && t.errors.is_empty();
+                Decision {
+                    request: request.clone(),
+                    allowed,
+                    determining: if allowed {
+                        t.permits.into_iter().collect()
+                    } else {
+                        t.forbids.into_iter().collect()
+                    },
+                    errors: t.errors,
+                }
+            })
+            .collect()
     }
 
-    fn build(
+    fn cedar_request(&self, facts: &Facts, request: &Request) -> Result<CedarRequest, String> {
+        let artifact = uid("Artifact", &facts.digest.to_string())?;
+        let (resource, context) = match request {
+            Request::Instantiate {
+                memory_bytes,
+                timeout_ms,
+                fuel,
+            } => {
+                let context = Context::from_pairs([
+                    (
+                        "memoryBytes".to_owned(),
+                        RestrictedExpression::new_long(to_long(*memory_bytes)),
+                    ),
+                    (
+                        "timeoutMs".to_owned(),
+                        RestrictedExpression::new_long(to_long(*timeout_ms)),
+                    ),
+                    (
+                        "fuel".to_owned(),
+                        RestrictedExpression::new_long(to_long(*fuel)),
+                    ),
+                ])
+                .map_err(|e| e.to_string())?;
+                (uid("Runtime", "cli")?, context)
+            }
+            Request::FsRead(path) | Request::FsWrite(path) => {
+                (uid("Dir", &path_text(path)?)?, Context::empty())
+            }
+            Request::EnvRead(name) => (uid("EnvVar", name)?, Context::empty()),
+            Request::NetConnect(host) | Request::HttpOutgoing(host) => {
+                (uid("Host", host)?, Context::empty())
+            }
+        };
+        let action = uid("Action", request.action())?;
+        CedarRequest::new(artifact, action, resource, context, Some(&self.schema))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The entities for one evaluation: the artifact (with `signer`), its repository and
+    /// registry, the runtime, and every requested resource with its ancestors.
+    fn entities(
         &self,
         facts: &Facts,
         signer: &Signer,
-        request: &Request,
-    ) -> Result<(Entities, CedarRequest), String> {
-        let uid = |kind: &str, id: &str| -> Result<EntityUid, String> {
-            let name =
-                EntityTypeName::from_str(&format!("Warrant::{kind}")).map_err(|e| e.to_string())?;
-            Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
-        };
+        requests: &[Request],
+    ) -> Result<Entities, String> {
         let signer_record = |s: &Signer| {
             RestrictedExpression::new_record([
                 (
@@ -471,79 +577,90 @@ impl Policies {
                 .map_err(|e| e.to_string())?,
             );
         }
-        let mut entities = vec![
+        let mut entities: HashMap<EntityUid, Entity> = HashMap::new();
+        entities.insert(
+            registry.clone(),
             Entity::new_no_attrs(registry.clone(), HashSet::new()),
+        );
+        entities.insert(
+            repository.clone(),
             Entity::new_no_attrs(repository.clone(), HashSet::from([registry])),
-            Entity::new(artifact.clone(), attrs, HashSet::from([repository]))
-                .map_err(|e| e.to_string())?,
-        ];
-        let (action, resource, context) = match request {
-            Request::Instantiate {
-                memory_bytes,
-                timeout_ms,
-                fuel,
-            } => {
-                let runtime = uid("Runtime", "cli")?;
-                entities.push(Entity::new_no_attrs(runtime.clone(), HashSet::new()));
-                let context = Context::from_pairs([
-                    (
-                        "memoryBytes".to_owned(),
-                        RestrictedExpression::new_long(to_long(*memory_bytes)),
-                    ),
-                    (
-                        "timeoutMs".to_owned(),
-                        RestrictedExpression::new_long(to_long(*timeout_ms)),
-                    ),
-                    (
-                        "fuel".to_owned(),
-                        RestrictedExpression::new_long(to_long(*fuel)),
-                    ),
-                ])
-                .map_err(|e| e.to_string())?;
-                ("instantiate", runtime, context)
-            }
-            Request::FsRead(path) | Request::FsWrite(path) => {
-                let chain = dir_chain(path)?;
-                let mut parent: Option<EntityUid> = None;
-                for dir in chain.iter().rev() {
-                    let this = uid("Dir", dir)?;
-                    entities.push(Entity::new_no_attrs(
-                        this.clone(),
-                        parent.iter().cloned().collect(),
-                    ));
-                    parent = Some(this);
+        );
+        entities.insert(
+            artifact.clone(),
+            Entity::new(artifact, attrs, HashSet::from([repository])).map_err(|e| e.to_string())?,
+        );
+        let runtime = uid("Runtime", "cli")?;
+        entities.insert(
+            runtime.clone(),
+            Entity::new_no_attrs(runtime, HashSet::new()),
+        );
+        for request in requests {
+            match request {
+                Request::Instantiate { .. } => {}
+                Request::FsRead(path) | Request::FsWrite(path) => {
+                    // An unusable path is that request's error (see `cedar_request`).
+                    let Ok(chain) = dir_chain(path) else { continue };
+                    let mut parent: Option<EntityUid> = None;
+                    for dir in chain.iter().rev() {
+                        let this = uid("Dir", dir)?;
+                        entities.entry(this.clone()).or_insert_with(|| {
+                            Entity::new_no_attrs(this.clone(), parent.iter().cloned().collect())
+                        });
+                        parent = Some(this);
+                    }
                 }
-                let resource = uid("Dir", &path_text(path)?)?;
-                let action = if matches!(request, Request::FsRead(_)) {
-                    "fs.read"
-                } else {
-                    "fs.write"
-                };
-                (action, resource, Context::empty())
+                Request::EnvRead(name) => {
+                    let this = uid("EnvVar", name)?;
+                    entities.insert(this.clone(), Entity::new_no_attrs(this, HashSet::new()));
+                }
+                Request::NetConnect(host) | Request::HttpOutgoing(host) => {
+                    let this = uid("Host", host)?;
+                    entities.insert(this.clone(), Entity::new_no_attrs(this, HashSet::new()));
+                }
             }
-            Request::EnvRead(name) => {
-                let resource = uid("EnvVar", name)?;
-                entities.push(Entity::new_no_attrs(resource.clone(), HashSet::new()));
-                ("env.read", resource, Context::empty())
-            }
-            Request::NetConnect(host) | Request::HttpOutgoing(host) => {
-                let resource = uid("Host", host)?;
-                entities.push(Entity::new_no_attrs(resource.clone(), HashSet::new()));
-                let action = if matches!(request, Request::NetConnect(_)) {
-                    "net.connect"
-                } else {
-                    "http.outgoing"
-                };
-                (action, resource, Context::empty())
-            }
-        };
-        let entities =
-            Entities::from_entities(entities, Some(&self.schema)).map_err(|e| e.to_string())?;
-        let action = uid("Action", action)?;
-        let request = CedarRequest::new(artifact, action, resource, context, Some(&self.schema))
-            .map_err(|e| e.to_string())?;
-        Ok((entities, request))
+        }
+        Entities::from_entities(entities.into_values(), Some(&self.schema))
+            .map_err(|e| e.to_string())
     }
+}
+
+/// `Warrant::<kind>::"<id>"`.
+fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
+    let name = EntityTypeName::from_str(&format!("Warrant::{kind}")).map_err(|e| e.to_string())?;
+    Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
+}
+
+/// The actions of the schema.
+const ACTIONS: [&str; 6] = [
+    "instantiate",
+    "fs.read",
+    "fs.write",
+    "env.read",
+    "net.connect",
+    "http.outgoing",
+];
+
+/// For each action, the policies whose action scope admits it.
+fn slice_by_action(set: &PolicySet) -> Result<HashMap<&'static str, PolicySet>, String> {
+    let mut slices = HashMap::new();
+    for action in ACTIONS {
+        let this = uid("Action", action)?;
+        let mut slice = PolicySet::new();
+        for policy in set.policies() {
+            let admits = match policy.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(a) => a == this,
+                // The schema declares no action groups: `in` is membership of the list.
+                ActionConstraint::In(list) => list.contains(&this),
+            };
+            if admits {
+                slice.add(policy.clone()).map_err(|e| e.to_string())?;
+            }
+        }
+        slices.insert(action, slice);
+    }
+    Ok(slices)
 }
 
 fn to_long(value: u64) -> i64 {
@@ -628,27 +745,24 @@ fn dir_chain(path: &Path) -> Result<Vec<String>, String> {
     Ok(chain)
 }
 
-/// Everything verified about one artifact: what policies see.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Everything verified about one artifact: what policies see. Built once, then read-only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Facts {
-    /// The manifest digest.
-    pub digest: Digest,
-    /// `module` or `component`.
-    pub kind: String,
-    /// The Wasm layer's size.
-    pub size_bytes: u64,
-    /// The registry host (`oci-layout` for a layout).
-    pub registry: String,
-    /// `registry/repository` (`oci-layout:PATH` for a layout).
-    pub repository: String,
-    /// Every verified signer.
-    pub signers: Vec<Signer>,
-    /// The first verified SLSA provenance, if any.
-    pub provenance: Option<Provenance>,
+    digest: Digest,
+    kind: String,
+    size_bytes: u64,
+    registry: String,
+    repository: String,
+    signers: Vec<Signer>,
+    provenance: Option<Provenance>,
+    #[serde(skip)]
+    key: String,
 }
 
 impl Facts {
-    /// Facts from a verification's outcome.
+    /// Facts from a verification's outcome: the artifact, where it came from (the operator's
+    /// reference), its verified signers and its first verified SLSA provenance.
     pub fn new(
         digest: Digest,
         kind: WasmKind,
@@ -658,7 +772,7 @@ impl Facts {
         signers: Vec<Signer>,
         provenance: Option<Provenance>,
     ) -> Self {
-        Self {
+        let mut facts = Self {
             digest,
             kind: kind.as_str().to_owned(),
             size_bytes,
@@ -666,18 +780,45 @@ impl Facts {
             repository,
             signers,
             provenance,
-        }
+            key: String::new(),
+        };
+        let json = serde_json::to_vec(&facts).unwrap_or_default();
+        facts.key = hex::encode(Sha256::digest(&json));
+        facts
     }
 
-    fn key(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(Sha256::digest(&json))
+    /// The manifest digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+    /// `module` or `component`.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+    /// The Wasm layer's size.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+    /// The registry host (`oci-layout` for a layout).
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+    /// `registry/repository` (`oci-layout:PATH` for a layout).
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+    /// Every verified signer.
+    pub fn signers(&self) -> &[Signer] {
+        &self.signers
+    }
+    /// The first verified SLSA provenance, if any.
+    pub fn provenance(&self) -> Option<&Provenance> {
+        self.provenance.as_ref()
     }
 }
 
 /// One thing an artifact asks for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "kebab-case")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Request {
     /// To be instantiated at all, with these limits.
     Instantiate {
@@ -698,6 +839,54 @@ pub enum Request {
     NetConnect(String),
     /// Make HTTP requests to `host:port`.
     HttpOutgoing(String),
+}
+
+impl Request {
+    /// The Cedar action's name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Instantiate { .. } => "instantiate",
+            Self::FsRead(_) => "fs.read",
+            Self::FsWrite(_) => "fs.write",
+            Self::EnvRead(_) => "env.read",
+            Self::NetConnect(_) => "net.connect",
+            Self::HttpOutgoing(_) => "http.outgoing",
+        }
+    }
+
+    /// The resource's id (`cli` for `instantiate`).
+    pub fn resource(&self) -> String {
+        match self {
+            Self::Instantiate { .. } => "cli".into(),
+            Self::FsRead(p) | Self::FsWrite(p) => p.display().to_string(),
+            Self::EnvRead(n) => n.clone(),
+            Self::NetConnect(h) | Self::HttpOutgoing(h) => h.clone(),
+        }
+    }
+}
+
+impl Serialize for Request {
+    /// `{"action": "fs.read", "resource": "/srv/data"}`; `instantiate` adds its context.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("action", self.action())?;
+        map.serialize_entry("resource", &self.resource())?;
+        if let Self::Instantiate {
+            memory_bytes,
+            timeout_ms,
+            fuel,
+        } = self
+        {
+            map.serialize_entry(
+                "context",
+                &serde_json::json!({
+                    "memoryBytes": memory_bytes, "timeoutMs": timeout_ms, "fuel": fuel,
+                }),
+            )?;
+        }
+        map.end()
+    }
 }
 
 impl std::fmt::Display for Request {
@@ -734,6 +923,15 @@ pub struct Decision {
 }
 
 impl Decision {
+    fn error(request: &Request, error: String) -> Self {
+        Self {
+            request: request.clone(),
+            allowed: false,
+            determining: Vec::new(),
+            errors: vec![error],
+        }
+    }
+
     /// Why, in words.
     pub fn explanation(&self) -> String {
         if self.allowed {
@@ -1029,4 +1227,349 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
         let three = load(&[("1.cedar", a)]).unwrap();
         assert_ne!(one.hash(), three.hash());
     }
+}
+
+/// A directory the operator asks to give the guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirAsk {
+    /// The host directory: absolute, canonical (symlinks resolved), UTF-8.
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
+    /// Only `fs.read` is asked.
+    pub read_only: bool,
+}
+
+/// Everything the operator asks for one run: limits and handles.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Asks {
+    /// Linear-memory limit, bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock limit, milliseconds.
+    pub timeout_ms: u64,
+    /// Fuel; `None`: unmetered (asked as 0).
+    pub fuel: Option<u64>,
+    /// Directories.
+    pub dirs: Vec<DirAsk>,
+    /// Environment variables: name and value.
+    pub env: Vec<(String, String)>,
+    /// `host:port` pairs to connect to.
+    pub net: Vec<String>,
+}
+
+impl Asks {
+    /// The requests these asks make, `instantiate` first.
+    pub fn requests(&self) -> Vec<Request> {
+        let mut requests = vec![Request::Instantiate {
+            memory_bytes: self.memory_bytes,
+            timeout_ms: self.timeout_ms,
+            fuel: self.fuel.unwrap_or(0),
+        }];
+        for dir in &self.dirs {
+            requests.push(Request::FsRead(dir.host.clone()));
+            if !dir.read_only {
+                requests.push(Request::FsWrite(dir.host.clone()));
+            }
+        }
+        requests.extend(self.env.iter().map(|(n, _)| Request::EnvRead(n.clone())));
+        requests.extend(self.net.iter().cloned().map(Request::NetConnect));
+        requests
+    }
+}
+
+/// A directory granted to the guest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DirGrant {
+    /// The host directory.
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
+    /// `fs.write` was granted too.
+    pub writable: bool,
+}
+
+/// What a run may have. Only [`Policies::grant`] makes one, from allowed decisions; the
+/// sandbox builds the guest's handles from it and from nothing else.
+#[derive(Clone, Debug, Serialize)]
+pub struct Grant {
+    digest: Digest,
+    policy_hash: String,
+    memory_bytes: u64,
+    timeout_ms: u64,
+    fuel: Option<u64>,
+    dirs: Vec<DirGrant>,
+    env: Vec<(String, String)>,
+    net: Vec<String>,
+    decisions: Vec<Decision>,
+}
+
+impl Grant {
+    /// The artifact granted.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+    /// The policy set that decided.
+    pub fn policy_hash(&self) -> &str {
+        &self.policy_hash
+    }
+    /// Linear-memory limit, bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+    /// Wall-clock limit.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
+    }
+    /// Fuel, when metered.
+    pub fn fuel(&self) -> Option<u64> {
+        self.fuel
+    }
+    /// Granted directories.
+    pub fn dirs(&self) -> &[DirGrant] {
+        &self.dirs
+    }
+    /// Granted environment variables.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+    /// Granted `host:port` pairs.
+    pub fn net(&self) -> &[String] {
+        &self.net
+    }
+    /// Every decision made for this run.
+    pub fn decisions(&self) -> &[Decision] {
+        &self.decisions
+    }
+}
+
+/// A run refused by policy: every decision, and which were denied.
+#[derive(Clone, Debug, Serialize)]
+pub struct Denial {
+    /// The artifact.
+    pub digest: Digest,
+    /// Every decision made.
+    pub decisions: Vec<Decision>,
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "policy denied `{}`:", self.digest)?;
+        for d in self.decisions.iter().filter(|d| !d.allowed) {
+            write!(f, " {}: {};", d.request, d.explanation())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Denial {}
+
+impl Policies {
+    /// Decide every request `asks` makes and build the [`Grant`]. `instantiate` must be
+    /// allowed. Any other denied request refuses the run, unless `drop_denied`: then the run
+    /// goes ahead without that handle (a directory whose `fs.write` is denied is given
+    /// read-only).
+    pub fn grant(&self, facts: &Facts, asks: &Asks, drop_denied: bool) -> Result<Grant, Denial> {
+        let decisions = self.decide_all(facts, &asks.requests());
+        let allowed =
+            |request: &Request| decisions.iter().any(|d| &d.request == request && d.allowed);
+        let denial = || Denial {
+            digest: facts.digest.clone(),
+            decisions: decisions.clone(),
+        };
+        let instantiate = decisions.first().is_some_and(|d| d.allowed);
+        if !instantiate || (!drop_denied && decisions.iter().any(|d| !d.allowed)) {
+            return Err(denial());
+        }
+        let dirs = asks
+            .dirs
+            .iter()
+            .filter(|d| allowed(&Request::FsRead(d.host.clone())))
+            .map(|d| DirGrant {
+                host: d.host.clone(),
+                guest: d.guest.clone(),
+                writable: !d.read_only && allowed(&Request::FsWrite(d.host.clone())),
+            })
+            .collect();
+        let env = asks
+            .env
+            .iter()
+            .filter(|(name, _)| allowed(&Request::EnvRead(name.clone())))
+            .cloned()
+            .collect();
+        let net = asks
+            .net
+            .iter()
+            .filter(|host| allowed(&Request::NetConnect((*host).clone())))
+            .cloned()
+            .collect();
+        Ok(Grant {
+            digest: facts.digest.clone(),
+            policy_hash: self.hash.clone(),
+            memory_bytes: asks.memory_bytes,
+            timeout_ms: asks.timeout_ms,
+            fuel: asks.fuel,
+            dirs,
+            env,
+            net,
+            decisions,
+        })
+    }
+}
+
+/// Parse `--dir HOST::GUEST[:ro]`: the host path must exist, be a directory, contain no `..`,
+/// and be UTF-8; it is canonicalised (symlinks resolved), and that path is what is asked for
+/// and, if granted, opened.
+pub fn parse_dir_ask(text: &str) -> Result<DirAsk, String> {
+    let Some((host, guest)) = text.split_once("::") else {
+        return Err(format!(
+            "`--dir {text}`: expected `HOST::GUEST` or `HOST::GUEST:ro`"
+        ));
+    };
+    let (guest, read_only) = match guest.strip_suffix(":ro") {
+        Some(g) => (g, true),
+        None => (guest, false),
+    };
+    if host.is_empty() || guest.is_empty() {
+        return Err(format!(
+            "`--dir {text}`: both the host and the guest path are needed"
+        ));
+    }
+    let host_path = Path::new(host);
+    if host_path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir))
+    {
+        return Err(format!(
+            "`--dir {text}`: `..` is not accepted in the host path"
+        ));
+    }
+    let canonical =
+        std::fs::canonicalize(host_path).map_err(|e| format!("`--dir {text}`: `{host}`: {e}"))?;
+    if !canonical.is_dir() {
+        return Err(format!("`--dir {text}`: `{host}` is not a directory"));
+    }
+    path_text(&canonical).map_err(|e| format!("`--dir {text}`: {e}"))?;
+    Ok(DirAsk {
+        host: canonical,
+        guest: guest.to_owned(),
+        read_only,
+    })
+}
+
+/// An environment variable name: ASCII letters, digits and `_`, not starting with a digit.
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not an environment variable name (letters, digits, `_`)"
+        ))
+    }
+}
+
+/// `HOST:PORT`: a DNS name or an IP address (IPv6 in brackets), and a port 1–65535.
+pub fn check_host_port(text: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("`{text}` is not `HOST:PORT`: {why}"));
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return bad("no port");
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return bad("the port must be 1–65535"),
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match v6.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => bad("not an IPv6 address"),
+        };
+    }
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if name_ok {
+        Ok(())
+    } else {
+        bad("not a host name or IPv4 address")
+    }
+}
+
+/// The `policy explain` table: the facts, then one row per request.
+pub fn explain_table(facts: &Facts, policies: &Policies, decisions: &[Decision]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "artifact  {} ({}, {} bytes)",
+        facts.digest, facts.kind, facts.size_bytes
+    );
+    let _ = writeln!(out, "from      {}", facts.repository);
+    if facts.signers.is_empty() {
+        let _ = writeln!(out, "signer    none verified");
+    }
+    for s in &facts.signers {
+        let _ = writeln!(
+            out,
+            "signer    {} `{}` (issuer `{}`)",
+            s.kind, s.identity, s.issuer
+        );
+    }
+    if let Some(p) = &facts.provenance {
+        let _ = writeln!(
+            out,
+            "built by  `{}` from `{}` at `{}`",
+            p.builder_id, p.source_repository, p.source_ref
+        );
+    }
+    let _ = writeln!(
+        out,
+        "policies  {} loaded, {}",
+        policies.len(),
+        policies.hash()
+    );
+    let _ = writeln!(out);
+    let width = decisions
+        .iter()
+        .map(|d| d.request.to_string().len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let _ = writeln!(out, "{:<width$}  {:<8}  why", "request", "decision");
+    for d in decisions {
+        let verdict = if d.allowed { "allow" } else { "deny" };
+        let cite = |verb: &str| {
+            let ids: Vec<String> = d
+                .determining
+                .iter()
+                .map(|id| match policies.source_of(id) {
+                    Some((file, line)) => format!("`{id}` ({}:{line})", file.display()),
+                    None => format!("`{id}`"),
+                })
+                .collect();
+            format!("{verb} {}", ids.join(", "))
+        };
+        let why = if d.allowed {
+            cite("permitted by")
+        } else if d.errors.is_empty() && !d.determining.is_empty() {
+            cite("forbidden by")
+        } else {
+            d.explanation()
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {verdict:<8}  {why}",
+            d.request.to_string()
+        );
+    }
+    out
 }

@@ -3,13 +3,16 @@
 //!
 //! What a guest gets from [`Sandbox::run_module`], and nothing more:
 //!
-//! - no environment variables, no preopened directories, no network (every address denied,
-//!   TCP and UDP disabled, no name lookup);
+//! - the directories and environment variables of its [`Handles`], which only a policy
+//!   [`Grant`] makes (read-only directories are opened read-only);
+//!   nothing else of the host's environment or file system;
+//! - no network (every address denied, TCP and UDP disabled, no name lookup): WASI preview 1
+//!   has no sockets, so granted `net.connect` pairs have nothing to open yet;
 //! - stdin closed; stdout and stderr captured, each capped at [`RunLimits::output_bytes`];
 //! - the arguments the operator gave;
 //! - linear memory capped at [`RunLimits::memory_bytes`], one instance, one memory, one
 //!   table of at most [`limits::MAX_TABLE_ELEMENTS`] elements, traps on failed growth;
-//! - a wall-clock deadline enforced by epoch interruption;
+//! - a wall-clock deadline enforced by epoch interruption, and fuel when metered;
 //! - a Wasm stack of [`limits::MAX_WASM_STACK`] bytes, well below the host thread's stack.
 
 use std::sync::Arc;
@@ -19,7 +22,9 @@ use std::time::{Duration, Instant};
 use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use crate::policy::Grant;
 
 /// The sandbox's fixed bounds.
 pub mod limits {
@@ -47,6 +52,8 @@ pub struct RunLimits {
     pub timeout: Duration,
     /// Cap on captured stdout and on stderr, each.
     pub output_bytes: u64,
+    /// Fuel, when metered.
+    pub fuel: Option<u64>,
 }
 
 impl Default for RunLimits {
@@ -55,6 +62,45 @@ impl Default for RunLimits {
             memory_bytes: limits::DEFAULT_MEMORY_BYTES,
             timeout: limits::DEFAULT_TIMEOUT,
             output_bytes: limits::DEFAULT_OUTPUT_BYTES,
+            fuel: None,
+        }
+    }
+}
+
+impl RunLimits {
+    /// The limits a grant allows, with the operator's output cap.
+    pub fn of(grant: &Grant, output_bytes: u64) -> Self {
+        Self {
+            memory_bytes: grant.memory_bytes(),
+            timeout: grant.timeout(),
+            output_bytes,
+            fuel: grant.fuel(),
+        }
+    }
+}
+
+/// The handles a guest is given. Only a [`Grant`] makes any; [`Handles::none`] gives nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Handles {
+    dirs: Vec<(std::path::PathBuf, String, bool)>,
+    env: Vec<(String, String)>,
+}
+
+impl Handles {
+    /// No directory, no environment.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Exactly what `grant` allows.
+    pub fn of(grant: &Grant) -> Self {
+        Self {
+            dirs: grant
+                .dirs()
+                .iter()
+                .map(|d| (d.host.clone(), d.guest.clone(), d.writable))
+                .collect(),
+            env: grant.env().to_vec(),
         }
     }
 }
@@ -70,6 +116,8 @@ pub enum Limit {
     Table,
     /// The stdout or stderr cap.
     Output,
+    /// The fuel budget.
+    Fuel,
 }
 
 /// How a run ended.
@@ -115,6 +163,7 @@ pub enum SandboxError {
 /// A configured engine. Create once, run many guests.
 pub struct Sandbox {
     engine: Engine,
+    fuel: bool,
 }
 
 struct Host {
@@ -179,20 +228,33 @@ impl ResourceLimiter for Limiter {
 impl Sandbox {
     /// An engine with epoch interruption and a bounded Wasm stack.
     pub fn new() -> Result<Self, SandboxError> {
+        Self::with_fuel(false)
+    }
+
+    /// As [`Sandbox::new`], metering fuel when `fuel` (needed for [`RunLimits::fuel`]).
+    pub fn with_fuel(fuel: bool) -> Result<Self, SandboxError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(limits::MAX_WASM_STACK);
+        config.consume_fuel(fuel);
         let engine = Engine::new(&config).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        Ok(Self { engine })
+        Ok(Self { engine, fuel })
     }
 
-    /// Run a WASI preview 1 command module: instantiate and call `_start`.
+    /// Run a WASI preview 1 command module: instantiate and call `_start`, with `handles` and
+    /// nothing else.
     pub fn run_module(
         &self,
         wasm: &[u8],
         args: &[String],
         limits: &RunLimits,
+        handles: &Handles,
     ) -> Result<Finished, SandboxError> {
+        if limits.fuel.is_some() && !self.fuel {
+            return Err(SandboxError::Engine(
+                "fuel was asked of an engine that does not meter it".into(),
+            ));
+        }
         let module =
             Module::new(&self.engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         let mut linker: Linker<Host> = Linker::new(&self.engine);
@@ -206,15 +268,29 @@ impl Sandbox {
         let stdout = MemoryOutputPipe::new(output_cap);
         let stderr = MemoryOutputPipe::new(output_cap);
         // Least privilege: `WasiCtxBuilder::new()` has no env, no preopens, stdin closed;
-        // networking is switched off outright.
-        let wasi = WasiCtxBuilder::new()
+        // networking is switched off outright; the granted handles are added one by one.
+        let mut builder = WasiCtxBuilder::new();
+        builder
             .args(args)
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build_p1();
+            .allow_ip_name_lookup(false);
+        for (name, value) in &handles.env {
+            builder.env(name, value);
+        }
+        for (host, guest, writable) in &handles.dirs {
+            let perms = if *writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            builder.preopened_dir(host, guest, perms).map_err(|e| {
+                SandboxError::Load(format!("cannot open `{}`: {e:#}", host.display()))
+            })?;
+        }
+        let wasi = builder.build_p1();
         let host = Host {
             wasi,
             limiter: Limiter {
@@ -232,6 +308,11 @@ impl Sandbox {
             .max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
+        if let Some(fuel) = limits.fuel {
+            store
+                .set_fuel(fuel)
+                .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        }
 
         let ticker = Ticker::start(self.engine.clone());
         let started = Instant::now();
@@ -272,7 +353,17 @@ fn classify(
     if let Some((limit, detail)) = limit_hit {
         return Outcome::Limited { limit, detail };
     }
-    let interrupted = error.and_then(|e| e.downcast_ref::<Trap>()) == Some(&Trap::Interrupt);
+    let trap = error.and_then(|e| e.downcast_ref::<Trap>());
+    if trap == Some(&Trap::OutOfFuel) {
+        return Outcome::Limited {
+            limit: Limit::Fuel,
+            detail: format!(
+                "the guest used all of its {} units of fuel",
+                limits.fuel.unwrap_or(0)
+            ),
+        };
+    }
+    let interrupted = trap == Some(&Trap::Interrupt);
     if interrupted {
         return Outcome::Limited {
             limit: Limit::Deadline,
@@ -340,7 +431,7 @@ mod tests {
         let wasm = wat::parse_str(wat).unwrap();
         Sandbox::new()
             .unwrap()
-            .run_module(&wasm, &["guest".into()], limits)
+            .run_module(&wasm, &["guest".into()], limits, &Handles::none())
             .unwrap()
     }
 
@@ -512,7 +603,12 @@ mod tests {
     fn invalid_bytes_are_a_load_error() {
         let err = Sandbox::new()
             .unwrap()
-            .run_module(b"\0asm\x01\0\0\0\xff", &[], &RunLimits::default())
+            .run_module(
+                b"\0asm\x01\0\0\0\xff",
+                &[],
+                &RunLimits::default(),
+                &Handles::none(),
+            )
             .unwrap_err();
         assert!(matches!(err, SandboxError::Load(_)));
     }

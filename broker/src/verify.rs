@@ -160,6 +160,7 @@ pub struct Trust {
     keys: Vec<PublicKey>,
     bundle_keys: Vec<(DerPublicKey, String)>,
     identities: Vec<Identity>,
+    any_identity: bool,
     verifier: Verifier,
     id: String,
 }
@@ -187,14 +188,40 @@ impl Trust {
             .iter()
             .map(|k| (DerPublicKey::new(k.spki_der().to_vec()), k.fingerprint()))
             .collect();
-        let id = trust_id(root, &bundle_keys, &identities)?;
+        let id = trust_id(root, &bundle_keys, &identities, false)?;
         Ok(Self {
             keys,
             bundle_keys,
             identities,
+            any_identity: false,
             verifier: verifier(root)?,
             id,
         })
+    }
+
+    /// When no identity is given, accept a keyless signature by **any** identity the trusted
+    /// root certifies, as a fact for policies to judge (`warrant run`). Given identities still
+    /// restrict keyless signatures to themselves.
+    pub fn accepting_any_identity(mut self, root: &TrustedRoot) -> Result<Self, VerifyError> {
+        self.any_identity = self.identities.is_empty();
+        self.id = trust_id(root, &self.bundle_keys, &self.identities, self.any_identity)?;
+        Ok(self)
+    }
+
+    /// True when the operator named a signer (a key or an identity): then at least one
+    /// [`Trust::is_named`] signature is required.
+    pub fn names_signers(&self) -> bool {
+        !self.bundle_keys.is_empty() || !self.identities.is_empty()
+    }
+
+    /// True when `signer` is one the operator named: by a trusted key, or a keyless signature
+    /// matching a given identity (not one accepted only as a fact for policies).
+    pub fn is_named(&self, signer: &Signer) -> bool {
+        match signer.kind {
+            SignerKind::Key => true,
+            SignerKind::Keyless => !self.identities.is_empty(),
+            SignerKind::None => false,
+        }
     }
 
     /// A digest of everything trusted (root, keys, identities): equal ids, equal trust.
@@ -207,9 +234,10 @@ impl Trust {
         Self::new(keys.to_vec(), Vec::new(), &load_trusted_root(None)?)
     }
 
-    /// Nothing is trusted: no key and no identity.
+    /// Nothing is trusted: no key, no identity, and keyless signatures are not accepted as
+    /// facts either.
     pub fn is_empty(&self) -> bool {
-        self.bundle_keys.is_empty() && self.identities.is_empty()
+        self.bundle_keys.is_empty() && self.identities.is_empty() && !self.any_identity
     }
 
     /// The trusted public keys (for cosign signatures and DSSE envelopes).
@@ -247,7 +275,7 @@ impl Trust {
     }
 
     fn verify_keyless(&self, bundle: &Bundle, subject: Subject<'_>) -> Result<Signer, String> {
-        if self.identities.is_empty() {
+        if self.identities.is_empty() && !self.any_identity {
             return Err(
                 "a keyless signature, and no certificate identity is trusted (give \
                  `--certificate-identity` with `--certificate-oidc-issuer`)"
@@ -267,10 +295,11 @@ impl Trust {
         };
         let identity = info.identity.as_ref().map(|san| san.as_str()).unwrap_or("");
         let issuer = info.issuer.as_deref().unwrap_or("");
-        if !self
-            .identities
-            .iter()
-            .any(|t| t.identity == identity && t.issuer == issuer)
+        if !self.any_identity
+            && !self
+                .identities
+                .iter()
+                .any(|t| t.identity == identity && t.issuer == issuer)
         {
             return Err(format!(
                 "certificate identity `{identity}` from issuer `{issuer}` is not trusted"
@@ -309,11 +338,12 @@ fn ci_claims(claims: &sigstore_verify::crypto::FulcioCiClaims) -> BTreeMap<Strin
 }
 
 /// `sha256:` over a canonical statement of the trust: the root's JSON, the sorted key
-/// fingerprints, the sorted identity pairs.
+/// fingerprints, the sorted identity pairs, whether any identity is accepted.
 fn trust_id(
     root: &TrustedRoot,
     keys: &[(DerPublicKey, String)],
     identities: &[Identity],
+    any_identity: bool,
 ) -> Result<String, VerifyError> {
     let root = serde_json::to_vec(root).map_err(|e| VerifyError::Trust {
         what: "trusted root",
@@ -334,6 +364,7 @@ fn trust_id(
         "root": hex::encode(Sha256::digest(&root)),
         "keys": keys,
         "identities": identities,
+        "anyIdentity": any_identity,
     });
     Ok(format!(
         "sha256:{}",
@@ -464,10 +495,11 @@ pub fn verify_bundle_text(
             let fingerprint = key_fingerprint(key.as_bytes());
             let bundle_keys = vec![(key, fingerprint)];
             Trust {
-                id: trust_id(trusted_root, &bundle_keys, &[])?,
+                id: trust_id(trusted_root, &bundle_keys, &[], false)?,
                 keys: Vec::new(),
                 bundle_keys,
                 identities: Vec::new(),
+                any_identity: false,
                 verifier: verifier(trusted_root)?,
             }
         }

@@ -142,8 +142,15 @@ fn push_pull_inspect_and_run_through_a_real_registry() {
     assert_eq!(v["config"]["os"], "wasip1");
     assert_eq!(v["referrers"], serde_json::json!([]));
 
-    let out =
-        run(warrant(home.path()).args(["--store", store.to_str().unwrap(), "run", &reference]));
+    let policies = tests::fixtures::permit_all_policies(home.path());
+    let out = run(warrant(home.path()).args([
+        "--store",
+        store.to_str().unwrap(),
+        "--policies",
+        &policies,
+        "run",
+        &reference,
+    ]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(String::from_utf8(out.stdout).unwrap(), HELLO_OUTPUT);
 }
@@ -173,11 +180,13 @@ async fn guest_outcomes_map_to_the_documented_exit_codes() {
         (spin_module(), &["--timeout", "300ms"], 124, "Deadline"),
         (trap_module(), &[], 125, "trapped"),
     ];
+    let policies = tests::fixtures::permit_all_policies(home.path());
     for (i, (wasm, flags, expected, message)) in cases.into_iter().enumerate() {
         let layout = home.path().join(format!("layout{i}"));
         let reference = layout_with(&layout, wasm).await;
         let out = run(warrant(home.path())
-            .args(["--store", store.to_str().unwrap(), "run", &reference])
+            .args(["--store", store.to_str().unwrap(), "--policies", &policies])
+            .args(["run", &reference])
             .args(flags));
         assert_eq!(code(&out), expected, "case {i}: {}", stderr(&out));
         assert!(stderr(&out).contains(message), "case {i}: {}", stderr(&out));
@@ -200,9 +209,12 @@ async fn guest_arguments_come_after_a_double_dash() {
     let home = tempfile::tempdir().unwrap();
     let reference = layout_with(&home.path().join("layout"), wasm).await;
     let store = home.path().join("store");
+    let policies = tests::fixtures::permit_all_policies(home.path());
     let out = run(warrant(home.path()).args([
         "--store",
         store.to_str().unwrap(),
+        "--policies",
+        &policies,
         "run",
         &reference,
         "--",

@@ -55,3 +55,84 @@ async fn example_layout_holds_what_hello_wat_compiles_to_signed() {
     let fetched = client.fetch(&resolved, &store, &NoProgress).await.unwrap();
     assert_eq!(std::fs::read(fetched.module_path()).unwrap(), wasm);
 }
+
+/// The README's first command, word for word, from the repository root.
+#[test]
+fn the_readme_first_command_runs_the_example() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("cargo run -p broker --bin warrant -- "))
+        .expect("the README begins with a `cargo run` command");
+    let args: Vec<&str> = line
+        .trim_start_matches("cargo run -p broker --bin warrant -- ")
+        .split_whitespace()
+        .collect();
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrant-it"))
+        .args(&args)
+        .current_dir(&root)
+        .env("WARRANT_HOME", home.path())
+        .env("HOME", home.path())
+        .env_remove("WARRANT_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        tests::fixtures::HELLO_OUTPUT
+    );
+}
+
+/// The example's policy tests pass, and its policy explains a denial of anything more.
+#[test]
+fn the_example_policies_pass_their_tests_and_grant_nothing_else() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let home = tempfile::tempdir().unwrap();
+    let warrant = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_warrant-it"))
+            .args(args)
+            .current_dir(&root)
+            .env("WARRANT_HOME", home.path())
+            .env("HOME", home.path())
+            .env_remove("WARRANT_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = warrant(&["policy", "test", "--policies", "examples/hello/policies"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("policy tests: 5 passed, 0 failed"),
+        "{stdout}"
+    );
+
+    let out = warrant(&[
+        "policy",
+        "explain",
+        "--key",
+        "examples/hello/example-signer.pub",
+        "--policies",
+        "examples/hello/policies",
+        "oci-layout:examples/hello/layout",
+        "--env",
+        "GREETING=hi",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(123), "{stdout}");
+    assert!(
+        stdout.contains("allow     permitted by `hello-signed-by-example-key` (examples/hello/policies/hello.cedar:4)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("env.read GREETING")
+            && stdout.contains("deny      denied: no policy permits it"),
+        "{stdout}"
+    );
+}

@@ -1051,7 +1051,15 @@ fn keyless_verify_and_run_through_the_cli() {
     );
 
     // Run: the keyless signature lets the guest run; against the production root it does not.
-    let mut args = vec!["run", &reference, "--trusted-root", root];
+    let policies = tests::fixtures::permit_all_policies(dir.path());
+    let mut args = vec![
+        "run",
+        &reference,
+        "--trusted-root",
+        root,
+        "--policies",
+        &policies,
+    ];
     args.extend(identity);
     let out = warrant(dir.path(), &args);
     assert_eq!(
@@ -1061,7 +1069,7 @@ fn keyless_verify_and_run_through_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), HELLO_OUTPUT);
-    let mut args = vec!["run", &reference];
+    let mut args = vec!["run", &reference, "--policies", &policies];
     args.extend(identity);
     let out = warrant(dir.path(), &args);
     assert_eq!(

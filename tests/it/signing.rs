@@ -448,7 +448,7 @@ async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
         std::time::Duration::from_secs(3600),
     )
     .unwrap();
-    let (verdict, fetched) = fetch_verified(
+    let (verdict, _, fetched) = fetch_verified(
         &client,
         &store,
         &resolved,
@@ -458,7 +458,7 @@ async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
     )
     .await
     .unwrap();
-    assert_eq!(verdict.unwrap().digest, a.manifest.digest);
+    assert_eq!(verdict.digest, a.manifest.digest);
     assert_eq!(std::fs::read(fetched.module_path()).unwrap(), signed);
 
     // Unsigned B is resolved; then the tag moves to a signed artifact: B is still refused.
@@ -519,7 +519,7 @@ async fn a_cached_verdict_stands_in_only_for_its_digest_and_trust() {
 
     // The signature goes: an empty signature manifest replaces it.
     put_signature(&client, &reference, &digest, Vec::new()).await;
-    let (verdict, _) = fetch_verified(
+    let (verdict, _, _) = fetch_verified(
         &client,
         &store,
         &resolved,
@@ -529,10 +529,7 @@ async fn a_cached_verdict_stands_in_only_for_its_digest_and_trust() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        verdict.unwrap().signers[0].identity,
-        key.public_key().fingerprint()
-    );
+    assert_eq!(verdict.signers[0].identity, key.public_key().fingerprint());
     let err = fetch_verified(&client, &store, &resolved, &trust, None, &NoProgress)
         .await
         .unwrap_err();
@@ -587,7 +584,8 @@ fn run_with_a_key_runs_only_what_that_key_signed() {
     let other_public = format!("{}.pub", other.display());
     assert!(run(&["sign", &signed, "--key", &key]).status.success());
 
-    let out = run(&["run", &signed, "--key", &public]);
+    let policies = tests::fixtures::permit_all_policies(home.path());
+    let out = run(&["run", &signed, "--key", &public, "--policies", &policies]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -600,7 +598,7 @@ fn run_with_a_key_runs_only_what_that_key_signed() {
     );
 
     for (reference, key) in [(&unsigned, &public), (&signed, &other_public)] {
-        let out = run(&["run", reference, "--key", key]);
+        let out = run(&["run", reference, "--key", key, "--policies", &policies]);
         assert_eq!(
             out.status.code(),
             Some(122),

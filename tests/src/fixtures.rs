@@ -86,6 +86,19 @@ pub fn empty_component() -> Vec<u8> {
     wat::parse_str("(component)").expect("component compiles")
 }
 
+/// A policy directory under `dir` whose one policy permits everything, for tests about
+/// something other than policy. Returns its path as text, for `--policies`.
+pub fn permit_all_policies(dir: &std::path::Path) -> String {
+    let policies = dir.join("permit-all-policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("all.cedar"),
+        "@id(\"test-permit-all\")\npermit (principal, action, resource);\n",
+    )
+    .unwrap();
+    policies.to_str().unwrap().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

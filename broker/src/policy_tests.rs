@@ -1,0 +1,397 @@
+//! Policy test cases kept beside the policies (`tests/*.toml` or `tests/*.json`), so that
+//! policies can be unit-tested like code: each case gives an artifact's facts and one request,
+//! and says whether it must be allowed (and, optionally, by or against which policies).
+//!
+//! ```toml
+//! [[case]]
+//! name = "the release workflow may run"
+//! expect = "allow"                      # or "deny"
+//! policies = ["release-may-run"]        # optional: exactly the determining policy ids
+//! request = { action = "instantiate", memory_bytes = 1048576 }
+//! [case.artifact]
+//! repository = "ghcr.io/acme/plugin"
+//! signers = [{ kind = "keyless", identity = "https://github.com/…", issuer = "https://…" }]
+//! ```
+
+use std::path::Path;
+
+use registry_client::{Digest, WasmKind};
+use serde::{Deserialize, Serialize};
+
+use crate::attest::Provenance;
+use crate::policy::{Facts, Policies, Request};
+use crate::verify::{Signer, SignerKind};
+
+/// Largest test file read.
+const MAX_TEST_FILE_BYTES: u64 = 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    case: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    expect: Expect,
+    #[serde(default)]
+    policies: Option<Vec<String>>,
+    request: TestRequest,
+    #[serde(default)]
+    artifact: TestArtifact,
+}
+
+#[derive(Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Expect {
+    Allow,
+    Deny,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestRequest {
+    action: String,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    memory_bytes: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    fuel: Option<u64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestArtifact {
+    #[serde(default)]
+    digest: Option<Digest>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    size_bytes: Option<u64>,
+    #[serde(default)]
+    repository: Option<String>,
+    #[serde(default)]
+    signers: Vec<TestSigner>,
+    #[serde(default)]
+    provenance: Option<TestProvenance>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestSigner {
+    kind: String,
+    identity: String,
+    #[serde(default)]
+    issuer: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestProvenance {
+    #[serde(default = "slsa_v1")]
+    predicate_type: String,
+    builder_id: String,
+    #[serde(default)]
+    source_repository: String,
+    #[serde(default)]
+    source_ref: String,
+    signer: TestSigner,
+}
+
+fn slsa_v1() -> String {
+    crate::attest::SLSA_PROVENANCE_V1.to_owned()
+}
+
+/// One case's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseResult {
+    /// `file: name`.
+    pub name: String,
+    /// Did it pass?
+    pub passed: bool,
+    /// The decision, or why the case could not be run.
+    pub detail: String,
+}
+
+/// Every case's result.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// In file order, then case order.
+    pub results: Vec<CaseResult>,
+}
+
+impl Report {
+    /// Cases that passed.
+    pub fn passed(&self) -> usize {
+        self.results.iter().filter(|r| r.passed).count()
+    }
+    /// Cases that failed (or could not be run).
+    pub fn failed(&self) -> usize {
+        self.results.len().saturating_sub(self.passed())
+    }
+}
+
+/// Run every `*.toml` and `*.json` test file in `dir` (sorted by name) against `policies`. A
+/// file that cannot be read or parsed is an error naming it.
+pub fn run_dir(policies: &Policies, dir: &Path) -> Result<Report, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read policy tests `{}`: {e}", dir.display()))?;
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("toml" | "json")
+            )
+        })
+        .collect();
+    files.sort();
+    let mut report = Report::default();
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = read(&path)?;
+        let file: File = if path.extension().and_then(|e| e.to_str()) == Some("json") {
+            serde_json::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?
+        } else {
+            toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?
+        };
+        for case in file.case {
+            report.results.push(run_case(policies, &name, &case));
+        }
+    }
+    Ok(report)
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(MAX_TEST_FILE_BYTES.saturating_add(1))
+                .read_to_string(&mut text)
+        })
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    if text.len() as u64 > MAX_TEST_FILE_BYTES {
+        return Err(format!(
+            "`{}` is larger than {MAX_TEST_FILE_BYTES} bytes",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
+fn run_case(policies: &Policies, file: &str, case: &Case) -> CaseResult {
+    let name = format!("{file}: {}", case.name);
+    let built = facts(&case.name, &case.artifact).and_then(|f| Ok((f, request(&case.request)?)));
+    let (facts, request) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            return CaseResult {
+                name,
+                passed: false,
+                detail: format!("invalid case: {e}"),
+            };
+        }
+    };
+    let decision = policies.evaluate(&facts, &request);
+    let mut passed = decision.allowed == (case.expect == Expect::Allow);
+    if let Some(expected) = &case.policies {
+        let mut want = expected.clone();
+        want.sort();
+        let mut got = decision.determining.clone();
+        got.sort();
+        passed &= want == got;
+    }
+    let expected = match case.expect {
+        Expect::Allow => "allow",
+        Expect::Deny => "deny",
+    };
+    let detail = if passed {
+        format!("{request}: {}", decision.explanation())
+    } else {
+        format!(
+            "{request}: expected {expected}{}, got: {}",
+            case.policies
+                .as_ref()
+                .map(|p| format!(" by {}", p.join(", ")))
+                .unwrap_or_default(),
+            decision.explanation()
+        )
+    };
+    CaseResult {
+        name,
+        passed,
+        detail,
+    }
+}
+
+fn signer(s: &TestSigner) -> Result<Signer, String> {
+    let kind = match s.kind.as_str() {
+        "key" => SignerKind::Key,
+        "keyless" => SignerKind::Keyless,
+        other => return Err(format!("signer kind `{other}` is not `key` or `keyless`")),
+    };
+    let issuer = match (kind, &s.issuer) {
+        (SignerKind::Key, None) => "key".to_owned(),
+        (_, Some(issuer)) => issuer.clone(),
+        (_, None) => return Err("a keyless signer needs an `issuer`".into()),
+    };
+    Ok(Signer {
+        kind,
+        identity: s.identity.clone(),
+        issuer,
+        claims: Default::default(),
+    })
+}
+
+fn facts(name: &str, a: &TestArtifact) -> Result<Facts, String> {
+    let repository = a
+        .repository
+        .clone()
+        .unwrap_or_else(|| "registry.example/plugin".into());
+    let registry = repository
+        .split_once('/')
+        .map_or(repository.as_str(), |(r, _)| r)
+        .to_owned();
+    let kind = match a.kind.as_deref().unwrap_or("module") {
+        "module" => WasmKind::Module,
+        "component" => WasmKind::Component,
+        other => return Err(format!("kind `{other}` is not `module` or `component`")),
+    };
+    let provenance = match &a.provenance {
+        None => None,
+        Some(p) => Some(Provenance {
+            predicate_type: p.predicate_type.clone(),
+            builder_id: p.builder_id.clone(),
+            source_repository: p.source_repository.clone(),
+            source_ref: p.source_ref.clone(),
+            signer: signer(&p.signer)?,
+        }),
+    };
+    Ok(Facts::new(
+        a.digest
+            .clone()
+            .unwrap_or_else(|| Digest::of(name.as_bytes())),
+        kind,
+        a.size_bytes.unwrap_or(1000),
+        registry,
+        repository,
+        a.signers.iter().map(signer).collect::<Result<_, _>>()?,
+        provenance,
+    ))
+}
+
+fn request(r: &TestRequest) -> Result<Request, String> {
+    let resource = || {
+        r.resource
+            .clone()
+            .ok_or_else(|| format!("`{}` needs a `resource`", r.action))
+    };
+    let limits_only_for_instantiate = r.action != "instantiate"
+        && (r.memory_bytes.is_some() || r.timeout_ms.is_some() || r.fuel.is_some());
+    if limits_only_for_instantiate {
+        return Err("`memory_bytes`, `timeout_ms` and `fuel` go with `instantiate` only".into());
+    }
+    Ok(match r.action.as_str() {
+        "instantiate" => Request::Instantiate {
+            memory_bytes: r
+                .memory_bytes
+                .unwrap_or(crate::sandbox::limits::DEFAULT_MEMORY_BYTES),
+            timeout_ms: r.timeout_ms.unwrap_or(10_000),
+            fuel: r.fuel.unwrap_or(0),
+        },
+        "fs.read" => Request::FsRead(resource()?.into()),
+        "fs.write" => Request::FsWrite(resource()?.into()),
+        "env.read" => Request::EnvRead(resource()?),
+        "net.connect" => Request::NetConnect(resource()?),
+        "http.outgoing" => Request::HttpOutgoing(resource()?),
+        other => return Err(format!("unknown action `{other}`")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+@id("keyed")
+permit (principal, action == Warrant::Action::"instantiate", resource)
+when { principal.signer.kind == "key" && principal.signer.identity == "sha256:aa" };
+"#;
+
+    fn run(cases: &str) -> Report {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), cases).unwrap();
+        let policies =
+            Policies::from_sources(&[(std::path::PathBuf::from("p.cedar"), POLICY.into())])
+                .unwrap();
+        run_dir(&policies, dir.path()).unwrap()
+    }
+
+    #[test]
+    fn cases_pass_and_fail_on_the_decision_and_the_cited_policies() {
+        let report = run(r#"
+[[case]]
+name = "signed by the key"
+expect = "allow"
+policies = ["keyed"]
+request = { action = "instantiate" }
+artifact = { signers = [{ kind = "key", identity = "sha256:aa" }] }
+
+[[case]]
+name = "unsigned"
+expect = "deny"
+request = { action = "instantiate" }
+
+[[case]]
+name = "wrong expectation"
+expect = "allow"
+request = { action = "fs.read", resource = "/srv" }
+
+[[case]]
+name = "wrong policy cited"
+expect = "allow"
+policies = ["other"]
+request = { action = "instantiate" }
+artifact = { signers = [{ kind = "key", identity = "sha256:aa" }] }
+"#);
+        let passed: Vec<bool> = report.results.iter().map(|r| r.passed).collect();
+        assert_eq!(passed, vec![true, true, false, false], "{report:?}");
+        assert_eq!(report.failed(), 2);
+    }
+
+    #[test]
+    fn an_invalid_case_fails_with_its_reason() {
+        let report = run(r#"
+[[case]]
+name = "keyless without issuer"
+expect = "deny"
+request = { action = "instantiate" }
+artifact = { signers = [{ kind = "keyless", identity = "x" }] }
+"#);
+        assert!(!report.results[0].passed);
+        assert!(report.results[0].detail.contains("needs an `issuer`"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            "[[case]]\nname = \"x\"\nexpect = \"deny\"\nrequest = { action = \"instantiate\" }\nexpct = 1\n",
+        )
+        .unwrap();
+        let policies = Policies::from_sources(&[]).unwrap();
+        let err = run_dir(&policies, dir.path()).unwrap_err();
+        assert!(err.contains("expct"), "{err}");
+    }
+}
