@@ -117,6 +117,45 @@ fn schema() -> Result<Schema, PolicyError> {
         })
 }
 
+/// `text` with every `//` comment (outside string literals) replaced by spaces of the same
+/// length, so that byte offsets are unchanged.
+fn blank_comments(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let (mut in_string, mut escaped, mut in_comment) = (false, false, false);
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if in_comment {
+            if b == b'\n' {
+                in_comment = false;
+                out.push(b);
+            } else {
+                out.push(b' ');
+            }
+        } else if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+            out.push(b);
+        } else if b == b'/' && bytes.get(i.saturating_add(1)) == Some(&b'/') {
+            in_comment = true;
+            out.push(b' ');
+        } else {
+            out.push(b);
+        }
+        i = i.saturating_add(1);
+    }
+    // Only ASCII bytes were replaced, by ASCII spaces, so the result is still UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// 1-based line of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
@@ -205,10 +244,13 @@ impl Policies {
                     .parse::<usize>()
                     .unwrap_or(usize::MAX)
             });
+            // Comments are blanked (same length) in the file and in each policy's text before
+            // searching, so a comment quoting a policy is never taken for it.
+            let searchable = blank_comments(text);
             let mut cursor = 0;
             for policy in policies {
-                let source = policy.to_cedar().unwrap_or_default();
-                let line = match text.get(cursor..).and_then(|rest| rest.find(&source)) {
+                let source = blank_comments(&policy.to_cedar().unwrap_or_default());
+                let line = match searchable.get(cursor..).and_then(|rest| rest.find(&source)) {
                     Some(at) => {
                         let start = cursor.saturating_add(at);
                         cursor = start.saturating_add(source.len());
@@ -263,25 +305,49 @@ impl Policies {
         }
         if problems.is_empty() {
             let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
-            let locate = |id: &PolicyId| where_is.get(&id.to_string()).cloned();
+            // The line of what is wrong: the diagnostic's own position in the policy's file
+            // when it has one, else the policy's first line.
+            let locate = |id: &PolicyId, diagnostic: &dyn miette::Diagnostic| {
+                let (file, line) = where_is.get(&id.to_string()).cloned().unwrap_or_default();
+                let text = sources.iter().find(|(f, _)| *f == file).map(|(_, t)| t);
+                let exact = diagnostic
+                    .labels()
+                    .and_then(|mut labels| labels.next())
+                    .zip(text)
+                    .map(|(label, text)| line_of(text, label.offset()));
+                let line = exact.unwrap_or(line);
+                (file, (line > 0).then_some(line))
+            };
+            let mut found = Vec::new();
             for error in result.validation_errors() {
-                let (file, line) = locate(error.policy_id()).unwrap_or_default();
-                problems.push(Problem {
+                let (file, line) = locate(error.policy_id(), error);
+                found.push(Problem {
                     file,
-                    line: (line > 0).then_some(line),
+                    line,
                     policy: Some(error.policy_id().to_string()),
                     message: error.to_string(),
                 });
             }
             for warning in result.validation_warnings() {
-                let (file, line) = locate(warning.policy_id()).unwrap_or_default();
-                problems.push(Problem {
+                let (file, line) = locate(warning.policy_id(), warning);
+                found.push(Problem {
                     file,
-                    line: (line > 0).then_some(line),
+                    line,
                     policy: Some(warning.policy_id().to_string()),
                     message: format!("{warning} (validation warnings are refused too)"),
                 });
             }
+            // Errors before warnings (an unknown type also makes a policy inapplicable; the
+            // unknown type is what to fix), each in file order, then line order.
+            let file_rank = |f: &PathBuf| sources.iter().position(|(s, _)| s == f);
+            found.sort_by_key(|p| {
+                (
+                    p.message.ends_with("(validation warnings are refused too)"),
+                    file_rank(&p.file),
+                    p.line,
+                )
+            });
+            problems.extend(found);
         }
         if !problems.is_empty() {
             return Err(PolicyError::Invalid(problems));
@@ -415,7 +481,9 @@ impl Policies {
                 let (cedar_request, entities) = match (cedar_request, &entities) {
                     (Ok(r), Ok(e)) => (r, e),
                     (Err(e), _) | (_, Err(e)) => {
-                        tally.errors.push(e.clone());
+                        if !tally.errors.contains(e) {
+                            tally.errors.push(e.clone());
+                        }
                         continue;
                     }
                 };
@@ -424,7 +492,10 @@ impl Policies {
                 };
                 let response = authorizer.is_authorized(cedar_request, set, entities);
                 for error in response.diagnostics().errors() {
-                    tally.errors.push(error.to_string());
+                    let error = error.to_string();
+                    if !tally.errors.contains(&error) {
+                        tally.errors.push(error);
+                    }
                 }
                 let reasons = response.diagnostics().reason();
                 match response.decision() {
@@ -1174,6 +1245,25 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
     }
 
     #[test]
+    fn a_comment_quoting_a_policy_is_not_taken_for_it() {
+        let text = "// @id(\"a\") permit (principal, action, resource);\n\
+                    @id(\"a\") permit (principal, action, resource);\n\
+                    @id(\"a\") permit (principal, action, resource);\n";
+        let p = problems(&[("p.cedar", text)]);
+        assert_eq!(
+            p[0].to_string(),
+            "p.cedar:3: policy `a`: duplicate `@id`: also at p.cedar:2"
+        );
+        let p = problems(&[(
+            "p.cedar",
+            "// permit (principal, action, resource);\npermit (principal, action, resource);\n",
+        )]);
+        assert_eq!(p[0].line, Some(2));
+        // `//` inside a string is not a comment.
+        assert_eq!(blank_comments("\"https://x\" // c"), "\"https://x\"     ");
+    }
+
+    #[test]
     fn a_policy_without_an_id_is_refused_with_its_line() {
         let p = problems(&[(
             "p.cedar",
@@ -1209,11 +1299,11 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
     fn validation_errors_name_policy_and_line() {
         let p = problems(&[(
             "p.cedar",
-            "\n\n@id(\"typo\")\npermit (principal, action, resource) when { principal.signr.kind == \"key\" };\n",
+            "\n\n@id(\"typo\")\npermit (principal, action, resource)\nwhen { principal.signr.kind == \"key\" };\n",
         )]);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].policy.as_deref(), Some("typo"));
-        assert_eq!(p[0].line, Some(3));
+        assert_eq!(p[0].line, Some(5), "the line of the bad expression");
         assert!(p[0].message.contains("signr"), "{}", p[0]);
     }
 

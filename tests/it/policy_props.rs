@@ -539,8 +539,9 @@ proptest! {
     }
 
     /// Property 3: a forbid that errors at run time (an overflow, under strict validation),
-    /// beside `permit (principal, action, resource)`, denies with the error reported once per
-    /// evaluation (per signer); where it does not error or apply it reports nothing.
+    /// beside `permit (principal, action, resource)`, denies with the error reported once
+    /// (however many signers' evaluations met it); where it does not error or apply it reports
+    /// nothing.
     #[test]
     fn an_erroring_forbid_beside_permit_all_denies(
         set in 0..POOL,
@@ -564,7 +565,8 @@ proptest! {
         let request = Request::Instantiate { memory_bytes, timeout_ms, fuel };
         let decision = policies.evaluate(&facts, &request);
         prop_assert!(!decision.allowed, "{decision:?}");
-        prop_assert_eq!(from_overflow(&decision), evaluations, "{:?}", decision);
+        // The same error from every signer's evaluation is reported once.
+        prop_assert_eq!(from_overflow(&decision), 1, "{:?} ({} evaluations)", decision, evaluations);
         prop_assert!(!ids(&decision).contains("overflow"), "{decision:?}");
         prop_assert!(
             decision.explanation().starts_with("denied: evaluation error"),
@@ -688,7 +690,10 @@ proptest! {
             .flat_map(ids)
             .collect();
         prop_assert_eq!(ids(&full), cited, "{:?} from {:?}", full, each);
-        let errors: Vec<String> = each.iter().flat_map(|d| d.errors.clone()).collect();
+        // Every distinct error of any evaluation, each once.
+        let mut errors: Vec<String> = each.iter().flat_map(|d| d.errors.clone()).collect();
+        errors.sort();
+        errors.dedup();
         prop_assert_eq!(sorted(&full.errors), sorted(&errors));
         prop_assert_eq!(&policies.decide(&all, &request), &full);
         prop_assert_eq!(&policies.decide(&all, &request), &full);
