@@ -5,7 +5,7 @@
 //! ```toml
 //! [[case]]
 //! name = "the release workflow may run"
-//! expect = "allow"                      # or "deny"
+//! expect = "allow"                      # or "deny", or "error" (denied by an evaluation error)
 //! policies = ["release-may-run"]        # optional: exactly the determining policy ids
 //! request = { action = "instantiate", memory_bytes = 1048576 }
 //! [case.artifact]
@@ -48,6 +48,8 @@ struct Case {
 enum Expect {
     Allow,
     Deny,
+    /// Denied because an evaluation failed (so not by `forbid`, nor for want of a permit).
+    Error,
 }
 
 #[derive(Deserialize)]
@@ -203,7 +205,11 @@ fn run_case(policies: &Policies, file: &str, case: &Case) -> CaseResult {
         }
     };
     let decision = policies.evaluate(&facts, &request);
-    let mut passed = decision.allowed == (case.expect == Expect::Allow);
+    let mut passed = match case.expect {
+        Expect::Allow => decision.allowed,
+        Expect::Deny => !decision.allowed && decision.errors.is_empty(),
+        Expect::Error => !decision.allowed && !decision.errors.is_empty(),
+    };
     if let Some(expected) = &case.policies {
         let mut want = expected.clone();
         want.sort();
@@ -214,6 +220,7 @@ fn run_case(policies: &Policies, file: &str, case: &Case) -> CaseResult {
     let expected = match case.expect {
         Expect::Allow => "allow",
         Expect::Deny => "deny",
+        Expect::Error => "an evaluation error",
     };
     let detail = if passed {
         format!("{request}: {}", decision.explanation())
@@ -367,6 +374,38 @@ artifact = { signers = [{ kind = "key", identity = "sha256:aa" }] }
         let passed: Vec<bool> = report.results.iter().map(|r| r.passed).collect();
         assert_eq!(passed, vec![true, true, false, false], "{report:?}");
         assert_eq!(report.failed(), 2);
+    }
+
+    #[test]
+    fn an_evaluation_error_is_its_own_expectation() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            r#"
+[[case]]
+name = "overflow"
+expect = "error"
+request = { action = "instantiate", memory_bytes = 1048576 }
+
+[[case]]
+name = "overflow is not a plain deny"
+expect = "deny"
+request = { action = "instantiate", memory_bytes = 1048576 }
+
+[[case]]
+name = "no overflow at zero"
+expect = "error"
+request = { action = "instantiate", memory_bytes = 0 }
+"#,
+        )
+        .unwrap();
+        let policy = "@id(\"o\")\nforbid (principal, action == Warrant::Action::\"instantiate\", resource)\nwhen { context.memoryBytes * 9223372036854775807 > 0 };\n";
+        let policies =
+            Policies::from_sources(&[(std::path::PathBuf::from("p.cedar"), policy.into())])
+                .unwrap();
+        let report = run_dir(&policies, dir.path()).unwrap();
+        let passed: Vec<bool> = report.results.iter().map(|r| r.passed).collect();
+        assert_eq!(passed, vec![true, false, false], "{report:?}");
     }
 
     #[test]
