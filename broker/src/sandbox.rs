@@ -41,6 +41,10 @@ pub mod limits {
     pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
     /// Default cap on stdout and on stderr, each.
     pub const DEFAULT_OUTPUT_BYTES: u64 = 1024 * 1024;
+    /// Largest `random_get`: the host fills a buffer of the size asked before it checks the
+    /// guest's memory, so this bounds host memory and time per call (wasmtime's default is
+    /// 64 MiB, whatever the guest's memory limit).
+    pub const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
 }
 
 /// Per-run limits.
@@ -276,7 +280,8 @@ impl Sandbox {
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            .max_random_size(limits::MAX_RANDOM_BYTES.min(limits.memory_bytes));
         for (name, value) in &handles.env {
             builder.env(name, value);
         }
@@ -308,9 +313,10 @@ impl Sandbox {
             .max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
-        if let Some(fuel) = limits.fuel {
+        if self.fuel {
+            // A metering engine asked for no limit: as much fuel as can be counted.
             store
-                .set_fuel(fuel)
+                .set_fuel(limits.fuel.unwrap_or(u64::MAX))
                 .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         }
 

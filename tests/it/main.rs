@@ -12,6 +12,7 @@ mod cli;
 mod conformance;
 mod example;
 mod hostile;
+mod hostile_guests;
 mod keyless;
 mod policy_corpus;
 mod policy_e2e;
