@@ -1,5 +1,157 @@
 //! The audit log: an append-only, tamper-evident record of every decision Warrant takes.
 //!
 //! This crate stores and proves records; the broker decides what goes into them. It knows
-//! nothing of Cedar or wasmtime. It holds no code yet: records, hashing and checkpoints arrive
-//! with the audit log itself.
+//! nothing of Cedar or wasmtime.
+//!
+//! # On disk
+//!
+//! A log is a directory holding three files:
+//!
+//! * `log.jsonl` — one record per line, each a canonical JSON object of at most
+//!   [`MAX_RECORD_BYTES`] (64 KiB) plus its `\n`:
+//!
+//!   ```text
+//!   {"body":{…},"index":0,"kind":"pull","time":"2026-05-01T12:00:00.000000000Z"}
+//!   ```
+//!
+//!   `index` is the record's position (from 0), `time` is RFC 3339 UTC with nanoseconds
+//!   (given by the caller, or the clock), `kind` is 1–64 of `[a-z0-9._-]` starting with a
+//!   letter (`pull`, `verify`, `decide`, `instantiate`, `outcome`, …; `recovered` is reserved
+//!   for the log itself) and `body` is any JSON object. Canonical means compact serde_json
+//!   output with the keys of every object sorted by their UTF-8 bytes; `verify` re-serializes
+//!   every line and refuses any that differ, so a record has exactly one byte form.
+//! * `checkpoints` — signed tree heads, appended one entry at a time; an entry is a signed note
+//!   followed by a blank line:
+//!
+//!   ```text
+//!   <origin>
+//!   <tree size>
+//!   <base64 root hash>
+//!
+//!   — <origin> <base64(4-byte key id || Ed25519 signature of the three lines above)>
+//!
+//!   ```
+//!
+//!   This is the C2SP `tlog-checkpoint` / `signed-note` format of Go's
+//!   `golang.org/x/mod/sumdb/note` (key name = origin, key id = first 4 bytes of
+//!   `SHA-256(name || 0x0A || 0x01 || public key)`), so a checkpoint can be handed to
+//!   transparency tooling and witnesses; [`verifier_key`] gives the matching verifier key.
+//! * `lock` — empty; the writer holds an exclusive `flock` on it.
+//!
+//! The signing key (Ed25519, PKCS#8, [`SigningKeyMaterial`]) is supplied by the caller; the
+//! log never stores it.
+//!
+//! # Tamper evidence
+//!
+//! Records are the leaves of an RFC 6962 / RFC 9162 Merkle tree ([`merkle`]): the leaf is the
+//! record's bytes without the newline. A checkpoint signs the root at a size. [`verify`]
+//! recomputes every leaf and the tree in one streaming pass and checks every checkpoint's
+//! signature and that its root is the tree's root at its size. It reports the *first* problem
+//! precisely ([`VerifyFailure`]: record index and byte offset, or checkpoint ordinal and byte
+//! offset, and what is wrong):
+//!
+//! * a line that is not JSON, not canonical, not a record, too long, or whose `index` is not
+//!   its position (deleted, swapped, duplicated records);
+//! * a signed root that does not match (an edited record that still parses, an inserted
+//!   record): the failure names the first record no earlier checkpoint proves. How precisely
+//!   that locates an edit depends on how often the writer checkpoints: with a checkpoint after
+//!   every append ([`AuditLog::append_checkpointed`]) it is exactly the edited record;
+//! * a checkpoint larger than the log (records cut off below a checkpoint);
+//! * a checkpoint that is malformed, for another origin, signed by another key, whose
+//!   signature fails (edited size or root), whose size goes backwards, or which contradicts an
+//!   earlier checkpoint for the same size.
+//!
+//! What the files alone cannot show: edits to records after the newest checkpoint
+//! ([`VerifyReport::unproven_records`] counts them), and the removal of the newest checkpoints
+//! together with the records after the remaining ones (a rollback to an earlier, consistent
+//! state). Both need the newest checkpoint kept somewhere the host's attacker cannot rewrite
+//! (printed, shipped to a witness or a remote store); [`consistency_proof`] and
+//! [`verify_consistency`] then show a later log extends it.
+//!
+//! # Durability and failure
+//!
+//! [`AuditLog::append`] writes the whole line with one `write` and returns only after
+//! `fdatasync`; [`AuditLog::checkpoint`] likewise. An `Ok` is the acknowledgement. A checkpoint
+//! is only ever written for records already durable, so a crash cannot leave a checkpoint
+//! beyond the log.
+//!
+//! Any write or sync error poisons the handle ([`AuditError::Poisoned`] for every later call):
+//! it fails closed rather than retrying, since after a failed `fsync` the kernel may already
+//! have dropped the data. It first tries to cut both files back to their acknowledged length,
+//! so a reopened log holds exactly the acknowledged records. If that rollback fails as well (a
+//! dead disk), a partial line is cut on the next open, but a complete, unacknowledged line
+//! that did reach the disk cannot be told from an acknowledged one and stays: callers must
+//! treat a failed append as "may or may not be logged" — and not act on it.
+//!
+//! # Recovery
+//!
+//! [`AuditLog::open`] verifies the whole log with the key's public key. A last line without
+//! its newline (an interrupted append; at most one record long) is cut off, as is an
+//! incomplete last checkpoint entry, and a `recovered` record with body
+//! `{"truncated_bytes": N, "truncated_checkpoint_bytes": M}` is appended (see [`Recovery`]).
+//! Anything else wrong makes `open` fail with [`AuditError::Corrupt`] and change nothing: a
+//! log that fails verification must be looked at, not written to.
+//!
+//! # Concurrency
+//!
+//! One writer per directory: `open` takes a non-blocking exclusive `flock` on `<dir>/lock`
+//! (std's `File::try_lock`) and fails with [`AuditError::Locked`] if another handle, in this
+//! process or another, holds it. The kernel drops the lock when the process dies, so a crash
+//! never leaves a stale lock. Readers take no lock: [`verify`] reads a consistent prefix
+//! while a writer appends (it measures `checkpoints` first; see [`verify`]).
+//!
+//! # Bounds
+//!
+//! A record is at most [`MAX_RECORD_BYTES`]; lines are read with that bound, so a huge line is
+//! reported as oversize without being read into memory; a checkpoint line is at most
+//! [`MAX_CHECKPOINT_LINE_BYTES`]; origins at most [`MAX_ORIGIN_BYTES`]; key files 4 KiB; body
+//! nesting [`MAX_BODY_DEPTH`]. `open` and `verify` keep O(log n) hashes in memory (a compact
+//! tree), whatever the size of the log; only [`read_verified`] holds every record.
+//!
+//! # API
+//!
+//! * Writing: [`AuditLog::open`] / [`AuditLog::open_at`] (→ [`Recovery`]),
+//!   [`AuditLog::append`] / [`AuditLog::append_now`], [`AuditLog::checkpoint`],
+//!   [`AuditLog::append_checkpointed`],
+//!   [`AuditLog::size`], [`AuditLog::root`].
+//! * Reading: [`verify`] (→ [`VerifyReport`] or [`VerifyFailure`]), [`read_verified`].
+//! * Keys and checkpoints: [`SigningKeyMaterial`], [`open_checkpoint`], [`verifier_key`],
+//!   [`key_id`].
+//! * Proofs (RFC 9162 §2.1.3–2.1.4): [`inclusion_proof`], [`verify_inclusion`],
+//!   [`consistency_proof`], [`verify_consistency`], [`leaf_hash`], [`merkle::root`].
+
+mod log;
+pub mod merkle;
+mod note;
+mod record;
+mod sink;
+mod verify;
+
+#[cfg(test)]
+mod log_tests;
+#[cfg(test)]
+mod tamper_tests;
+
+pub use log::{AuditError, AuditLog, Recovery};
+pub use merkle::{
+    Hash, ProofError, consistency_proof, inclusion_proof, leaf_hash, verify_consistency,
+    verify_inclusion,
+};
+pub use note::{
+    Checkpoint, CheckpointProblem, KeyError, MAX_ORIGIN_BYTES, SigningKeyMaterial, key_id,
+    open_checkpoint, valid_origin, verifier_key,
+};
+pub use record::{
+    MAX_BODY_DEPTH, MAX_KIND_BYTES, MAX_RECORD_BYTES, RECOVERED_KIND, Record, RecordError,
+    RecordProblem, format_time, parse_time,
+};
+pub use verify::{
+    MAX_CHECKPOINT_LINE_BYTES, VerifiedLog, VerifyFailure, VerifyReport, read_verified, verify,
+};
+
+/// The records file in a log directory.
+pub const LOG_FILE: &str = "log.jsonl";
+/// The checkpoints file in a log directory.
+pub const CHECKPOINTS_FILE: &str = "checkpoints";
+/// The lock file in a log directory.
+pub const LOCK_FILE: &str = "lock";

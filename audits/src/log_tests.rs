@@ -1,0 +1,626 @@
+//! Tests of the writer: the API, locking, torn tails and recovery, and fault injection.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::log::Role;
+use crate::merkle;
+use crate::sink::fault::{Fault, FaultySink, Plan};
+use crate::sink::{FileSink, Sink};
+use crate::*;
+
+pub(crate) const ORIGIN: &str = "warrant.test/audit";
+
+pub(crate) fn time(i: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::new(1_767_225_600 + i * 61, (i as u32 * 7_919) % 1_000_000_000)
+}
+
+pub(crate) fn new_key() -> Vec<u8> {
+    SigningKeyMaterial::generate_pkcs8().unwrap()
+}
+
+pub(crate) fn key(der: &[u8]) -> SigningKeyMaterial {
+    SigningKeyMaterial::from_pkcs8(der).unwrap()
+}
+
+pub(crate) fn public(der: &[u8]) -> [u8; 32] {
+    key(der).public_key()
+}
+
+pub(crate) fn open_with_plan(
+    dir: &Path,
+    der: &[u8],
+    plan: &Arc<Plan>,
+) -> Result<(AuditLog, Recovery), AuditError> {
+    let plan = plan.clone();
+    AuditLog::open_with(
+        dir,
+        ORIGIN,
+        key(der),
+        time(9_999),
+        &move |file, _role: Role| {
+            Box::new(FaultySink {
+                inner: FileSink::new(file),
+                plan: plan.clone(),
+            }) as Box<dyn Sink>
+        },
+    )
+}
+
+pub(crate) fn body(i: u64) -> Value {
+    json!({
+        "i": i,
+        "allow": !i.is_multiple_of(3),
+        "grants": [{"fs": "/data"}],
+        "note": "é \"q\" \\ tab\t",
+        "ratio": (i as f64) / 7.0,
+    })
+}
+
+pub(crate) fn kind(i: u64) -> &'static str {
+    ["pull", "verify", "decide", "instantiate", "outcome"][(i % 5) as usize]
+}
+
+#[test]
+fn append_checkpoint_verify_prove_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let der = new_key();
+    let (mut log, recovery) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(0)).unwrap();
+    assert_eq!(recovery, Recovery::default());
+    assert_eq!((log.size(), log.root()), (0, merkle::empty_root()));
+    for i in 0..5 {
+        assert_eq!(log.append(kind(i), body(i), time(i)).unwrap(), i);
+    }
+    let first = log.checkpoint().unwrap();
+    assert_eq!((first.size, first.root), (5, log.root()));
+    for i in 5..11 {
+        assert_eq!(log.append(kind(i), body(i), time(i)).unwrap(), i);
+    }
+    let (index, second) = log
+        .append_checkpointed("outcome", json!({"exit": 0}), time(11))
+        .unwrap();
+    assert_eq!((index, second.size), (11, 12));
+    assert_eq!(log.last_checkpoint(), Some(&second));
+    let root = log.root();
+    drop(log);
+
+    let pk = public(&der);
+    let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
+    assert_eq!(read.report.size, 12);
+    assert_eq!(read.report.root, root);
+    assert_eq!(read.report.checkpoints, 2);
+    assert_eq!(read.report.unproven_records, 0);
+    assert_eq!(merkle::root(&read.leaves), root);
+    for (i, r) in read.records.iter().enumerate().take(11) {
+        let i = i as u64;
+        assert_eq!(
+            (r.index, r.kind.as_str(), r.system_time()),
+            (i, kind(i), Some(time(i)))
+        );
+        assert_eq!(Value::Object(r.body.clone()), body(i));
+    }
+    // The signed checkpoints stand on their own, and prove inclusion and consistency.
+    assert_eq!(
+        open_checkpoint(&second.note, ORIGIN, &pk),
+        Ok(second.clone())
+    );
+    for i in 0..12 {
+        let proof = inclusion_proof(&read.leaves, i, 12).unwrap();
+        assert!(verify_inclusion(
+            read.leaves[i as usize],
+            i,
+            12,
+            &proof,
+            second.root
+        ));
+    }
+    let proof = consistency_proof(&read.leaves, 5, 12).unwrap();
+    assert!(verify_consistency(5, 12, first.root, second.root, &proof));
+    assert_eq!(
+        fs::read_to_string(dir.path().join(CHECKPOINTS_FILE)).unwrap(),
+        format!("{}\n{}\n", first.note, second.note)
+    );
+
+    // Reopening finds the same tree and carries on.
+    let (mut log, recovery) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(12)).unwrap();
+    assert_eq!(recovery, Recovery::default());
+    assert_eq!(
+        (log.size(), log.root(), log.last_checkpoint()),
+        (12, root, Some(&second))
+    );
+    assert_eq!(log.append("pull", json!({}), time(12)).unwrap(), 12);
+    drop(log);
+    assert_eq!(verify(dir.path(), &pk, ORIGIN).unwrap().unproven_records, 1);
+
+    // Another key or origin cannot open or verify it.
+    let other = new_key();
+    assert!(matches!(
+        AuditLog::open_at(dir.path(), ORIGIN, key(&other), time(13)),
+        Err(AuditError::Corrupt(VerifyFailure::Checkpoint {
+            ordinal: 0,
+            offset: 0,
+            problem: CheckpointProblem::UnknownKey { .. }
+        }))
+    ));
+    assert!(matches!(
+        verify(dir.path(), &pk, "warrant.test/other"),
+        Err(VerifyFailure::Checkpoint {
+            ordinal: 0,
+            problem: CheckpointProblem::WrongOrigin(_),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn one_writer_per_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let der = new_key();
+    let (log, _) = AuditLog::open(dir.path(), ORIGIN, key(&der)).unwrap();
+    assert!(matches!(
+        AuditLog::open(dir.path(), ORIGIN, key(&der)),
+        Err(AuditError::Locked)
+    ));
+    // Readers need no lock.
+    assert_eq!(
+        verify(dir.path(), &log.public_key(), ORIGIN).unwrap().size,
+        0
+    );
+    drop(log);
+    assert!(AuditLog::open(dir.path(), ORIGIN, key(&der)).is_ok());
+    assert!(matches!(
+        AuditLog::open(dir.path(), "bad origin", key(&der)),
+        Err(AuditError::InvalidOrigin(_))
+    ));
+}
+
+#[test]
+fn refused_records_write_nothing_and_do_not_poison() {
+    let dir = tempfile::tempdir().unwrap();
+    let der = new_key();
+    let (mut log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(0)).unwrap();
+    let refused = [
+        log.append(RECOVERED_KIND, json!({}), time(0)),
+        log.append("Bad Kind", json!({}), time(0)),
+        log.append("pull", json!([1, 2]), time(0)),
+        log.append("pull", json!({"x": "y".repeat(MAX_RECORD_BYTES)}), time(0)),
+        log.append("pull", json!({}), UNIX_EPOCH - Duration::from_secs(1)),
+    ];
+    for r in refused {
+        assert!(matches!(r, Err(AuditError::Record(_))), "{r:?}");
+    }
+    assert!(!log.is_poisoned());
+    assert_eq!(fs::metadata(dir.path().join(LOG_FILE)).unwrap().len(), 0);
+    assert_eq!(log.append("pull", json!({}), time(0)).unwrap(), 0);
+}
+
+/// Builds a log of `n` records with a checkpoint after the first `checkpointed` of them, with
+/// real fsyncs; returns the directory and the bytes of `log.jsonl` and `checkpoints`.
+fn build(der: &[u8], n: u64, checkpointed: u64) -> (tempfile::TempDir, Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(der), time(0)).unwrap();
+    for i in 0..n {
+        if i == checkpointed {
+            log.checkpoint().unwrap();
+        }
+        log.append(kind(i), body(i), time(i)).unwrap();
+    }
+    if n == checkpointed {
+        log.checkpoint().unwrap();
+    }
+    drop(log);
+    let log = fs::read(dir.path().join(LOG_FILE)).unwrap();
+    let checkpoints = fs::read(dir.path().join(CHECKPOINTS_FILE)).unwrap();
+    (dir, log, checkpoints)
+}
+
+fn write_log(dir: &Path, log: &[u8], checkpoints: &[u8]) {
+    fs::write(dir.join(LOG_FILE), log).unwrap();
+    fs::write(dir.join(CHECKPOINTS_FILE), checkpoints).unwrap();
+}
+
+/// Test 3: the last record cut at every byte position: `open` cuts exactly the partial line,
+/// appends a `recovered` record saying how many bytes it dropped, the log verifies, and every
+/// earlier record is there byte for byte.
+#[test]
+fn torn_tail_cut_at_every_byte_of_the_last_record() {
+    let der = new_key();
+    let pk = public(&der);
+    let (_base, full, checkpoints) = build(&der, 6, 5);
+    let last_start = full[..full.len() - 1]
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .unwrap()
+        + 1;
+    let last_len = full.len() - last_start; // with its newline
+    assert!(last_len > 100, "the record is {last_len} bytes");
+    let mut cases = 0;
+    for cut in 0..last_len {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), &full[..last_start + cut], &checkpoints);
+        if cut > 0 {
+            // Before recovery, verify reports the torn tail and fails nothing.
+            let report = verify(dir.path(), &pk, ORIGIN).unwrap();
+            assert_eq!((report.size, report.torn_tail_bytes), (5, cut as u64));
+        }
+        let (log, recovery) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(777)).unwrap();
+        drop(log);
+        let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
+        let on_disk = fs::read(dir.path().join(LOG_FILE)).unwrap();
+        assert_eq!(
+            &on_disk[..last_start],
+            &full[..last_start],
+            "cut {cut}: earlier records"
+        );
+        assert_eq!(read.report.torn_tail_bytes, 0);
+        if cut == 0 {
+            assert_eq!(recovery, Recovery::default());
+            assert_eq!(read.records.len(), 5);
+        } else {
+            assert_eq!(
+                recovery,
+                Recovery {
+                    truncated_bytes: cut as u64,
+                    truncated_checkpoint_bytes: 0,
+                    recovered_index: Some(5)
+                },
+                "cut {cut}"
+            );
+            assert_eq!(read.records.len(), 6);
+            let recovered = &read.records[5];
+            assert_eq!(recovered.kind, RECOVERED_KIND);
+            assert_eq!(recovered.system_time(), Some(time(777)));
+            assert_eq!(
+                Value::Object(recovered.body.clone()),
+                json!({"truncated_bytes": cut, "truncated_checkpoint_bytes": 0})
+            );
+        }
+        for (i, r) in read.records.iter().take(5).enumerate() {
+            assert_eq!(Value::Object(r.body.clone()), body(i as u64));
+        }
+        cases += 1;
+    }
+    assert_eq!(cases, last_len);
+}
+
+/// An incomplete last checkpoint entry, cut at every byte: cut off on open, said so in a
+/// `recovered` record; the earlier checkpoint still holds.
+#[test]
+fn torn_checkpoint_entry_cut_at_every_byte() {
+    let der = new_key();
+    let pk = public(&der);
+    let dir0 = tempfile::tempdir().unwrap();
+    let (mut log, _) = AuditLog::open_at(dir0.path(), ORIGIN, key(&der), time(0)).unwrap();
+    log.append("pull", body(0), time(0)).unwrap();
+    let first = log.checkpoint().unwrap();
+    log.append("verify", body(1), time(1)).unwrap();
+    log.checkpoint().unwrap();
+    drop(log);
+    let records = fs::read(dir0.path().join(LOG_FILE)).unwrap();
+    let checkpoints = fs::read(dir0.path().join(CHECKPOINTS_FILE)).unwrap();
+    let keep = first.note.len() + 1;
+    for cut in 1..checkpoints.len() - keep {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), &records, &checkpoints[..keep + cut]);
+        assert_eq!(
+            verify(dir.path(), &pk, ORIGIN)
+                .unwrap()
+                .torn_checkpoint_bytes,
+            cut as u64
+        );
+        let (log, recovery) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(5)).unwrap();
+        assert_eq!(
+            recovery,
+            Recovery {
+                truncated_bytes: 0,
+                truncated_checkpoint_bytes: cut as u64,
+                recovered_index: Some(2)
+            }
+        );
+        assert_eq!(log.last_checkpoint(), Some(&first));
+        drop(log);
+        let report = verify(dir.path(), &pk, ORIGIN).unwrap();
+        assert_eq!(
+            (report.size, report.checkpoints, report.unproven_records),
+            (3, 1, 2)
+        );
+        assert_eq!(
+            fs::read(dir.path().join(CHECKPOINTS_FILE)).unwrap(),
+            &checkpoints[..keep]
+        );
+    }
+}
+
+/// A tail longer than any record cannot be a torn append: `open` refuses it and changes
+/// nothing. A 10 GiB line (a sparse file) is reported without being read into memory.
+#[test]
+fn oversized_tail_is_corruption_and_is_never_read_whole() {
+    let der = new_key();
+    let pk = public(&der);
+    let (dir, full, _) = build(&der, 3, 3);
+    let path = dir.path().join(LOG_FILE);
+    let line2 = full[..full.len() - 1]
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .unwrap() as u64
+        + 1;
+
+    let huge = full.len() as u64 + 10 * 1024 * 1024 * 1024;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(huge)
+        .unwrap();
+    let want = VerifyFailure::Record {
+        index: 3,
+        offset: full.len() as u64,
+        problem: RecordProblem::Oversize,
+    };
+    assert_eq!(verify(dir.path(), &pk, ORIGIN), Err(want.clone()));
+    match AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(9)) {
+        Err(AuditError::Corrupt(f)) => assert_eq!(f, want),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        huge,
+        "open must not touch a corrupt log"
+    );
+
+    // The same inside the log: an oversized line, then more records.
+    let mut bytes = full[..line2 as usize].to_vec();
+    bytes.extend(std::iter::repeat_n(b'x', MAX_RECORD_BYTES + 1));
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&full[line2 as usize..]);
+    fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        verify(dir.path(), &pk, ORIGIN),
+        Err(VerifyFailure::Record {
+            index: 2,
+            offset: line2,
+            problem: RecordProblem::Oversize
+        })
+    );
+}
+
+/// The append + checkpoint sequence the fault tests run.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Append(u64),
+    Checkpoint,
+}
+
+const STEPS: [Step; 8] = [
+    Step::Append(0),
+    Step::Append(1),
+    Step::Checkpoint,
+    Step::Append(2),
+    Step::Checkpoint,
+    Step::Append(3),
+    Step::Append(4),
+    Step::Checkpoint,
+];
+
+/// What a run acknowledged, and the step that failed.
+struct Run {
+    acked: Vec<u64>,
+    acked_checkpoints: u64,
+    failed: Option<Step>,
+}
+
+fn run_steps(log: &mut AuditLog) -> Run {
+    let mut run = Run {
+        acked: vec![],
+        acked_checkpoints: 0,
+        failed: None,
+    };
+    for step in STEPS {
+        let result = match step {
+            Step::Append(i) => log.append(kind(i), body(i), time(i)).map(|index| {
+                assert_eq!(index, run.acked.len() as u64);
+                run.acked.push(i);
+            }),
+            Step::Checkpoint => log.checkpoint().map(|cp| {
+                assert_eq!(cp.size, run.acked.len() as u64);
+                run.acked_checkpoints += 1;
+            }),
+        };
+        if let Err(e) = result {
+            assert!(matches!(e, AuditError::Io(_)), "{e:?}");
+            run.failed = Some(step);
+            // Fail closed: everything after is refused, and nothing more is written.
+            assert!(log.is_poisoned());
+            assert!(matches!(
+                log.append("pull", json!({}), time(99)),
+                Err(AuditError::Poisoned)
+            ));
+            assert!(matches!(log.checkpoint(), Err(AuditError::Poisoned)));
+            break;
+        }
+    }
+    run
+}
+
+/// Each append and each checkpoint is exactly one write and one sync.
+#[test]
+fn the_sequence_makes_sixteen_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let der = new_key();
+    let plan = Plan::counting();
+    let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+    assert_eq!(
+        plan.calls(),
+        0,
+        "opening a fresh log writes nothing through the sinks"
+    );
+    let run = run_steps(&mut log);
+    assert!(run.failed.is_none());
+    assert_eq!(plan.calls(), 2 * STEPS.len() as u64);
+}
+
+/// Test 4: the k-th write or sync of the sequence fails, for every k, with EIO, ENOSPC and a
+/// short write (48 cases). The call returns an error, the handle is poisoned, and after a
+/// reopen the log verifies and holds exactly the acknowledged records and checkpoints.
+#[test]
+fn each_failed_write_or_sync_leaves_exactly_the_acknowledged_records() {
+    let der = new_key();
+    let pk = public(&der);
+    let calls = 2 * STEPS.len() as u64;
+    let mut cases = 0;
+    for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
+        for k in 1..=calls {
+            let dir = tempfile::tempdir().unwrap();
+            let plan = Plan::new(k, fault, false);
+            let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+            let run = run_steps(&mut log);
+            assert!(run.failed.is_some(), "{fault:?} at call {k} went unnoticed");
+            drop(log);
+
+            let (log, recovery) =
+                AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
+            assert_eq!(
+                recovery,
+                Recovery::default(),
+                "{fault:?} at {k}: the rollback left nothing to repair"
+            );
+            assert_eq!(log.size(), run.acked.len() as u64);
+            drop(log);
+            let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
+            let bodies: Vec<Value> = read
+                .records
+                .iter()
+                .map(|r| Value::Object(r.body.clone()))
+                .collect();
+            let want: Vec<Value> = run.acked.iter().map(|&i| body(i)).collect();
+            assert_eq!(bodies, want, "{fault:?} at call {k}");
+            assert_eq!(
+                read.report.checkpoints, run.acked_checkpoints,
+                "{fault:?} at call {k}"
+            );
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 48);
+}
+
+/// A dead disk: from the k-th call on, every call fails, so the rollback fails too. Nothing
+/// acknowledged is lost; the only extra record can be the one whose append failed (a full
+/// line whose sync failed can't be told from a durable one), and a partial one is cut with a
+/// `recovered` record.
+#[test]
+fn dead_disk_never_loses_acknowledged_records() {
+    let der = new_key();
+    let pk = public(&der);
+    let calls = 2 * STEPS.len() as u64;
+    for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
+        for k in 1..=calls {
+            let dir = tempfile::tempdir().unwrap();
+            let plan = Plan::new(k, fault, true);
+            let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+            let run = run_steps(&mut log);
+            let failed = run.failed.unwrap();
+            drop(log);
+
+            let (log, recovery) =
+                AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
+            drop(log);
+            let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
+            let mut bodies: Vec<Value> = read
+                .records
+                .iter()
+                .map(|r| Value::Object(r.body.clone()))
+                .collect();
+            if recovery.recovered_index.is_some() {
+                assert_eq!(read.records.last().unwrap().kind, RECOVERED_KIND);
+                bodies.pop();
+            }
+            let mut want: Vec<Value> = run.acked.iter().map(|&i| body(i)).collect();
+            assert_eq!(
+                &bodies[..want.len()],
+                &want[..],
+                "{fault:?} from call {k}: acknowledged records"
+            );
+            if bodies.len() > want.len() {
+                // Only the in-flight record, only if its whole line was written.
+                let Step::Append(i) = failed else {
+                    panic!("{fault:?} from {k}: extra record after {failed:?}")
+                };
+                want.push(body(i));
+                assert_eq!(bodies, want);
+                assert_eq!(
+                    k % 2,
+                    0,
+                    "only a failed sync can leave a whole unacknowledged line"
+                );
+            }
+            // A short write leaves a partial line or entry, which `open` cuts.
+            let partial = fault == Fault::Short && k % 2 == 1;
+            assert_eq!(
+                recovery.truncated_bytes + recovery.truncated_checkpoint_bytes > 0,
+                partial,
+                "{fault:?} from call {k}: {recovery:?}"
+            );
+            let extra_checkpoint =
+                u64::from(matches!(failed, Step::Checkpoint) && !partial && k % 2 == 0);
+            assert_eq!(
+                read.report.checkpoints,
+                run.acked_checkpoints + extra_checkpoint
+            );
+        }
+    }
+}
+
+/// Failures during recovery: `open` fails (and writes no further), a later `open` recovers.
+#[test]
+fn failed_recovery_fails_open_and_a_later_open_recovers() {
+    let der = new_key();
+    let pk = public(&der);
+    let (_base, full, checkpoints) = build(&der, 4, 3);
+    let torn = &full[..full.len() - 10];
+    let last_start = full[..full.len() - 1]
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .unwrap()
+        + 1;
+    let torn_len = (torn.len() - last_start) as u64;
+    // Recovery makes 4 calls: truncate, sync, append the recovered record, sync.
+    let counting = Plan::counting();
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), torn, &checkpoints);
+    drop(open_with_plan(dir.path(), &der, &counting).unwrap());
+    assert_eq!(counting.calls(), 4);
+    for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
+        for k in 1..=4 {
+            let dir = tempfile::tempdir().unwrap();
+            write_log(dir.path(), torn, &checkpoints);
+            let plan = Plan::new(k, fault, true);
+            assert!(matches!(
+                open_with_plan(dir.path(), &der, &plan),
+                Err(AuditError::Io(_))
+            ));
+            let (log, recovery) =
+                AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(9)).unwrap();
+            // If the first open failed before cutting the tail, the second one cuts it and
+            // says so. If it failed after (a sync, or the `recovered` record itself), nothing
+            // acknowledged is at stake and the `recovered` record may be missing or whole:
+            // recording a recovery is best effort once the disk fails during it.
+            if k == 1 {
+                assert_eq!(
+                    recovery.truncated_bytes, torn_len,
+                    "{fault:?} {k}: {recovery:?}"
+                );
+            }
+            drop(log);
+            let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
+            for (i, r) in read.records.iter().take(3).enumerate() {
+                assert_eq!(Value::Object(r.body.clone()), body(i as u64));
+            }
+            assert!(read.records[3..].iter().all(|r| r.kind == RECOVERED_KIND));
+        }
+    }
+}
