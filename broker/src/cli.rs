@@ -44,8 +44,9 @@ struct GlobalArgs {
     /// The local store, an OCI image-layout directory (default: ~/.local/share/warrant/store)
     #[arg(long, global = true, value_name = "DIR")]
     store: Option<PathBuf>,
-    /// The audit log
-    #[arg(long, global = true, value_name = "FILE")]
+    /// The audit log directory (default: `audit_log` in the config, else
+    /// ~/.local/share/warrant/audit)
+    #[arg(long, global = true, value_name = "DIR")]
     audit_log: Option<PathBuf>,
     /// The policy directory
     #[arg(long, global = true, value_name = "DIR")]
@@ -176,6 +177,28 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The audit log: verify it, print its verifier key
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the log's Merkle tree, check every checkpoint's signature and root, and name
+    /// the first bad record or checkpoint (exit 0 intact, 122 not)
+    Verify {
+        /// A verifier key file (`warrant-audit+<id>+<key>`, as `audit key` prints); default:
+        /// the public half of the log's own key
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the verifier key that checks this log's checkpoints
+    Key,
 }
 
 #[derive(Debug, Subcommand)]
@@ -382,6 +405,8 @@ enum CliError {
     Policy(#[from] crate::policy::PolicyError),
     #[error("{0}")]
     Denied(Box<crate::policy::Denial>),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditFailure),
 }
 
 impl CliError {
@@ -404,6 +429,7 @@ impl CliError {
             Self::Sandbox(SandboxError::Engine(_)) => Exit::Usage,
             Self::Policy(_) => Exit::Usage,
             Self::Denied(_) => Exit::PolicyDenied,
+            Self::Audit(_) => Exit::Registry,
         }
     }
 }
@@ -446,6 +472,7 @@ struct Context {
     config: Config,
     store_path: PathBuf,
     policies: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
 }
 
 impl Context {
@@ -460,6 +487,7 @@ impl Context {
             config,
             store_path,
             policies: global.policies.clone(),
+            audit_log: global.audit_log.clone(),
         })
     }
 
@@ -490,6 +518,28 @@ impl Context {
 
     fn store(&self) -> Result<Store, CliError> {
         Ok(Store::open(&self.store_path)?)
+    }
+
+    /// The audit log: `--audit-log`, else `audit_log` in the config, else the data directory's
+    /// `audit/`; signed with `audit_key` (default: the data directory's `audit.key`, created
+    /// on first use).
+    fn audit(&self) -> Result<crate::audit::Audit, CliError> {
+        let (dir, key) = self.audit_paths();
+        Ok(crate::audit::Audit::open(&dir, &key)?)
+    }
+
+    fn audit_paths(&self) -> (PathBuf, PathBuf) {
+        let dir = self
+            .audit_log
+            .clone()
+            .or_else(|| self.config.audit_log.clone())
+            .unwrap_or_else(|| data_dir().join("audit"));
+        let key = self
+            .config
+            .audit_key
+            .clone()
+            .unwrap_or_else(|| data_dir().join("audit.key"));
+        (dir, key)
     }
 
     fn policy_dir(&self) -> Option<PathBuf> {
@@ -801,10 +851,13 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             let cache = verdict_cache(&ctx.config)?;
             let client = ctx.client()?;
             let store = ctx.store()?;
+            // The audit log is opened (and a torn tail repaired) before anything is fetched: a
+            // log that cannot be written refuses the run.
+            let mut audit = ctx.audit()?;
             let progress = TerminalProgress::new();
-            let (fetched, facts) = runtime.block_on(async {
+            let fetched = runtime.block_on(async {
                 let resolved = client.resolve(&reference).await?;
-                let (verdict, attestations, fetched) = crate::pipeline::fetch_verified(
+                let verified = crate::pipeline::fetch_verified(
                     &client,
                     &store,
                     &resolved,
@@ -812,17 +865,62 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     cache.as_ref(),
                     &progress,
                 )
-                .await?;
-                for signer in &verdict.signers {
-                    tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
+                .await;
+                Ok::<_, CliError>((resolved, verified))
+            });
+            let (resolved, verified) = fetched?;
+            audit.record(
+                "pull",
+                json!({
+                    "reference": reference.to_string(),
+                    "digest": resolved.digest().to_string(),
+                }),
+            )?;
+            let (verdict, attestations, fetched) = match verified {
+                Ok(v) => v,
+                Err(crate::pipeline::PipelineError::Unverified(verdict)) => {
+                    audit.record_before_effect(
+                        "verify",
+                        json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
+                               "verified": false, "verdict": verdict}),
+                    )?;
+                    return Err(CliError::Pipeline(
+                        crate::pipeline::PipelineError::Unverified(verdict),
+                    ));
                 }
-                let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
-                Ok::<_, CliError>((fetched, facts))
-            })?;
+                Err(e) => return Err(e.into()),
+            };
             drop(runtime);
-            let grant = policies
-                .grant(&facts, &asks, drop_denied)
-                .map_err(|denial| CliError::Denied(Box::new(denial)))?;
+            for signer in &verdict.signers {
+                tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
+            }
+            audit.record(
+                "verify",
+                json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
+                       "verified": true, "verdict": verdict,
+                       "attestations": attestations.verified}),
+            )?;
+            let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
+            let granted = policies.grant(&facts, &asks, drop_denied);
+            let decisions = match &granted {
+                Ok(grant) => grant.decisions(),
+                Err(denial) => &denial.decisions,
+            };
+            let decide = json!({
+                "digest": facts.digest().to_string(),
+                "policyHash": policies.hash(),
+                "allowed": granted.is_ok(),
+                "decisions": decisions,
+            });
+            let grant = match granted {
+                Ok(grant) => grant,
+                Err(denial) => {
+                    // The denial is durable before it is reported.
+                    audit.record_before_effect("decide", decide)?;
+                    return Err(CliError::Denied(Box::new(denial)));
+                }
+            };
+            audit.record("decide", decide)?;
             for d in grant.decisions().iter().filter(|d| !d.allowed) {
                 eprintln!("warrant: dropped `{}`: {}", d.request, d.explanation());
             }
@@ -831,7 +929,82 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                 .run
                 .output_bytes
                 .unwrap_or(crate::sandbox::limits::DEFAULT_OUTPUT_BYTES);
-            run_guest(&fetched, &reference, args, &grant, output_bytes)
+            // INVARIANT (audit before effect): the grant is on disk, under a signed
+            // checkpoint, before the guest is instantiated.
+            audit.record_before_effect(
+                "instantiate",
+                crate::audit::instantiate_body(&grant, output_bytes),
+            )?;
+            run_guest(&fetched, &reference, args, &grant, output_bytes, &mut audit)
+        }
+        Command::Audit { command } => {
+            let (dir, key_path) = ctx.audit_paths();
+            let public = match &command {
+                AuditCommand::Verify {
+                    key: Some(path), ..
+                } => {
+                    let text = std::fs::read_to_string(path).map_err(|source| CliError::Input {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    crate::audit::parse_verifier_key(&text)
+                        .map_err(|e| CliError::Usage(format!("`{}`: {e}", path.display())))?
+                }
+                _ => crate::audit::load_or_create_key(&key_path)?.public_key(),
+            };
+            match command {
+                AuditCommand::Key => {
+                    println!("{}", audits::verifier_key(crate::audit::ORIGIN, &public));
+                    Ok(Exit::Success)
+                }
+                AuditCommand::Verify { json, .. } => {
+                    match audits::verify(&dir, &public, crate::audit::ORIGIN) {
+                        Ok(report) => {
+                            if json {
+                                print_json(&json!({
+                                    "log": dir.display().to_string(),
+                                    "intact": true,
+                                    "records": report.size,
+                                    "checkpoints": report.checkpoints,
+                                    "root": hex::encode(report.root),
+                                    "unprovenRecords": report.unproven_records,
+                                }));
+                            } else {
+                                println!(
+                                    "{}: intact: {} records, {} checkpoints, root {}{}",
+                                    dir.display(),
+                                    report.size,
+                                    report.checkpoints,
+                                    hex::encode(report.root),
+                                    if report.unproven_records > 0 {
+                                        format!(
+                                            " ({} records after the last checkpoint)",
+                                            report.unproven_records
+                                        )
+                                    } else {
+                                        String::new()
+                                    }
+                                );
+                            }
+                            Ok(Exit::Success)
+                        }
+                        Err(failure) => {
+                            if json {
+                                print_json(&json!({
+                                    "log": dir.display().to_string(),
+                                    "intact": false,
+                                    "failure": failure.to_string(),
+                                }));
+                            }
+                            eprintln!(
+                                "warrant: error: audit log `{}` fails verification: {failure}",
+                                dir.display()
+                            );
+                            Ok(Exit::Verification)
+                        }
+                    }
+                }
+            }
         }
         Command::Policy { command } => match command {
             PolicyCommand::Check { json } => {
@@ -971,6 +1144,7 @@ fn run_guest(
     args: Vec<String>,
     grant: &crate::policy::Grant,
     output_bytes: u64,
+    audit: &mut crate::audit::Audit,
 ) -> Result<Exit, CliError> {
     // INVARIANT (grant binding): the grant was decided for this very digest.
     if grant.digest() != fetched.digest() {
@@ -1021,6 +1195,26 @@ fn run_guest(
         std::io::stderr().is_terminal(),
     );
     let digest = fetched.digest();
+    let (how, detail) = match &finished.outcome {
+        Outcome::Exited(status) => ("exit", json!(status)),
+        Outcome::Limited { limit, detail } => (
+            "limit",
+            json!({"limit": format!("{limit:?}"), "detail": detail}),
+        ),
+        Outcome::Trapped(reason) => ("trap", json!(reason)),
+    };
+    audit.record(
+        "outcome",
+        json!({
+            "digest": digest.to_string(),
+            "outcome": how,
+            "detail": detail,
+            "elapsedUs": u64::try_from(finished.elapsed.as_micros()).unwrap_or(u64::MAX),
+            "stdoutBytes": finished.stdout.len(),
+            "stderrBytes": finished.stderr.len(),
+        }),
+    )?;
+    audit.checkpoint()?;
     Ok(match finished.outcome {
         Outcome::Exited(status) => match u8::try_from(status) {
             Ok(s) if s <= MAX_GUEST_STATUS => Exit::Guest(s),

@@ -32,8 +32,10 @@ use serde::Deserialize;
 pub struct Config {
     /// The store directory.
     pub store: Option<PathBuf>,
-    /// The audit log file.
+    /// The audit log directory.
     pub audit_log: Option<PathBuf>,
+    /// The audit log's checkpoint key (Ed25519, PKCS#8), created on first use.
+    pub audit_key: Option<PathBuf>,
     /// The policy directory.
     pub policies: Option<PathBuf>,
     /// Registry access.

@@ -4,6 +4,7 @@
 //! the `warrant` command line. See `ARCHITECTURE.md` for the code map and invariants.
 
 pub mod attest;
+pub mod audit;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -7,6 +7,7 @@
     reason = "tests: a panic is a failed test"
 )]
 
+mod audit_e2e;
 mod auth;
 mod cli;
 mod conformance;

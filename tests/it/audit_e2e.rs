@@ -1,0 +1,160 @@
+//! The audit log end to end: what `warrant run` records, in what order, and that `warrant
+//! audit verify` notices an edit.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn warrant(home: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_warrant-it"))
+        .args(args)
+        .current_dir(root())
+        .env("WARRANT_HOME", home)
+        .env("HOME", home)
+        .env_remove("WARRANT_CONFIG")
+        .output()
+        .unwrap()
+}
+
+const RUN_EXAMPLE: &[&str] = &[
+    "run",
+    "--key",
+    "examples/hello/example-signer.pub",
+    "--policies",
+    "examples/hello/policies",
+    "oci-layout:examples/hello/layout",
+];
+
+fn records(home: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(home.join("audit/log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn kinds(records: &[serde_json::Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_run_records_pull_verify_decide_instantiate_outcome_in_order() {
+    let home = tempfile::tempdir().unwrap();
+    let out = warrant(home.path(), RUN_EXAMPLE);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let log = records(home.path());
+    assert_eq!(
+        kinds(&log),
+        ["pull", "verify", "decide", "instantiate", "outcome"]
+    );
+    let digest = log[0]["body"]["digest"].as_str().unwrap().to_owned();
+    assert!(digest.starts_with("sha256:"));
+    assert_eq!(log[1]["body"]["verified"], true);
+    assert_eq!(log[2]["body"]["allowed"], true);
+    assert_eq!(
+        log[2]["body"]["decisions"][0]["determining"][0],
+        "hello-signed-by-example-key"
+    );
+    assert_eq!(log[3]["body"]["digest"], digest.as_str());
+    assert_eq!(log[3]["body"]["engine"], broker::audit::ENGINE);
+    assert_eq!(log[4]["body"]["outcome"], "exit");
+    assert_eq!(log[4]["body"]["detail"], 0);
+
+    let out = warrant(home.path(), &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("intact: 5 records"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A third party needs only the verifier key.
+    let out = warrant(home.path(), &["audit", "key"]);
+    let key = text(&out.stdout);
+    assert!(key.starts_with("warrant-audit+"), "{key}");
+    let key_file = home.path().join("verifier.txt");
+    std::fs::write(&key_file, &key).unwrap();
+    let out = warrant(
+        home.path(),
+        &["audit", "verify", "--key", key_file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // A second run appends to the same log.
+    let out = warrant(home.path(), RUN_EXAMPLE);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(records(home.path()).len(), 10);
+}
+
+#[test]
+fn a_denied_run_records_the_denial_and_no_instantiate() {
+    let home = tempfile::tempdir().unwrap();
+    // No policy directory: everything is denied.
+    let out = warrant(
+        home.path(),
+        &[
+            "run",
+            "--key",
+            "examples/hello/example-signer.pub",
+            "oci-layout:examples/hello/layout",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(123), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let log = records(home.path());
+    assert_eq!(kinds(&log), ["pull", "verify", "decide"]);
+    assert_eq!(log[2]["body"]["allowed"], false);
+    assert_eq!(log[2]["body"]["decisions"][0]["allowed"], false);
+    let out = warrant(home.path(), &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_edited_record_fails_audit_verify_naming_it() {
+    let home = tempfile::tempdir().unwrap();
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    let path = home.path().join("audit/log.jsonl");
+    let original = std::fs::read_to_string(&path).unwrap();
+    // Turn the recorded exit status 0 into 1.
+    let edited = original.replacen("\"detail\":0", "\"detail\":1", 1);
+    assert_ne!(edited, original);
+    std::fs::write(&path, edited).unwrap();
+    let out = warrant(home.path(), &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(122), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("record 4"),
+        "{}",
+        text(&out.stderr)
+    );
+    // And the broker refuses to append to a log that fails verification.
+    let out = warrant(home.path(), RUN_EXAMPLE);
+    assert_eq!(out.status.code(), Some(121), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "the guest must not run");
+}
+
+#[test]
+fn an_unusable_audit_log_refuses_the_run() {
+    let home = tempfile::tempdir().unwrap();
+    let blocker = home.path().join("not-a-directory");
+    std::fs::write(&blocker, b"x").unwrap();
+    let mut args = vec!["--audit-log", blocker.to_str().unwrap()];
+    args.extend_from_slice(RUN_EXAMPLE);
+    let out = warrant(home.path(), &args);
+    assert_eq!(out.status.code(), Some(121), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("audit log"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "the guest must not run");
+}
