@@ -158,3 +158,94 @@ fn an_unusable_audit_log_refuses_the_run() {
     );
     assert!(out.stdout.is_empty(), "the guest must not run");
 }
+
+/// How many times the writer is killed in `cargo test` (`scripts/audit-crash.sh` runs more).
+fn crash_rounds() -> usize {
+    std::env::var("WARRANT_AUDIT_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+/// A child appends as fast as it can and is SIGKILLed at a random moment, again and again on
+/// the same log: after every kill the log opens (repairing a torn tail), verifies, and holds
+/// every record whose append was acknowledged; at most one torn tail is dropped per kill.
+#[test]
+fn sigkill_at_random_moments_loses_no_acknowledged_record() {
+    use std::io::{BufRead as _, BufReader};
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("audit.key");
+    let mut seed: u64 = 0xdead_beef;
+    let mut acknowledged_total = 0_usize;
+    let rounds = crash_rounds();
+    for round in 0..rounds {
+        // A fresh log every 25 kills, so that opening (which re-verifies the whole log) stays
+        // quick; each log still goes through 25 crash-and-recover cycles.
+        let dir = home.path().join(format!("audit-{}", round / 25));
+        let before = if dir.join("log.jsonl").exists() {
+            records_in(&dir).len()
+        } else {
+            0
+        };
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_audit-writer"))
+            .arg(&dir)
+            .arg(&key)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Let it write for 0–20 ms (after it acknowledged at least one record), then kill.
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let wait = std::time::Duration::from_micros((seed >> 33) % 20_000);
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next();
+        assert!(
+            matches!(first, Some(Ok(_))),
+            "round {round}: the writer acknowledged nothing"
+        );
+        std::thread::sleep(wait);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let acknowledged = 1 + lines.map_while(Result::ok).count();
+        acknowledged_total += acknowledged;
+
+        // Reopen (as the next writer would): repairs a torn tail, then it must verify.
+        let audit = broker::audit::Audit::open(&dir, &key);
+        assert!(audit.is_ok(), "round {round}: {:?}", audit.err());
+        drop(audit);
+        let public = broker::audit::load_or_create_key(&key)
+            .unwrap()
+            .public_key();
+        let report = audits::verify(&dir, &public, broker::audit::ORIGIN);
+        assert!(report.is_ok(), "round {round}: {:?}", report.err());
+        let after = records_in(&dir);
+        let written = after.len() - before;
+        // Every acknowledged record is there (plus possibly one written but not yet
+        // acknowledged, and a `recovered` record for a repaired tail).
+        let test_records = after[before..]
+            .iter()
+            .filter(|r| r["kind"] == "test")
+            .count();
+        assert!(
+            test_records >= acknowledged && test_records <= acknowledged + 1,
+            "round {round}: {acknowledged} acknowledged, {test_records} present"
+        );
+        let recovered = after[before..]
+            .iter()
+            .filter(|r| r["kind"] == "recovered")
+            .count();
+        assert!(recovered <= 1, "round {round}: {recovered} recoveries");
+        assert!(written >= acknowledged);
+    }
+    assert!(acknowledged_total >= rounds);
+}
+
+fn records_in(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("log.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
