@@ -542,6 +542,14 @@ impl Context {
         (dir, key)
     }
 
+    fn required_policy_dir(&self) -> Result<PathBuf, CliError> {
+        self.policy_dir().ok_or_else(|| {
+            CliError::Usage(
+                "no policy directory: give `--policies DIR` or `policies` in the config".into(),
+            )
+        })
+    }
+
     fn policy_dir(&self) -> Option<PathBuf> {
         self.policies
             .clone()
@@ -854,21 +862,14 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             // The audit log is opened (and a torn tail repaired) before anything is fetched: a
             // log that cannot be written refuses the run.
             let mut audit = ctx.audit()?;
-            let progress = TerminalProgress::new();
-            let fetched = runtime.block_on(async {
-                let resolved = client.resolve(&reference).await?;
-                let verified = crate::pipeline::fetch_verified(
-                    &client,
-                    &store,
-                    &resolved,
-                    &trust,
-                    cache.as_ref(),
-                    &progress,
-                )
-                .await;
-                Ok::<_, CliError>((resolved, verified))
-            });
-            let (resolved, verified) = fetched?;
+            let (resolved, verified) = resolve_verified(
+                &runtime,
+                &client,
+                &store,
+                &reference,
+                &trust,
+                cache.as_ref(),
+            )?;
             audit.record(
                 "pull",
                 json!({
@@ -1008,12 +1009,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         }
         Command::Policy { command } => match command {
             PolicyCommand::Check { json } => {
-                let dir = ctx.policy_dir().ok_or_else(|| {
-                    CliError::Usage(
-                        "no policy directory: give `--policies DIR` or `policies` in the config"
-                            .into(),
-                    )
-                })?;
+                let dir = ctx.required_policy_dir()?;
                 let policies = crate::policy::Policies::load(&dir)?;
                 if json {
                     print_json(&json!({
@@ -1045,20 +1041,16 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                 let cache = verdict_cache(&ctx.config)?;
                 let client = ctx.client()?;
                 let store = ctx.store()?;
-                let progress = TerminalProgress::new();
-                let facts = runtime.block_on(async {
-                    let resolved = client.resolve(&reference).await?;
-                    let (verdict, attestations, fetched) = crate::pipeline::fetch_verified(
-                        &client,
-                        &store,
-                        &resolved,
-                        &trust,
-                        cache.as_ref(),
-                        &progress,
-                    )
-                    .await?;
-                    Ok::<_, CliError>(crate::pipeline::facts(&fetched, &verdict, &attestations))
-                })?;
+                let (_, verified) = resolve_verified(
+                    &runtime,
+                    &client,
+                    &store,
+                    &reference,
+                    &trust,
+                    cache.as_ref(),
+                )?;
+                let (verdict, attestations, fetched) = verified?;
+                let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
                 let decisions = policies.decide_all(&facts, &asks.requests());
                 let all = decisions.iter().all(|d| d.allowed);
                 if json {
@@ -1082,12 +1074,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                 })
             }
             PolicyCommand::Test { json } => {
-                let dir = ctx.policy_dir().ok_or_else(|| {
-                    CliError::Usage(
-                        "no policy directory: give `--policies DIR` or `policies` in the config"
-                            .into(),
-                    )
-                })?;
+                let dir = ctx.required_policy_dir()?;
                 let policies = crate::policy::Policies::load(&dir)?;
                 let report = crate::policy_tests::run_dir(&policies, &dir.join("tests"))
                     .map_err(CliError::Usage)?;
@@ -1116,6 +1103,29 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             }
         },
     }
+}
+
+/// What verification and fetch yield.
+type Verified = (crate::cosign::Verdict, crate::attest::Attestations, Fetched);
+
+/// Resolve `reference` once, then verify and fetch that digest; the verification's outcome is
+/// returned beside the resolution so that a caller can record a refusal.
+fn resolve_verified(
+    runtime: &tokio::runtime::Runtime,
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+    trust: &crate::verify::Trust,
+    cache: Option<&crate::cache::VerdictCache>,
+) -> Result<(Resolved, Result<Verified, crate::pipeline::PipelineError>), CliError> {
+    let progress = TerminalProgress::new();
+    runtime.block_on(async {
+        let resolved = client.resolve(reference).await?;
+        let verified =
+            crate::pipeline::fetch_verified(client, store, &resolved, trust, cache, &progress)
+                .await;
+        Ok((resolved, verified))
+    })
 }
 
 /// The verdict cache under the data directory, or none when `[verify] cache_ttl` is zero.
