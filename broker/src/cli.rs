@@ -1165,12 +1165,6 @@ fn run_guest(
         )));
     }
     let limits = &RunLimits::of(grant, output_bytes);
-    if fetched.kind() != registry_client::WasmKind::Module {
-        return Err(CliError::Usage(format!(
-            "`{reference}` is a {}; this version runs WASI preview 1 core modules only",
-            fetched.kind().as_str()
-        )));
-    }
     // INVARIANT (digest binding): the bytes handed to the engine are hashed here, in memory,
     // and must equal the layer digest of the manifest that was resolved.
     let path = fetched.module_path().to_owned();
@@ -1186,9 +1180,21 @@ fn run_guest(
             actual,
         });
     }
+    // The sandbox runs the bytes as what they are; they must be what was verified and decided.
+    let kind = registry_client::WasmKind::detect(&wasm);
+    if kind != Some(fetched.kind()) {
+        return Err(CliError::Usage(format!(
+            "`{reference}` is published as a {} but its bytes are {}",
+            fetched.kind().as_str(),
+            kind.map_or("not WebAssembly", registry_client::WasmKind::as_str)
+        )));
+    }
     let mut argv = vec![reference.to_string()];
     argv.extend(args);
-    let finished = Sandbox::with_fuel(limits.fuel.is_some())?.run_module(
+    // Compiled code is kept in the data directory: a second run of this digest does not
+    // compile it again.
+    let compiled = crate::config::data_dir().join("compiled");
+    let finished = Sandbox::configured(limits.fuel.is_some(), Some(&compiled))?.run(
         &wasm,
         &argv,
         limits,

@@ -1,28 +1,56 @@
 //! The last stage: instantiate a guest in wasmtime with nothing it was not given, and classify
 //! how it ended.
 //!
-//! What a guest gets from [`Sandbox::run_module`], and nothing more:
+//! A guest is a WASI preview 1 command module (`_start`) or a WASI 0.2 command component
+//! (`wasi:cli/run`); [`Sandbox::run`] tells them apart by their bytes. What a guest gets, and
+//! nothing more:
 //!
 //! - the directories and environment variables of its [`Handles`], which only a policy
 //!   [`Grant`] makes (read-only directories are opened read-only);
 //!   nothing else of the host's environment or file system;
-//! - no network (every address denied, TCP and UDP disabled, no name lookup): WASI preview 1
-//!   has no sockets, so granted `net.connect` pairs have nothing to open yet;
+//! - no network, unless granted: every address denied, TCP, UDP and name lookup disabled. A
+//!   component granted `net.connect` pairs may open TCP connections to exactly the addresses
+//!   those pairs stand for (a name is resolved when the run starts, and the check applies to
+//!   the address the guest connects to), and may look names up only when a granted host is a
+//!   name. No listening, no UDP. WASI preview 1 has no sockets, so a module gets nothing;
 //! - stdin closed; stdout and stderr captured, each capped at [`RunLimits::output_bytes`];
 //! - the arguments the operator gave;
-//! - linear memory capped at [`RunLimits::memory_bytes`], one instance, one memory, one
-//!   table of at most [`limits::MAX_TABLE_ELEMENTS`] elements, traps on failed growth;
+//! - linear memory capped at [`RunLimits::memory_bytes`] across all its memories; a module
+//!   gets one instance, one memory and one table; a component at most
+//!   [`limits::MAX_COMPONENT_PARTS`] of each; tables of at most
+//!   [`limits::MAX_TABLE_ELEMENTS`] elements; growth past a limit traps;
+//! - a component: at most [`limits::MAX_COMPONENT_HANDLES`] live resources and
+//!   [`limits::HOSTCALL_FUEL`] bytes passed to the host per call;
+//! - at most [`limits::MAX_RANDOM_BYTES`] of randomness per call;
 //! - a wall-clock deadline enforced by epoch interruption, and fuel when metered;
 //! - a Wasm stack of [`limits::MAX_WASM_STACK`] bytes, well below the host thread's stack.
+//!
+//! The engine is Cranelift's, and guests over [`limits::MAX_GUEST_BYTES`] are refused before
+//! compiling (compilation cannot be interrupted; the size bounds it). With a compile cache
+//! ([`Sandbox::configured`]) a guest's compiled code is kept, keyed by its bytes and the engine
+//! configuration, so a second run does not compile it again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use registry_client::WasmKind;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::Path;
+use wasmtime::component::{Component, ResourceTable};
+
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstancePre, Linker, Module, PoolingAllocationConfig,
+    ResourceLimiter, Store, Strategy, Trap,
+};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::p2::bindings::sync::{Command, CommandPre};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::policy::Grant;
 
@@ -45,6 +73,16 @@ pub mod limits {
     /// guest's memory, so this bounds host memory and time per call (wasmtime's default is
     /// 64 MiB, whatever the guest's memory limit).
     pub const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
+    /// Core instances, tables and memories of a component (a core module gets one of each).
+    pub const MAX_COMPONENT_PARTS: usize = 64;
+    /// Live resource handles of a component (files, streams, sockets, …), both in its own
+    /// handle tables and in the host's resource table.
+    pub const MAX_COMPONENT_HANDLES: usize = 10_000;
+    /// Bytes a component may pass to the host in one call (wasmtime's default is 128 MiB).
+    pub const HOSTCALL_FUEL: usize = 1024 * 1024;
+    /// Largest guest compiled (the registry client's layer limit). Compilation cannot be
+    /// interrupted, so this is what bounds its time.
+    pub const MAX_GUEST_BYTES: u64 = 256 * 1024 * 1024;
 }
 
 /// Per-run limits.
@@ -88,6 +126,8 @@ impl RunLimits {
 pub struct Handles {
     dirs: Vec<(std::path::PathBuf, String, bool)>,
     env: Vec<(String, String)>,
+    /// Granted `host:port` pairs (components only: WASI preview 1 has no sockets).
+    net: Vec<String>,
 }
 
 impl Handles {
@@ -105,7 +145,28 @@ impl Handles {
                 .map(|d| (d.host.clone(), d.guest.clone(), d.writable))
                 .collect(),
             env: grant.env().to_vec(),
+            net: grant.net().to_vec(),
         }
+    }
+}
+
+/// The socket addresses the granted `host:port` pairs stand for: an IP literal itself, a name
+/// every address it resolves to now. A pair that does not resolve grants nothing.
+fn granted_addresses(net: &[String]) -> HashSet<SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    net.iter()
+        .filter_map(|pair| pair.to_socket_addrs().ok())
+        .flatten()
+        .collect()
+}
+
+/// Whether a component may use `addr` for `how`: only a TCP connection to a granted address,
+/// and the implicit bind to the wildcard address that a connection makes.
+fn socket_allowed(granted: &HashSet<SocketAddr>, addr: SocketAddr, how: SocketAddrUse) -> bool {
+    match how {
+        SocketAddrUse::TcpConnect => granted.contains(&addr),
+        SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+        _ => false,
     }
 }
 
@@ -168,6 +229,20 @@ pub enum SandboxError {
 pub struct Sandbox {
     engine: Engine,
     fuel: bool,
+    cache: Option<Cache>,
+    /// Advances the engine's epoch (the deadlines' clock) while the sandbox lives.
+    _ticker: Ticker,
+}
+
+/// A guest compiled and linked against WASI, ready to run any number of times
+/// ([`Sandbox::prepare`], [`Sandbox::run_prepared`]).
+pub struct Prepared {
+    guest: PreparedGuest,
+}
+
+enum PreparedGuest {
+    Module(InstancePre<Host>),
+    Component(CommandPre<ComponentHost>),
 }
 
 struct Host {
@@ -175,10 +250,43 @@ struct Host {
     limiter: Limiter,
 }
 
+/// A component's store data: its WASI context and resource table.
+struct ComponentHost {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+}
+
+impl WasiView for ComponentHost {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
 struct Limiter {
+    /// Linear memory allowed, all memories together.
     memory_bytes: usize,
+    /// Linear memory in use, all memories together.
+    memory_used: usize,
     table_elements: usize,
+    /// Instances, tables and memories allowed (each).
+    parts: usize,
     hit: Option<(Limit, String)>,
+}
+
+impl Limiter {
+    fn new(limits: &RunLimits, parts: usize) -> Self {
+        Self {
+            memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            memory_used: 0,
+            table_elements: limits::MAX_TABLE_ELEMENTS,
+            parts,
+            hit: None,
+        }
+    }
 }
 
 impl ResourceLimiter for Limiter {
@@ -188,15 +296,23 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
+        let total = self
+            .memory_used
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.memory_bytes {
             let detail = format!(
-                "linear memory would grow from {current} to {desired} bytes; the limit is {}",
+                "linear memory would grow from {current} to {desired} bytes ({total} in all); the limit is {}",
                 self.memory_bytes
             );
             self.hit = Some((Limit::Memory, detail.clone()));
             wasmtime::bail!(detail);
         }
-        Ok(maximum.is_none_or(|max| desired <= max))
+        let allowed = maximum.is_none_or(|max| desired <= max);
+        if allowed {
+            self.memory_used = total;
+        }
+        Ok(allowed)
     }
 
     fn table_growing(
@@ -217,15 +333,15 @@ impl ResourceLimiter for Limiter {
     }
 
     fn instances(&self) -> usize {
-        1
+        self.parts
     }
 
     fn tables(&self) -> usize {
-        1
+        self.parts
     }
 
     fn memories(&self) -> usize {
-        1
+        self.parts
     }
 }
 
@@ -237,12 +353,94 @@ impl Sandbox {
 
     /// As [`Sandbox::new`], metering fuel when `fuel` (needed for [`RunLimits::fuel`]).
     pub fn with_fuel(fuel: bool) -> Result<Self, SandboxError> {
+        Self::configured(fuel, None)
+    }
+
+    /// As [`Sandbox::with_fuel`], keeping compiled code in `compile_cache` (wasmtime's own
+    /// cache, keyed by the guest's bytes and the engine's configuration): a guest compiled
+    /// once is not compiled again by any later run with the same configuration. The directory
+    /// holds machine code this process will execute, so it must be as trusted as the binary
+    /// (Warrant creates it mode 0700 in its data directory).
+    pub fn configured(fuel: bool, compile_cache: Option<&Path>) -> Result<Self, SandboxError> {
+        Self::build(fuel, compile_cache, None)
+    }
+
+    /// As [`Sandbox::with_fuel`], with wasmtime's pooling allocator: memory, tables and
+    /// instances for up to `instances` concurrent guests are reserved up front and reused,
+    /// which makes instantiation cheaper for a process that runs many guests. Each memory
+    /// slot holds [`limits::DEFAULT_MEMORY_BYTES`]; a guest cannot grow past it, whatever its
+    /// grant.
+    pub fn pooled(fuel: bool, instances: u32) -> Result<Self, SandboxError> {
+        Self::build(fuel, None, Some(instances))
+    }
+
+    fn build(
+        fuel: bool,
+        compile_cache: Option<&Path>,
+        pooling: Option<u32>,
+    ) -> Result<Self, SandboxError> {
+        let engine_error = |e: wasmtime::Error| SandboxError::Engine(format!("{e:#}"));
         let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.max_wasm_stack(limits::MAX_WASM_STACK);
-        config.consume_fuel(fuel);
-        let engine = Engine::new(&config).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        Ok(Self { engine, fuel })
+        config
+            .strategy(Strategy::Cranelift)
+            .epoch_interruption(true)
+            .max_wasm_stack(limits::MAX_WASM_STACK)
+            .consume_fuel(fuel);
+        if let Some(instances) = pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_core_instances(instances)
+                .total_memories(instances)
+                .total_tables(instances)
+                .total_component_instances(instances)
+                .table_elements(limits::MAX_TABLE_ELEMENTS)
+                .max_memory_size(
+                    usize::try_from(limits::DEFAULT_MEMORY_BYTES).unwrap_or(usize::MAX),
+                );
+            config.allocation_strategy(pool);
+        }
+        let cache = match compile_cache {
+            Some(dir) => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| {
+                        SandboxError::Engine(format!(
+                            "cannot create the compile cache `{}`: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                let mut settings = CacheConfig::new();
+                settings.with_directory(dir);
+                Some(Cache::new(settings).map_err(engine_error)?)
+            }
+            None => None,
+        };
+        config.cache(cache.clone());
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        Ok(Self {
+            _ticker: Ticker::start(engine.clone()),
+            engine,
+            fuel,
+            cache,
+        })
+    }
+
+    /// How many guests were found compiled in the compile cache, when there is one.
+    pub fn compile_cache_hits(&self) -> Option<usize> {
+        self.cache.as_ref().map(Cache::cache_hits)
+    }
+
+    /// Run a guest, a core module ([`Sandbox::run_module`]) or a component
+    /// ([`Sandbox::run_component`]) as its bytes say.
+    pub fn run(
+        &self,
+        wasm: &[u8],
+        args: &[String],
+        limits: &RunLimits,
+        handles: &Handles,
+    ) -> Result<Finished, SandboxError> {
+        self.run_prepared(&self.prepare(wasm)?, args, limits, handles)
     }
 
     /// Run a WASI preview 1 command module: instantiate and call `_start`, with `handles` and
@@ -254,11 +452,39 @@ impl Sandbox {
         limits: &RunLimits,
         handles: &Handles,
     ) -> Result<Finished, SandboxError> {
-        if limits.fuel.is_some() && !self.fuel {
-            return Err(SandboxError::Engine(
-                "fuel was asked of an engine that does not meter it".into(),
-            ));
+        check_size(wasm)?;
+        let prepared = self.prepare_module(wasm)?;
+        self.run_prepared(&prepared, args, limits, handles)
+    }
+
+    /// Run a WASI 0.2 command component: instantiate and call `wasi:cli/run`, with `handles`
+    /// and nothing else. A `run` that returns an error is exit status 1.
+    pub fn run_component(
+        &self,
+        wasm: &[u8],
+        args: &[String],
+        limits: &RunLimits,
+        handles: &Handles,
+    ) -> Result<Finished, SandboxError> {
+        check_size(wasm)?;
+        let prepared = self.prepare_component(wasm)?;
+        self.run_prepared(&prepared, args, limits, handles)
+    }
+
+    /// Compile (or find compiled, with a compile cache) and link a module or a component, as
+    /// its bytes say.
+    pub fn prepare(&self, wasm: &[u8]) -> Result<Prepared, SandboxError> {
+        check_size(wasm)?;
+        match WasmKind::detect(wasm) {
+            Some(WasmKind::Module) => self.prepare_module(wasm),
+            Some(WasmKind::Component) => self.prepare_component(wasm),
+            None => Err(SandboxError::Load(
+                "not WebAssembly: the bytes do not start with a Wasm preamble".into(),
+            )),
         }
+    }
+
+    fn prepare_module(&self, wasm: &[u8]) -> Result<Prepared, SandboxError> {
         let module =
             Module::new(&self.engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         let mut linker: Linker<Host> = Linker::new(&self.engine);
@@ -267,17 +493,193 @@ impl Sandbox {
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        Ok(Prepared {
+            guest: PreparedGuest::Module(pre),
+        })
+    }
 
-        let output_cap = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
-        let stdout = MemoryOutputPipe::new(output_cap);
-        let stderr = MemoryOutputPipe::new(output_cap);
-        // Least privilege: `WasiCtxBuilder::new()` has no env, no preopens, stdin closed;
-        // networking is switched off outright; the granted handles are added one by one.
+    fn prepare_component(&self, wasm: &[u8]) -> Result<Prepared, SandboxError> {
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        let mut linker: wasmtime::component::Linker<ComponentHost> =
+            wasmtime::component::Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(CommandPre::new)
+            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        Ok(Prepared {
+            guest: PreparedGuest::Component(pre),
+        })
+    }
+
+    /// Run a prepared guest once, with `handles` and nothing else, in a store of its own.
+    pub fn run_prepared(
+        &self,
+        prepared: &Prepared,
+        args: &[String],
+        limits: &RunLimits,
+        handles: &Handles,
+    ) -> Result<Finished, SandboxError> {
+        self.check_fuel(limits)?;
+        let io = GuestIo::new(limits);
+        let builder = io.builder(args, limits, handles)?;
+        match &prepared.guest {
+            PreparedGuest::Module(pre) => self.run_instance(pre, builder, io, limits),
+            PreparedGuest::Component(pre) => {
+                self.run_command(pre, builder, io, limits, &handles.net)
+            }
+        }
+    }
+
+    fn run_instance(
+        &self,
+        pre: &InstancePre<Host>,
+        mut builder: WasiCtxBuilder,
+        io: GuestIo,
+        limits: &RunLimits,
+    ) -> Result<Finished, SandboxError> {
+        let host = Host {
+            wasi: builder.build_p1(),
+            limiter: Limiter::new(limits, 1),
+        };
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|h| &mut h.limiter);
+        self.bound(&mut store, limits)?;
+        let started = Instant::now();
+        let result = pre.instantiate(&mut store).and_then(|instance| {
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call(&mut store, ())
+        });
+        let elapsed = started.elapsed();
+        let hit = store.data().limiter.hit.clone();
+        Ok(io.finish(result.err().as_ref(), hit, limits, elapsed))
+    }
+
+    fn run_command(
+        &self,
+        pre: &CommandPre<ComponentHost>,
+        mut builder: WasiCtxBuilder,
+        io: GuestIo,
+        limits: &RunLimits,
+        net: &[String],
+    ) -> Result<Finished, SandboxError> {
+        if !net.is_empty() {
+            // Only TCP connections to the granted pairs. A granted name is resolved here, and
+            // the check applies to the address the guest finally connects to; the guest may
+            // look names up only when a granted host is a name.
+            let granted = granted_addresses(net);
+            let names = net.iter().any(|pair| {
+                let host = pair.rsplit_once(':').map_or(pair.as_str(), |(h, _)| h);
+                host.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_err()
+            });
+            builder
+                .allow_tcp(true)
+                .allow_ip_name_lookup(names)
+                .socket_addr_check(move |addr, how| {
+                    let allowed = socket_allowed(&granted, addr, how);
+                    Box::pin(async move { allowed })
+                });
+        }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits::MAX_COMPONENT_HANDLES);
+        let host = ComponentHost {
+            ctx: builder.build(),
+            table,
+            limiter: Limiter::new(limits, limits::MAX_COMPONENT_PARTS),
+        };
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|h| &mut h.limiter);
+        store.set_hostcall_fuel(limits::HOSTCALL_FUEL);
+        store.set_max_component_handles(limits::MAX_COMPONENT_HANDLES);
+        self.bound(&mut store, limits)?;
+        let started = Instant::now();
+        let result = pre.instantiate(&mut store).and_then(|command: Command| {
+            match command.wasi_cli_run().call_run(&mut store)? {
+                Ok(()) => Ok(()),
+                Err(()) => Err(wasmtime::Error::new(I32Exit(1))),
+            }
+        });
+        let elapsed = started.elapsed();
+        let hit = store.data().limiter.hit.clone();
+        Ok(io.finish(result.err().as_ref(), hit, limits, elapsed))
+    }
+
+    fn check_fuel(&self, limits: &RunLimits) -> Result<(), SandboxError> {
+        if limits.fuel.is_some() && !self.fuel {
+            return Err(SandboxError::Engine(
+                "fuel was asked of an engine that does not meter it".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The deadline (in epoch ticks) and the fuel of a store. The ticker runs all along, so
+    /// the first tick may come at once: one tick more than the timeout makes the guest stop
+    /// no earlier than its timeout and at most one tick later.
+    fn bound<T>(&self, store: &mut Store<T>, limits: &RunLimits) -> Result<(), SandboxError> {
+        let ticks = limits
+            .timeout
+            .as_millis()
+            .div_ceil(limits::EPOCH_TICK.as_millis())
+            .saturating_add(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        if self.fuel {
+            // A metering engine asked for no limit: as much fuel as can be counted.
+            store
+                .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses guests over [`limits::MAX_GUEST_BYTES`] before compiling anything.
+fn check_size(wasm: &[u8]) -> Result<(), SandboxError> {
+    if u64::try_from(wasm.len()).unwrap_or(u64::MAX) > limits::MAX_GUEST_BYTES {
+        return Err(SandboxError::Load(format!(
+            "the guest is {} bytes; the limit is {}",
+            wasm.len(),
+            limits::MAX_GUEST_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// A guest's captured stdout and stderr.
+struct GuestIo {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    cap: usize,
+}
+
+impl GuestIo {
+    fn new(limits: &RunLimits) -> Self {
+        let cap = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
+        Self {
+            stdout: MemoryOutputPipe::new(cap),
+            stderr: MemoryOutputPipe::new(cap),
+            cap,
+        }
+    }
+
+    /// Least privilege: `WasiCtxBuilder::new()` has no env, no preopens, stdin closed;
+    /// networking is switched off outright; the granted handles are added one by one.
+    fn builder(
+        &self,
+        args: &[String],
+        limits: &RunLimits,
+        handles: &Handles,
+    ) -> Result<WasiCtxBuilder, SandboxError> {
         let mut builder = WasiCtxBuilder::new();
         builder
             .args(args)
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
+            .stdout(self.stdout.clone())
+            .stderr(self.stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -295,55 +697,25 @@ impl Sandbox {
                 SandboxError::Load(format!("cannot open `{}`: {e:#}", host.display()))
             })?;
         }
-        let wasi = builder.build_p1();
-        let host = Host {
-            wasi,
-            limiter: Limiter {
-                memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
-                table_elements: limits::MAX_TABLE_ELEMENTS,
-                hit: None,
-            },
-        };
-        let mut store = Store::new(&self.engine, host);
-        store.limiter(|h| &mut h.limiter);
-        let ticks = limits
-            .timeout
-            .as_millis()
-            .div_ceil(limits::EPOCH_TICK.as_millis())
-            .max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
-        if self.fuel {
-            // A metering engine asked for no limit: as much fuel as can be counted.
-            store
-                .set_fuel(limits.fuel.unwrap_or(u64::MAX))
-                .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        }
+        Ok(builder)
+    }
 
-        let ticker = Ticker::start(self.engine.clone());
-        let started = Instant::now();
-        let result = pre.instantiate(&mut store).and_then(|instance| {
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call(&mut store, ())
-        });
-        let elapsed = started.elapsed();
-        drop(ticker);
-
-        let stdout_bytes = stdout.contents().to_vec();
-        let stderr_bytes = stderr.contents().to_vec();
-        let output_full = stdout_bytes.len() >= output_cap || stderr_bytes.len() >= output_cap;
-        let outcome = classify(
-            result.err().as_ref(),
-            store.data().limiter.hit.clone(),
-            output_full,
-            limits,
-        );
-        Ok(Finished {
-            outcome,
-            stdout: stdout_bytes,
-            stderr: stderr_bytes,
+    fn finish(
+        self,
+        error: Option<&wasmtime::Error>,
+        hit: Option<(Limit, String)>,
+        limits: &RunLimits,
+        elapsed: Duration,
+    ) -> Finished {
+        let stdout = self.stdout.contents().to_vec();
+        let stderr = self.stderr.contents().to_vec();
+        let output_full = stdout.len() >= self.cap || stderr.len() >= self.cap;
+        Finished {
+            outcome: classify(error, hit, output_full, limits),
+            stdout,
+            stderr,
             elapsed,
-        })
+        }
     }
 }
 
@@ -397,7 +769,8 @@ fn classify(
     }
 }
 
-/// Advances the engine's epoch every [`limits::EPOCH_TICK`] until dropped.
+/// Advances the engine's epoch every [`limits::EPOCH_TICK`] until dropped: a deadline of `n`
+/// ticks set at any moment passes between `n - 1` and `n` ticks later.
 struct Ticker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -617,5 +990,114 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(err, SandboxError::Load(_)));
+    }
+    /// A second engine with the same compile cache finds the guest compiled: the second run of
+    /// the same bytes does not compile again. Other bytes are compiled.
+    #[test]
+    fn a_second_run_of_the_same_guest_is_not_compiled_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("compiled");
+        let wasm = wat::parse_str(HELLO).unwrap();
+        let run = |wasm: &[u8]| {
+            let sandbox = Sandbox::configured(false, Some(&cache)).unwrap();
+            let f = sandbox
+                .run(
+                    wasm,
+                    &["guest".into()],
+                    &RunLimits::default(),
+                    &Handles::none(),
+                )
+                .unwrap();
+            assert_eq!(f.outcome, Outcome::Exited(0));
+            sandbox.compile_cache_hits().unwrap()
+        };
+        assert_eq!(run(&wasm), 0, "first run: compiled");
+        assert_eq!(run(&wasm), 1, "second run: from the cache");
+        let other = wat::parse_str(HELLO.replace("hi\\n", "ho\\n")).unwrap();
+        assert_ne!(other, wasm);
+        assert_eq!(run(&other), 0, "other bytes: compiled");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn guests_over_the_size_limit_are_refused_before_compiling() {
+        let big = vec![0u8; usize::try_from(limits::MAX_GUEST_BYTES).unwrap() + 1];
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        wasm.extend_from_slice(&big);
+        let err = Sandbox::new()
+            .unwrap()
+            .run(&wasm, &[], &RunLimits::default(), &Handles::none())
+            .unwrap_err();
+        assert!(err.to_string().contains("the limit is"), "{err}");
+    }
+
+    /// Components may connect only to granted addresses, and bind only implicitly (the
+    /// wildcard address a connection binds to); no listening, no UDP.
+    #[test]
+    fn the_socket_check_allows_exactly_the_granted_pairs() {
+        let granted = granted_addresses(&["127.0.0.1:8443".into(), "[::1]:443".into()]);
+        assert_eq!(granted.len(), 2);
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(socket_allowed(
+            &granted,
+            at("127.0.0.1:8443"),
+            SocketAddrUse::TcpConnect
+        ));
+        assert!(socket_allowed(
+            &granted,
+            at("[::1]:443"),
+            SocketAddrUse::TcpConnect
+        ));
+        assert!(!socket_allowed(
+            &granted,
+            at("127.0.0.1:8444"),
+            SocketAddrUse::TcpConnect
+        ));
+        assert!(!socket_allowed(
+            &granted,
+            at("127.0.0.2:8443"),
+            SocketAddrUse::TcpConnect
+        ));
+        assert!(socket_allowed(
+            &granted,
+            at("0.0.0.0:0"),
+            SocketAddrUse::TcpBind
+        ));
+        assert!(!socket_allowed(
+            &granted,
+            at("0.0.0.0:8443"),
+            SocketAddrUse::TcpBind
+        ));
+        assert!(!socket_allowed(
+            &granted,
+            at("127.0.0.1:8443"),
+            SocketAddrUse::TcpBind
+        ));
+        assert!(!socket_allowed(
+            &granted,
+            at("127.0.0.1:8443"),
+            SocketAddrUse::TcpListen
+        ));
+        assert!(!socket_allowed(
+            &granted,
+            at("127.0.0.1:8443"),
+            SocketAddrUse::TcpAccept
+        ));
+        assert!(!socket_allowed(
+            &granted,
+            at("127.0.0.1:8443"),
+            SocketAddrUse::UdpBind
+        ));
+        assert!(!socket_allowed(
+            &granted,
+            at("127.0.0.1:8443"),
+            SocketAddrUse::UdpSend
+        ));
+        // A name stands for what it resolves to; one that does not resolve grants nothing.
+        let local = granted_addresses(&["localhost:80".into()]);
+        assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
+        assert!(granted_addresses(&["no-such-host.invalid:80".into()]).is_empty());
     }
 }

@@ -10,6 +10,7 @@
 mod audit_e2e;
 mod auth;
 mod cli;
+mod components;
 mod conformance;
 mod example;
 mod hostile;

@@ -8,6 +8,7 @@
     reason = "test support: a panic here is a failed test, not an attacker's win"
 )]
 
+pub mod components;
 pub mod fixtures;
 pub mod hostile;
 pub mod registry;

@@ -1,0 +1,176 @@
+//! The warm path in process: a hello guest that was verified, decided and compiled before is
+//! instantiated and its `_start` called, by Warrant and by bare wasmtime with the same engine
+//! configuration, in the same run. Run with `cargo bench -p broker --bench sandbox`.
+//!
+//! - **bare wasmtime**: a `Store` with a WASI preview 1 context holding a captured stdout,
+//!   the epoch deadline set, `InstancePre::instantiate`, `_start`;
+//! - **Warrant**: the run's decisions from the decision cache and its `Grant`
+//!   (`Policies::grant`), the handles and limits made from it, then
+//!   `Sandbox::run_prepared` (a least-privilege WASI context, captured and capped output,
+//!   the resource limiter, the deadline, instantiate, `_start`, the outcome classified).
+//!
+//! Both with on-demand allocation (what `warrant run` uses) and with the pooling allocator.
+//! Printed: p50 and p99 per run of each, and the ratios.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use broker::policy::{Asks, Facts, Policies};
+use broker::sandbox::{Handles, Outcome, RunLimits, Sandbox};
+use broker::verify::{Signer, SignerKind};
+use registry_client::{Digest, WasmKind};
+use wasmtime::{Config, Engine, Linker, Module, PoolingAllocationConfig, Store, Strategy};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+const POLICY: &str = r#"@id("run")
+permit (principal, action == Warrant::Action::"instantiate", resource)
+when { principal.signer.kind == "key" && context.memoryBytes <= 268435456 };
+"#;
+
+/// Per-run times of `runs` runs (after `runs / 10` warm-up runs), sorted.
+fn samples(runs: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..runs / 10 {
+        f();
+    }
+    let mut all: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    let at = (sorted.len().saturating_sub(1) * p) / 100;
+    sorted.get(at).copied().unwrap_or_default()
+}
+
+/// p50 and p99 of bare wasmtime and of Warrant, with the pooling allocator or on demand.
+fn compare(
+    wasm: &[u8],
+    pooling: Option<u32>,
+    runs: usize,
+) -> Result<[Duration; 4], Box<dyn std::error::Error>> {
+    // Bare wasmtime: the sandbox's engine configuration.
+    let mut config = Config::new();
+    config
+        .strategy(Strategy::Cranelift)
+        .epoch_interruption(true)
+        .max_wasm_stack(512 * 1024);
+    if let Some(instances) = pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(instances)
+            .total_memories(instances)
+            .total_tables(instances)
+            .total_component_instances(instances)
+            .table_elements(100_000)
+            .max_memory_size(256 << 20);
+        config.allocation_strategy(pool);
+    }
+    let engine = Engine::new(&config)?;
+    let module = Module::new(&engine, wasm)?;
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    p1::add_to_linker_sync(&mut linker, |cx| cx)?;
+    let pre = linker.instantiate_pre(&module)?;
+    let bare = samples(runs, || {
+        let stdout = MemoryOutputPipe::new(1 << 20);
+        let wasi = WasiCtxBuilder::new()
+            .args(&["hello"])
+            .stdout(stdout.clone())
+            .build_p1();
+        let mut store = Store::new(&engine, wasi);
+        store.set_epoch_deadline(1000);
+        let instance = pre.instantiate(&mut store).ok();
+        let start = instance.and_then(|i| i.get_typed_func::<(), ()>(&mut store, "_start").ok());
+        black_box(start.map(|s| s.call(&mut store, ())));
+        black_box(stdout.contents());
+    });
+
+    // Warrant: decisions cached, guest prepared.
+    let sandbox = match pooling {
+        Some(instances) => Sandbox::pooled(false, instances)?,
+        None => Sandbox::new()?,
+    };
+    let prepared = sandbox.prepare(wasm)?;
+    let policies = Policies::from_sources(&[(PathBuf::from("bench.cedar"), POLICY.to_owned())])?;
+    let facts = Facts::new(
+        Digest::of(wasm),
+        WasmKind::Module,
+        wasm.len() as u64,
+        "localhost".into(),
+        "localhost/hello".into(),
+        vec![Signer {
+            kind: SignerKind::Key,
+            identity: "sha256:00".into(),
+            issuer: "key".into(),
+            claims: Default::default(),
+        }],
+        None,
+    );
+    let asks = Asks {
+        memory_bytes: 64 << 20,
+        timeout_ms: 10_000,
+        ..Asks::default()
+    };
+    let args = vec!["hello".to_owned()];
+    let first = policies.grant(&facts, &asks, false)?;
+    let finished = sandbox.run_prepared(
+        &prepared,
+        &args,
+        &RunLimits::of(&first, 1 << 20),
+        &Handles::of(&first),
+    )?;
+    assert_eq!(finished.outcome, Outcome::Exited(0));
+    assert_eq!(finished.stdout, b"hello\n");
+    let warrant = samples(runs, || {
+        let Ok(grant) = policies.grant(&facts, &asks, false) else {
+            return;
+        };
+        let limits = RunLimits::of(&grant, 1 << 20);
+        let handles = Handles::of(&grant);
+        black_box(
+            sandbox
+                .run_prepared(&prepared, &args, &limits, &handles)
+                .ok(),
+        );
+    });
+    Ok([
+        percentile(&bare, 50),
+        percentile(&bare, 99),
+        percentile(&warrant, 50),
+        percentile(&warrant, 99),
+    ])
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let wasm = wat::parse_str(HELLO)?;
+    let runs = 20_000;
+    println!("{runs} runs each");
+    println!(
+        "| allocation | bare wasmtime p50 | p99 | Warrant p50 | p99 | ratio p50 | ratio p99 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, pooling) in [("on demand", None), ("pooling (1,000 slots)", Some(1000))] {
+        let [b50, b99, w50, w99] = compare(&wasm, pooling, runs)?;
+        println!(
+            "| {name} | {b50:.2?} | {b99:.2?} | {w50:.2?} | {w99:.2?} | {:.2}× | {:.2}× |",
+            w50.as_secs_f64() / b50.as_secs_f64(),
+            w99.as_secs_f64() / b99.as_secs_f64()
+        );
+    }
+    Ok(())
+}
