@@ -13,6 +13,7 @@ mod cli;
 mod components;
 mod conformance;
 mod example;
+mod fuzzed_guests;
 mod hostile;
 mod hostile_guests;
 mod keyless;
