@@ -75,13 +75,23 @@
 //! is only ever written for records already durable, so a crash cannot leave a checkpoint
 //! beyond the log.
 //!
+//! **Group commit.** [`AuditLog::append_deferred`] writes a record's line (one `write`) but does
+//! not sync it and acknowledges nothing; [`AuditLog::commit`] then makes every record written
+//! so far durable with one `fdatasync` and only then acknowledges them (`size` moves). A
+//! caller that must act on several records pays one sync for all of them: `warrant run` writes
+//! `pull`, `verify` and `decide` deferred and commits them with the `instantiate` record (or a
+//! denial's `decide`) in one sync, before the guest starts. [`AuditLog::checkpoint`] commits
+//! whatever is pending before it signs. Until its commit returns, a deferred record may or may
+//! not survive a crash: nothing it records may be acted on before then.
+//!
 //! Any write or sync error poisons the handle ([`AuditError::Poisoned`] for every later call):
 //! it fails closed rather than retrying, since after a failed `fsync` the kernel may already
-//! have dropped the data. It first tries to cut both files back to their acknowledged length,
-//! so a reopened log holds exactly the acknowledged records. If that rollback fails as well (a
-//! dead disk), a partial line is cut on the next open, but a complete, unacknowledged line
-//! that did reach the disk cannot be told from an acknowledged one and stays: callers must
-//! treat a failed append as "may or may not be logged" — and not act on it.
+//! have dropped the data. It first tries to cut both files back to their acknowledged length
+//! (the last commit; every uncommitted record is dropped), so a reopened log holds exactly the
+//! acknowledged records. If that rollback fails as well (a dead disk), a partial line is cut on
+//! the next open, but complete, unacknowledged lines that did reach the disk cannot be told
+//! from acknowledged ones and stay: callers must treat a failed append or commit as "may or may
+//! not be logged" — and not act on it.
 //!
 //! # Recovery
 //!
@@ -111,9 +121,10 @@
 //! # API
 //!
 //! * Writing: [`AuditLog::open`] / [`AuditLog::open_at`] (→ [`Recovery`]),
-//!   [`AuditLog::append`] / [`AuditLog::append_now`], [`AuditLog::checkpoint`],
-//!   [`AuditLog::append_checkpointed`],
-//!   [`AuditLog::size`], [`AuditLog::root`].
+//!   [`AuditLog::append`] / [`AuditLog::append_now`], [`AuditLog::append_deferred`] +
+//!   [`AuditLog::commit`] (group commit), [`AuditLog::checkpoint`],
+//!   [`AuditLog::append_checkpointed`], [`AuditLog::size`], [`AuditLog::pending`],
+//!   [`AuditLog::root`], [`AuditLog::syncs`].
 //! * Reading: [`verify`] (→ [`VerifyReport`] or [`VerifyFailure`]), [`read_verified`].
 //! * Keys and checkpoints: [`SigningKeyMaterial`], [`open_checkpoint`], [`verifier_key`],
 //!   [`key_id`].

@@ -2,9 +2,17 @@
 //!
 //! A run appends, in order: `pull` (reference → digest), `verify` (verdict and trust id),
 //! `decide` (every request and its decision, the policy-set hash), then either nothing more
-//! (denied) or `instantiate` (the grant) and, after the guest, `outcome`. The `decide` record of
-//! a denial and the `instantiate` record are covered by a signed checkpoint and durable before
-//! anything else happens: **audit before effect**. Any failure to write refuses the run.
+//! (denied) or `instantiate` (the grant) and, after the guest, `outcome`.
+//!
+//! **Audit before effect**, with one `fdatasync` on the critical path: `pull`, `verify` and
+//! `decide` are written without syncing ([`Audit::record`], group commit); the `instantiate`
+//! record — or a denial's `decide` record — is written and then everything is committed with
+//! one `fdatasync` ([`Audit::record_before_effect`]) before the guest starts or the denial is
+//! reported. So the grant, and every record it rests on, is durable before it takes effect.
+//! A refused verification is likewise committed before it is reported. The signed checkpoint
+//! comes at the end of the run ([`Audit::finish`]: after the `outcome` record, or after the
+//! refusal has been reported), off the critical path; until then the newest records are
+//! durable but not yet under a signature. Any failure to write refuses the run.
 //!
 //! Environment variable values are never recorded, only their names.
 
@@ -110,25 +118,41 @@ impl Audit {
         }
     }
 
-    /// Append a record (durable when this returns).
+    /// Write a record without syncing it (group commit): it becomes durable with the next
+    /// [`Audit::record_before_effect`] or [`Audit::finish`]. Nothing it records may take
+    /// effect before then.
     pub fn record(&mut self, kind: &str, body: Value) -> Result<(), AuditFailure> {
         self.log
-            .append_now(kind, body)
+            .append_deferred(kind, body, std::time::SystemTime::now())
             .map(|_| ())
             .map_err(|e| self.fail(e))
     }
 
-    /// Append a record and sign a checkpoint covering it, before the effect it records.
+    /// Write a record and commit it with everything written before it, in one `fdatasync`,
+    /// before the effect it records.
     pub fn record_before_effect(&mut self, kind: &str, body: Value) -> Result<(), AuditFailure> {
-        self.log
-            .append_checkpointed(kind, body, std::time::SystemTime::now())
-            .map(|_| ())
-            .map_err(|e| self.fail(e))
+        self.record(kind, body)?;
+        self.commit()
     }
 
-    /// Sign a checkpoint of everything so far (at the end of a run).
-    pub fn checkpoint(&mut self) -> Result<(), AuditFailure> {
+    /// Make every record written so far durable (one `fdatasync` if any is pending).
+    pub fn commit(&mut self) -> Result<(), AuditFailure> {
+        self.log.commit().map(|_| ()).map_err(|e| self.fail(e))
+    }
+
+    /// At the end of a run: commit what is pending and sign a checkpoint of everything so far.
+    pub fn finish(&mut self) -> Result<(), AuditFailure> {
         self.log.checkpoint().map(|_| ()).map_err(|e| self.fail(e))
+    }
+
+    /// `fdatasync` calls made so far through this log (for tests and benchmarks).
+    pub fn syncs(&self) -> u64 {
+        self.log.syncs()
+    }
+
+    /// Acknowledged (durable) records in the log.
+    pub fn size(&self) -> u64 {
+        self.log.size()
     }
 }
 

@@ -862,81 +862,35 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             // The audit log is opened (and a torn tail repaired) before anything is fetched: a
             // log that cannot be written refuses the run.
             let mut audit = ctx.audit()?;
-            let (resolved, verified) = resolve_verified(
-                &runtime,
+            let ran = run_audited(
+                &ctx,
+                runtime,
                 &client,
                 &store,
                 &reference,
                 &trust,
                 cache.as_ref(),
-            )?;
-            audit.record(
-                "pull",
-                json!({
-                    "reference": reference.to_string(),
-                    "digest": resolved.digest().to_string(),
-                }),
-            )?;
-            let (verdict, attestations, fetched) = match verified {
-                Ok(v) => v,
-                Err(crate::pipeline::PipelineError::Unverified(verdict)) => {
-                    audit.record_before_effect(
-                        "verify",
-                        json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
-                               "verified": false, "verdict": verdict}),
-                    )?;
-                    return Err(CliError::Pipeline(
-                        crate::pipeline::PipelineError::Unverified(verdict),
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            drop(runtime);
-            for signer in &verdict.signers {
-                tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
-            }
-            audit.record(
-                "verify",
-                json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
-                       "verified": true, "verdict": verdict,
-                       "attestations": attestations.verified}),
-            )?;
-            let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
-            let granted = policies.grant(&facts, &asks, drop_denied);
-            let decisions = match &granted {
-                Ok(grant) => grant.decisions(),
-                Err(denial) => &denial.decisions,
-            };
-            let decide = json!({
-                "digest": facts.digest().to_string(),
-                "policyHash": policies.hash(),
-                "allowed": granted.is_ok(),
-                "decisions": decisions,
-            });
-            let grant = match granted {
-                Ok(grant) => grant,
-                Err(denial) => {
-                    // The denial is durable before it is reported.
-                    audit.record_before_effect("decide", decide)?;
-                    return Err(CliError::Denied(Box::new(denial)));
+                &policies,
+                &asks,
+                drop_denied,
+                args,
+                &mut audit,
+            );
+            // The run's result is reported first (a refusal's records are already durable),
+            // then the end-of-run checkpoint is signed, off the critical path.
+            let exit = match ran {
+                Ok(exit) => exit,
+                Err(e) => {
+                    eprintln!("warrant: error: {e}");
+                    if matches!(e, CliError::Audit(_)) {
+                        // The log refused a write: it is poisoned, there is nothing to sign.
+                        return Ok(e.exit());
+                    }
+                    e.exit()
                 }
             };
-            audit.record("decide", decide)?;
-            for d in grant.decisions().iter().filter(|d| !d.allowed) {
-                eprintln!("warrant: dropped `{}`: {}", d.request, d.explanation());
-            }
-            let output_bytes = ctx
-                .config
-                .run
-                .output_bytes
-                .unwrap_or(crate::sandbox::limits::DEFAULT_OUTPUT_BYTES);
-            // INVARIANT (audit before effect): the grant is on disk, under a signed
-            // checkpoint, before the guest is instantiated.
-            audit.record_before_effect(
-                "instantiate",
-                crate::audit::instantiate_body(&grant, output_bytes),
-            )?;
-            run_guest(&fetched, &reference, args, &grant, output_bytes, &mut audit)
+            audit.finish()?;
+            Ok(exit)
         }
         Command::Audit { command } => {
             let (dir, key_path) = ctx.audit_paths();
@@ -1148,6 +1102,98 @@ fn verdict_cache(config: &Config) -> Result<Option<crate::cache::VerdictCache>, 
     }
 }
 
+/// The audited part of `run`: resolve, verify, decide and run, recording each stage in
+/// `audit`. Records are written deferred (group commit); the grant (or a refusal) is committed
+/// with one `fdatasync` before it takes effect.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the stages' inputs, resolved once by the caller; a struct would only rename them"
+)]
+fn run_audited(
+    ctx: &Context,
+    runtime: tokio::runtime::Runtime,
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+    trust: &crate::verify::Trust,
+    cache: Option<&crate::cache::VerdictCache>,
+    policies: &crate::policy::Policies,
+    asks: &Asks,
+    drop_denied: bool,
+    args: Vec<String>,
+    audit: &mut crate::audit::Audit,
+) -> Result<Exit, CliError> {
+    let (resolved, verified) = resolve_verified(&runtime, client, store, reference, trust, cache)?;
+    audit.record(
+        "pull",
+        json!({
+            "reference": reference.to_string(),
+            "digest": resolved.digest().to_string(),
+        }),
+    )?;
+    let (verdict, attestations, fetched) = match verified {
+        Ok(v) => v,
+        Err(crate::pipeline::PipelineError::Unverified(verdict)) => {
+            audit.record_before_effect(
+                "verify",
+                json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
+               "verified": false, "verdict": verdict}),
+            )?;
+            // The refusal is durable before it is reported.
+            return Err(CliError::Pipeline(
+                crate::pipeline::PipelineError::Unverified(verdict),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    drop(runtime);
+    for signer in &verdict.signers {
+        tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
+    }
+    audit.record(
+        "verify",
+        json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
+       "verified": true, "verdict": verdict,
+       "attestations": attestations.verified}),
+    )?;
+    let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
+    let granted = policies.grant(&facts, asks, drop_denied);
+    let decisions = match &granted {
+        Ok(grant) => grant.decisions(),
+        Err(denial) => &denial.decisions,
+    };
+    let decide = json!({
+    "digest": facts.digest().to_string(),
+    "policyHash": policies.hash(),
+    "allowed": granted.is_ok(),
+    "decisions": decisions,
+    });
+    let grant = match granted {
+        Ok(grant) => grant,
+        Err(denial) => {
+            // The denial is durable before it is reported.
+            audit.record_before_effect("decide", decide)?;
+            return Err(CliError::Denied(Box::new(denial)));
+        }
+    };
+    audit.record("decide", decide)?;
+    for d in grant.decisions().iter().filter(|d| !d.allowed) {
+        eprintln!("warrant: dropped `{}`: {}", d.request, d.explanation());
+    }
+    let output_bytes = ctx
+        .config
+        .run
+        .output_bytes
+        .unwrap_or(crate::sandbox::limits::DEFAULT_OUTPUT_BYTES);
+    // INVARIANT (audit before effect): the grant, and every record of this run before it,
+    // is committed (one fdatasync) before the guest is instantiated.
+    audit.record_before_effect(
+        "instantiate",
+        crate::audit::instantiate_body(&grant, output_bytes),
+    )?;
+    run_guest(&fetched, reference, args, &grant, output_bytes, audit)
+}
+
 fn run_guest(
     fetched: &Fetched,
     reference: &Reference,
@@ -1224,7 +1270,6 @@ fn run_guest(
             "stderrBytes": finished.stderr.len(),
         }),
     )?;
-    audit.checkpoint()?;
     Ok(match finished.outcome {
         Outcome::Exited(status) => match u8::try_from(status) {
             Ok(s) if s <= MAX_GUEST_STATUS => Exit::Guest(s),

@@ -123,16 +123,20 @@ fn a_denied_run_records_the_denial_and_no_instantiate() {
 fn an_edited_record_fails_audit_verify_naming_it() {
     let home = tempfile::tempdir().unwrap();
     assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
     let path = home.path().join("audit/log.jsonl");
     let original = std::fs::read_to_string(&path).unwrap();
-    // Turn the recorded exit status 0 into 1.
-    let edited = original.replacen("\"detail\":0", "\"detail\":1", 1);
+    // Turn the second run's recorded exit status 0 into 1.
+    let at = original.rfind("\"detail\":0").unwrap();
+    let edited = format!("{}\"detail\":1{}", &original[..at], &original[at + 10..]);
     assert_ne!(edited, original);
     std::fs::write(&path, edited).unwrap();
     let out = warrant(home.path(), &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(122), "{}", text(&out.stdout));
+    // Each run ends with a checkpoint, so the failure names the run: its first record (5)
+    // and the checkpoint that signed its end (size 10).
     assert!(
-        text(&out.stderr).contains("record 4"),
+        text(&out.stderr).contains("record 5 ") && text(&out.stderr).contains("up to size 10"),
         "{}",
         text(&out.stderr)
     );
@@ -157,6 +161,67 @@ fn an_unusable_audit_log_refuses_the_run() {
         text(&out.stderr)
     );
     assert!(out.stdout.is_empty(), "the guest must not run");
+}
+
+/// The broker's record sequence for a run: pull, verify and decide cost no sync; the
+/// `instantiate` record commits all four with exactly one `fdatasync`, after which they are
+/// durable (a reader sees them) — and that is the only sync before the guest would start. A
+/// denial likewise costs one sync before it is reported. The checkpoint comes at the end.
+#[test]
+fn a_run_makes_exactly_one_sync_before_the_effect() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("audit");
+    let key = home.path().join("audit.key");
+    let public = broker::audit::load_or_create_key(&key)
+        .unwrap()
+        .public_key();
+    let mut audit = broker::audit::Audit::open(&dir, &key).unwrap();
+    let opened = audit.syncs();
+    for kind in ["pull", "verify", "decide"] {
+        audit
+            .record(kind, serde_json::json!({"digest": "sha256:00"}))
+            .unwrap();
+    }
+    assert_eq!(
+        audit.syncs(),
+        opened,
+        "pull, verify and decide are not synced one by one"
+    );
+    assert_eq!(audit.size(), 0, "nor acknowledged");
+    audit
+        .record_before_effect("instantiate", serde_json::json!({"digest": "sha256:00"}))
+        .unwrap();
+    assert_eq!(audit.syncs(), opened + 1, "one sync before the effect");
+    assert_eq!(audit.size(), 4);
+    let report = audits::verify(&dir, &public, broker::audit::ORIGIN).unwrap();
+    assert_eq!((report.size, report.checkpoints), (4, 0));
+
+    audit
+        .record("outcome", serde_json::json!({"digest": "sha256:00"}))
+        .unwrap();
+    audit.finish().unwrap();
+    assert_eq!(
+        audit.syncs(),
+        opened + 3,
+        "after the effect: the outcome, the checkpoint"
+    );
+
+    // A denial: one sync before it is reported.
+    let before = audit.syncs();
+    for kind in ["pull", "verify"] {
+        audit.record(kind, serde_json::json!({})).unwrap();
+    }
+    audit
+        .record_before_effect("decide", serde_json::json!({"allowed": false}))
+        .unwrap();
+    assert_eq!((audit.syncs(), audit.size()), (before + 1, 8));
+    audit.finish().unwrap();
+    drop(audit);
+    let report = audits::verify(&dir, &public, broker::audit::ORIGIN).unwrap();
+    assert_eq!(
+        (report.size, report.checkpoints, report.unproven_records),
+        (8, 2, 0)
+    );
 }
 
 /// How many times the writer is killed in `cargo test` (`scripts/audit-crash.sh` runs more).
@@ -222,14 +287,14 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record() {
         assert!(report.is_ok(), "round {round}: {:?}", report.err());
         let after = records_in(&dir);
         let written = after.len() - before;
-        // Every acknowledged record is there (plus possibly one written but not yet
-        // acknowledged, and a `recovered` record for a repaired tail).
+        // Every acknowledged record is there (plus possibly some of the batch of three written
+        // but not yet committed, and a `recovered` record for a repaired tail).
         let test_records = after[before..]
             .iter()
             .filter(|r| r["kind"] == "test")
             .count();
         assert!(
-            test_records >= acknowledged && test_records <= acknowledged + 1,
+            test_records >= acknowledged && test_records <= acknowledged + 3,
             "round {round}: {acknowledged} acknowledged, {test_records} present"
         );
         let recovered = after[before..]
