@@ -36,6 +36,11 @@
 //!   `golang.org/x/mod/sumdb/note` (key name = origin, key id = first 4 bytes of
 //!   `SHA-256(name || 0x0A || 0x01 || public key)`), so a checkpoint can be handed to
 //!   transparency tooling and witnesses; [`verifier_key`] gives the matching verifier key.
+//! * `state` — a starting point for [`AuditLog::open`]: the Merkle frontier (the O(log n)
+//!   heads of the perfect subtrees) of the tree at the last checkpoint, the length of
+//!   `log.jsonl` at that size and where that checkpoint sits in `checkpoints`; rewritten
+//!   (`state.tmp`, renamed) after every checkpoint, not synced, trusted only once checked (see
+//!   "Recovery" and [`STATE_FILE`]).
 //! * `lock` — empty; the writer holds an exclusive `flock` on it.
 //!
 //! The signing key (Ed25519, PKCS#8, [`SigningKeyMaterial`]) is supplied by the caller; the
@@ -95,7 +100,17 @@
 //!
 //! # Recovery
 //!
-//! [`AuditLog::open`] verifies the whole log with the key's public key. A last line without
+//! [`AuditLog::open`] verifies the log with the key's public key, starting from the `state`
+//! file when it checks out: the checkpoint entry it points at must be signed by the key, for
+//! this origin, for the state's size, and its root must equal the root recomputed from the
+//! state's frontier; the state's log length must lie within `log.jsonl` and end a line. Then
+//! only the records and checkpoints after that point are read and verified, so opening costs
+//! what was appended since the last checkpoint, not the size of the log
+//! ([`AuditLog::started_from`] says where it started). If the state is missing or fails any
+//! check, or what follows it does not verify, `open` verifies the whole log as [`verify`] does.
+//! A fast open therefore does **not** notice records edited (or checkpoints forged) before
+//! the last checkpoint: finding those is [`verify`]'s job (`warrant audit verify`), which always
+//! reads everything. A last line without
 //! its newline (an interrupted append; at most one record long) is cut off, as is an
 //! incomplete last checkpoint entry, and a `recovered` record with body
 //! `{"truncated_bytes": N, "truncated_checkpoint_bytes": M}` is appended (see [`Recovery`]).
@@ -136,6 +151,7 @@ pub mod merkle;
 mod note;
 mod record;
 mod sink;
+mod state;
 mod verify;
 
 #[cfg(test)]
@@ -156,6 +172,7 @@ pub use record::{
     MAX_BODY_DEPTH, MAX_KIND_BYTES, MAX_RECORD_BYTES, RECOVERED_KIND, Record, RecordError,
     RecordProblem, format_time, parse_time,
 };
+pub use state::STATE_FILE;
 pub use verify::{
     MAX_CHECKPOINT_LINE_BYTES, VerifiedLog, VerifyFailure, VerifyReport, read_verified, verify,
 };

@@ -12,7 +12,8 @@ use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::note::{Checkpoint, SigningKeyMaterial, sign_checkpoint, valid_origin};
 use crate::record::{RECOVERED_KIND, RecordError, encode};
 use crate::sink::{FileSink, Sink};
-use crate::verify::{VerifyFailure, scan};
+use crate::state;
+use crate::verify::{Anchor, VerifyFailure, scan};
 use crate::{CHECKPOINTS_FILE, LOCK_FILE, LOG_FILE};
 
 /// Why an operation on the log failed.
@@ -80,7 +81,11 @@ pub struct AuditLog {
     syncs: u64,
     /// Acknowledged (synced) length of `checkpoints`.
     checkpoints_len: u64,
+    /// Acknowledged checkpoints.
+    checkpoint_count: u64,
     last_checkpoint: Option<Checkpoint>,
+    /// Records `open` took from the `state` file's checkpoint without reading them.
+    started_from: u64,
     poisoned: bool,
     // Last, so it is released after the sinks are closed.
     _lock: File,
@@ -177,13 +182,49 @@ impl AuditLog {
             File::open(dir)?.sync_all()?;
         }
 
-        let scanned = scan(
-            File::open(&log_path)?,
-            File::open(&checkpoints_path)?,
-            &key.public_key(),
+        // A trusted starting point if the `state` file holds one that checks out; else, or if
+        // what follows it does not verify, the whole log.
+        let public_key = key.public_key();
+        let mut log_reader = File::open(&log_path)?;
+        let mut checkpoints_reader = File::open(&checkpoints_path)?;
+        let fast = state::read(
+            dir,
+            &mut log_reader,
+            &mut checkpoints_reader,
+            &public_key,
             origin,
-            &mut |_, _| {},
-        )?;
+        )
+        .and_then(|anchor| {
+            let from = anchor.tree.size();
+            scan(
+                &log_reader,
+                &checkpoints_reader,
+                Some(anchor),
+                &public_key,
+                origin,
+                &mut |_, _| {},
+            )
+            .ok()
+            .map(|scanned| (from, scanned))
+        });
+        let (started_from, scanned) = match fast {
+            Some(fast) => fast,
+            None => {
+                let scanned = scan(
+                    File::open(&log_path)?,
+                    File::open(&checkpoints_path)?,
+                    None,
+                    &public_key,
+                    origin,
+                    &mut |_, _| {},
+                )?;
+                if let Some(anchor) = &scanned.anchor {
+                    // Best effort: the next open starts there.
+                    let _written = state::write(dir, anchor);
+                }
+                (0, scanned)
+            }
+        };
 
         let mut log = AuditLog {
             dir: dir.to_path_buf(),
@@ -197,7 +238,9 @@ impl AuditLog {
             written_len: scanned.log_len,
             syncs: 0,
             checkpoints_len: scanned.checkpoints_len,
+            checkpoint_count: scanned.checkpoints,
             last_checkpoint: scanned.last_checkpoint,
+            started_from,
             poisoned: false,
             _lock: lock,
         };
@@ -329,8 +372,22 @@ impl AuditLog {
         {
             return Err(self.poison(e));
         }
+        let offset = self.checkpoints_len;
         self.checkpoints_len += entry.len() as u64;
+        self.checkpoint_count += 1;
         self.last_checkpoint = Some(cp.clone());
+        // Best effort, after the checkpoint is durable: the next `open` may start here.
+        let _written = state::write(
+            &self.dir,
+            &Anchor {
+                tree: self.tree.clone(),
+                log_len: self.log_len,
+                checkpoint: cp.clone(),
+                ordinal: self.checkpoint_count - 1,
+                checkpoint_offset: offset,
+                checkpoints_len: self.checkpoints_len,
+            },
+        );
         Ok(cp)
     }
 
@@ -403,6 +460,12 @@ impl AuditLog {
     /// The log's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// How many records `open` took as proven by the `state` file's checkpoint, without
+    /// reading them (0: it read and verified the whole log). See the crate docs, "Recovery".
+    pub fn started_from(&self) -> u64 {
+        self.started_from
     }
 
     /// Whether an I/O failure has poisoned this handle.

@@ -868,3 +868,186 @@ fn group_commit_dead_disk_never_loses_acknowledged_records() {
         }
     }
 }
+
+// ---- Fast open: the `state` file.
+
+/// 150 records each under its own checkpoint (so `verify` names an edited one exactly), then
+/// 50 more committed after the last checkpoint; fsyncs skipped while building.
+fn build_checkpointed(der: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open_with_plan(dir.path(), der, &Plan::no_sync()).unwrap();
+    for i in 0..150 {
+        log.append_checkpointed(kind(i), body(i), time(i)).unwrap();
+    }
+    for i in 150..200 {
+        log.append_deferred(kind(i), body(i), time(i)).unwrap();
+    }
+    log.commit().unwrap();
+    drop(log);
+    dir
+}
+
+/// Edits record 3 so that it still parses (only the Merkle tree can tell).
+fn edit_record_3(dir: &Path) {
+    let path = dir.join(LOG_FILE);
+    let text = fs::read_to_string(&path).unwrap();
+    let line = text.lines().nth(3).unwrap();
+    assert!(line.contains(r#""i":3,"#), "{line}");
+    fs::write(&path, text.replacen(r#""i":3,"#, r#""i":9,"#, 1)).unwrap();
+}
+
+fn record_3_edited() -> impl Fn(&VerifyFailure) -> bool {
+    |f| {
+        matches!(
+            f,
+            VerifyFailure::Record {
+                index: 3,
+                problem: RecordProblem::RootMismatch {
+                    checkpoint_size: 4,
+                    ..
+                },
+                ..
+            }
+        )
+    }
+}
+
+/// With an honest `state`, `open` starts at the last checkpoint: it does not read the records
+/// before it (an edit there goes unnoticed by `open`), checks the 50 after it, repairs a torn
+/// tail, and appends; `verify`, which reads everything, still names the edited record.
+#[test]
+fn fast_open_starts_at_the_last_checkpoint() {
+    let der = new_key();
+    let pk = public(&der);
+    let dir = build_checkpointed(&der);
+    assert!(dir.path().join(STATE_FILE).exists());
+    edit_record_3(dir.path());
+    // A torn tail after the checkpoint: half a record.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(LOG_FILE))
+        .unwrap();
+    std::io::Write::write_all(&mut f, br#"{"body":{"i":200"#).unwrap();
+    drop(f);
+
+    let (mut log, recovery) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
+    assert_eq!(log.started_from(), 150);
+    assert_eq!(log.size(), 201);
+    assert_eq!(
+        (recovery.truncated_bytes, recovery.recovered_index),
+        (16, Some(200))
+    );
+    assert_eq!(log.append("pull", body(201), time(301)).unwrap(), 201);
+    log.checkpoint().unwrap();
+    drop(log);
+
+    let failure = verify(dir.path(), &pk, ORIGIN).unwrap_err();
+    assert!(record_3_edited()(&failure), "{failure:?}");
+}
+
+/// Without the edit, the fast open and a full scan agree on the tree, and a state written by
+/// `open` after a full scan (a log from before the file existed) starts the next open.
+#[test]
+fn fast_open_agrees_with_a_full_scan() {
+    let der = new_key();
+    let dir = build_checkpointed(&der);
+    let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
+    assert_eq!(log.started_from(), 150);
+    let fast = (log.size(), log.root(), log.last_checkpoint().cloned());
+    drop(log);
+    fs::remove_file(dir.path().join(STATE_FILE)).unwrap();
+    let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
+    assert_eq!(log.started_from(), 0);
+    assert_eq!(
+        (log.size(), log.root(), log.last_checkpoint().cloned()),
+        fast
+    );
+    drop(log);
+    let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
+    assert_eq!(log.started_from(), 150);
+}
+
+/// A `state` file that lies in any one respect is ignored: `open` reads the whole log, finds
+/// the edited record 3 and refuses the log, changing nothing.
+#[test]
+fn a_lying_state_file_is_ignored() {
+    let der = new_key();
+    let dir = build_checkpointed(&der);
+    edit_record_3(dir.path());
+    let state_path = dir.path().join(STATE_FILE);
+    let honest: Value = serde_json::from_slice(&fs::read(&state_path).unwrap()).unwrap();
+    let log_bytes = honest["logBytes"].as_u64().unwrap();
+    let line_len = {
+        let text = fs::read(dir.path().join(LOG_FILE)).unwrap();
+        let end = log_bytes as usize - 1;
+        (end - text[..end].iter().rposition(|&c| c == b'\n').unwrap()) as u64
+    };
+    let heads = honest["frontier"].as_array().unwrap().len();
+    assert!(heads >= 2, "150 = 0b10010110 has 4 perfect subtrees");
+    let mut lies: Vec<(String, Value)> = Vec::new();
+    let mut lie = |what: &str, f: &dyn Fn(&mut Value)| {
+        let mut v = honest.clone();
+        f(&mut v);
+        lies.push((what.to_owned(), v));
+    };
+    for h in 0..heads {
+        lie(&format!("frontier head {h}"), &|v| {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let mut bytes = b64.decode(v["frontier"][h].as_str().unwrap()).unwrap();
+            bytes[7] ^= 1;
+            v["frontier"][h] = json!(b64.encode(bytes));
+        });
+    }
+    lie("one head too few", &|v| {
+        v["frontier"].as_array_mut().unwrap().pop();
+    });
+    lie("log length one short", &|v| {
+        v["logBytes"] = json!(log_bytes - 1)
+    });
+    lie("log length one record short", &|v| {
+        v["logBytes"] = json!(log_bytes - line_len)
+    });
+    lie("log length past the end", &|v| {
+        v["logBytes"] = json!(u64::MAX)
+    });
+    lie("size", &|v| v["size"] = json!(149));
+    lie("an older checkpoint's entry", &|v| {
+        let len = v["checkpointEnd"].as_u64().unwrap() - v["checkpointOffset"].as_u64().unwrap();
+        v["checkpointOffset"] = json!(v["checkpointOffset"].as_u64().unwrap() - len);
+        v["checkpointEnd"] = json!(v["checkpointEnd"].as_u64().unwrap() - len);
+    });
+    lie("checkpoint end", &|v| {
+        v["checkpointEnd"] = json!(v["checkpointEnd"].as_u64().unwrap() + 1)
+    });
+    lie("version", &|v| v["version"] = json!(2));
+    lie("not a number", &|v| v["size"] = json!("150"));
+    let mut cases = 0;
+    for (what, state) in &lies {
+        fs::write(&state_path, state.to_string()).unwrap();
+        let before = fs::read(dir.path().join(LOG_FILE)).unwrap();
+        match AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)) {
+            Err(AuditError::Corrupt(f)) => assert!(record_3_edited()(&f), "{what}: {f:?}"),
+            other => panic!("{what}: the lie was believed: {other:?}"),
+        }
+        assert_eq!(
+            fs::read(dir.path().join(LOG_FILE)).unwrap(),
+            before,
+            "{what}"
+        );
+        cases += 1;
+    }
+    for garbage in [&b""[..], b"{", b"\xff\xfe", &[b' '; 9000][..]] {
+        fs::write(&state_path, garbage).unwrap();
+        assert!(matches!(
+            AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)),
+            Err(AuditError::Corrupt(_))
+        ));
+        cases += 1;
+    }
+    assert_eq!(cases, heads + 13);
+    // The honest state is believed (the edit lies before its checkpoint).
+    fs::write(&state_path, honest.to_string()).unwrap();
+    let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
+    assert_eq!(log.started_from(), 150);
+}

@@ -82,7 +82,7 @@ fn base() -> &'static Base {
 
 /// Verifies in memory (the same streaming code `verify` runs on the files).
 fn check(log: &[u8], checkpoints: &[u8]) -> Result<VerifyReport, VerifyFailure> {
-    scan(log, checkpoints, &base().pk, ORIGIN, &mut |_, _| {}).map(|s| s.report())
+    scan(log, checkpoints, None, &base().pk, ORIGIN, &mut |_, _| {}).map(|s| s.report())
 }
 
 /// Verifies through the files, with `verify`, and checks `open` refuses the log unchanged.
@@ -596,6 +596,7 @@ fn sparse_checkpoints_bound_the_edit() {
         let result = scan(
             &bytes[..],
             &fs::read(dir.path().join(CHECKPOINTS_FILE)).unwrap()[..],
+            None,
             &pk,
             ORIGIN,
             &mut |_, _| {},

@@ -96,7 +96,7 @@ pub fn verify(
     origin: &str,
 ) -> Result<VerifyReport, VerifyFailure> {
     let (log, checkpoints) = open_for_reading(dir)?;
-    Ok(scan(log, checkpoints, public_key, origin, &mut |_, _| {})?.report())
+    Ok(scan(log, checkpoints, None, public_key, origin, &mut |_, _| {})?.report())
 }
 
 /// A verified log, read whole into memory (records and leaf hashes, for display and proofs).
@@ -119,7 +119,7 @@ pub fn read_verified(
     let (log, checkpoints) = open_for_reading(dir)?;
     let mut records = Vec::new();
     let mut leaves = Vec::new();
-    let report = scan(log, checkpoints, public_key, origin, &mut |r, h| {
+    let report = scan(log, checkpoints, None, public_key, origin, &mut |r, h| {
         records.push(r);
         leaves.push(h);
     })?
@@ -131,14 +131,14 @@ pub fn read_verified(
     })
 }
 
-fn io_failure(file: &'static str) -> impl Fn(io::Error) -> VerifyFailure {
+pub(crate) fn io_failure(file: &'static str) -> impl Fn(io::Error) -> VerifyFailure {
     move |e| VerifyFailure::Io {
         file,
         message: e.to_string(),
     }
 }
 
-fn open_for_reading(dir: &Path) -> Result<(File, io::Take<File>), VerifyFailure> {
+pub(crate) fn open_for_reading(dir: &Path) -> Result<(File, io::Take<File>), VerifyFailure> {
     // Checkpoints first: a checkpoint is only written once its records are durable, so every
     // checkpoint in this snapshot is covered by the log as it is opened after it.
     let checkpoints =
@@ -149,6 +149,24 @@ fn open_for_reading(dir: &Path) -> Result<(File, io::Take<File>), VerifyFailure>
         .len();
     let log = File::open(dir.join(LOG_FILE)).map_err(io_failure(LOG_FILE))?;
     Ok((log, checkpoints.take(len)))
+}
+
+/// A trusted starting point: the tree, log length and checkpoint position at a checkpoint that
+/// matched (found by a scan, or read back from the `state` file and checked by `open`).
+#[derive(Debug, Clone)]
+pub(crate) struct Anchor {
+    /// The tree of the first `checkpoint.size` records.
+    pub(crate) tree: Frontier,
+    /// The bytes of `log.jsonl` holding those records.
+    pub(crate) log_len: u64,
+    /// The checkpoint that signed that tree.
+    pub(crate) checkpoint: Checkpoint,
+    /// Its ordinal in `checkpoints`, from 0.
+    pub(crate) ordinal: u64,
+    /// The byte offset of its entry in `checkpoints`.
+    pub(crate) checkpoint_offset: u64,
+    /// Where the entry after it starts.
+    pub(crate) checkpoints_len: u64,
 }
 
 /// The result of a scan: the report's facts plus what `open` needs to carry on.
@@ -163,6 +181,8 @@ pub(crate) struct Scan {
     pub(crate) last_checkpoint: Option<Checkpoint>,
     pub(crate) torn_tail_bytes: u64,
     pub(crate) torn_checkpoint_bytes: u64,
+    /// The last checkpoint that matched, as a starting point for a later `open`.
+    pub(crate) anchor: Option<Anchor>,
 }
 
 impl Scan {
@@ -192,12 +212,12 @@ enum Line {
     Eof,
 }
 
-struct LineReader<R> {
+pub(crate) struct LineReader<R> {
     inner: BufReader<R>,
 }
 
 impl<R: Read> LineReader<R> {
-    fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         Self {
             inner: BufReader::with_capacity(64 * 1024, inner),
         }
@@ -237,7 +257,7 @@ impl<R: Read> LineReader<R> {
 }
 
 /// One entry of `checkpoints`.
-enum Entry {
+pub(crate) enum Entry {
     /// A complete entry: the note (without the separating blank line) and its length in the
     /// file (with it).
     Note { text: Vec<u8>, len: u64 },
@@ -247,7 +267,10 @@ enum Entry {
     End,
 }
 
-fn read_entry<R: Read>(lines: &mut LineReader<R>, buf: &mut Vec<u8>) -> Result<Entry, String> {
+pub(crate) fn read_entry<R: Read>(
+    lines: &mut LineReader<R>,
+    buf: &mut Vec<u8>,
+) -> Result<Entry, String> {
     let mut text = Vec::new();
     let mut len = 0u64;
     for i in 0..CHECKPOINT_ENTRY_LINES {
@@ -283,6 +306,8 @@ fn read_entry<R: Read>(lines: &mut LineReader<R>, buf: &mut Vec<u8>) -> Result<E
 struct Pending {
     ordinal: u64,
     offset: u64,
+    /// Where its entry ends.
+    end: u64,
     checkpoint: Checkpoint,
 }
 
@@ -330,15 +355,20 @@ impl<R: Read> CheckpointStream<'_, R> {
         Ok(Some(Pending {
             ordinal,
             offset,
+            end: self.offset,
             checkpoint,
         }))
     }
 }
 
-/// The streaming check shared by `verify` and `open`; `each` sees every good record.
+/// The streaming check shared by `verify` and `open`; `each` sees every record that passes its
+/// own checks. With an `anchor`, `log` and
+/// `checkpoints` must be positioned at its `log_len` and `checkpoints_len`: what lies before
+/// is taken as proven by it, unread.
 pub(crate) fn scan<L: Read, C: Read>(
     log: L,
     checkpoints: C,
+    anchor: Option<Anchor>,
     public_key: &[u8; 32],
     origin: &str,
     each: &mut dyn FnMut(Record, Hash),
@@ -346,21 +376,25 @@ pub(crate) fn scan<L: Read, C: Read>(
     let mut stream = CheckpointStream {
         lines: LineReader::new(checkpoints),
         buf: Vec::new(),
-        ordinal: 0,
-        offset: 0,
+        ordinal: anchor.as_ref().map_or(0, |a| a.ordinal + 1),
+        offset: anchor.as_ref().map_or(0, |a| a.checkpoints_len),
         torn: 0,
         origin,
         public_key,
     };
     let mut lines = LineReader::new(log);
     let mut buf = Vec::new();
-    let mut tree = Frontier::default();
-    let mut offset = 0u64; // where the next record starts
-    let mut proven = (0u64, 0u64); // (size, offset) proven by the last matched checkpoint
-    let mut count = 0u64;
-    let mut last: Option<Checkpoint> = None;
+    let mut tree = anchor
+        .as_ref()
+        .map_or_else(Frontier::default, |a| a.tree.clone());
+    let mut offset = anchor.as_ref().map_or(0, |a| a.log_len); // where the next record starts
+    // (size, offset) proven by the last matched checkpoint
+    let mut proven = (tree.size(), offset);
+    let mut count = anchor.as_ref().map_or(0, |a| a.ordinal + 1);
+    let mut last: Option<Checkpoint> = anchor.as_ref().map(|a| a.checkpoint.clone());
     let mut torn_tail_bytes = 0;
-    let mut pending = stream.next(0)?;
+    let mut pending = stream.next(tree.size())?;
+    let mut anchor = anchor;
     loop {
         // Match every checkpoint that signed the tree as it now stands.
         while let Some(p) = pending.take_if(|p| p.checkpoint.size == tree.size()) {
@@ -388,6 +422,14 @@ pub(crate) fn scan<L: Read, C: Read>(
             }
             proven = (p.checkpoint.size, offset);
             count += 1;
+            anchor = Some(Anchor {
+                tree: tree.clone(),
+                log_len: offset,
+                checkpoint: p.checkpoint.clone(),
+                ordinal: p.ordinal,
+                checkpoint_offset: p.offset,
+                checkpoints_len: p.end,
+            });
             pending = stream.next(p.checkpoint.size)?;
             last = Some(p.checkpoint);
         }
@@ -435,5 +477,6 @@ pub(crate) fn scan<L: Read, C: Read>(
         last_checkpoint: last,
         torn_tail_bytes,
         torn_checkpoint_bytes: stream.torn,
+        anchor,
     })
 }

@@ -140,9 +140,42 @@ fn an_edited_record_fails_audit_verify_naming_it() {
         "{}",
         text(&out.stderr)
     );
-    // And the broker refuses to append to a log that fails verification.
+    // The broker opens the log from its last checkpoint (the `state` file), so an edit below
+    // it is `audit verify`'s to find: the next run goes ahead, and verify still names it.
+    let out = warrant(home.path(), RUN_EXAMPLE);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = warrant(home.path(), &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(122));
+    assert!(
+        text(&out.stderr).contains("record 5 "),
+        "{}",
+        text(&out.stderr)
+    );
+    // Without the state file, opening reads everything and refuses the log.
+    std::fs::remove_file(home.path().join("audit/state")).unwrap();
     let out = warrant(home.path(), RUN_EXAMPLE);
     assert_eq!(out.status.code(), Some(121), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "the guest must not run");
+}
+
+#[test]
+fn a_log_whose_tail_fails_verification_refuses_the_run() {
+    let home = tempfile::tempdir().unwrap();
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    // A complete line after the last checkpoint that is not the next record.
+    let path = home.path().join("audit/log.jsonl");
+    let mut log = std::fs::read_to_string(&path).unwrap();
+    let first = log.lines().next().unwrap().to_owned();
+    log.push_str(&first);
+    log.push('\n');
+    std::fs::write(&path, log).unwrap();
+    let out = warrant(home.path(), RUN_EXAMPLE);
+    assert_eq!(out.status.code(), Some(121), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("record 5 (byte"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(out.stdout.is_empty(), "the guest must not run");
 }
 
