@@ -140,15 +140,19 @@
 //!   [`AuditLog::commit`] (group commit), [`AuditLog::checkpoint`],
 //!   [`AuditLog::append_checkpointed`], [`AuditLog::size`], [`AuditLog::pending`],
 //!   [`AuditLog::root`], [`AuditLog::syncs`].
-//! * Reading: [`verify`] (→ [`VerifyReport`] or [`VerifyFailure`]), [`read_verified`].
+//! * Reading: [`verify`] (→ [`VerifyReport`] or [`VerifyFailure`]), [`read_verified`],
+//!   [`read_proven`] (streaming, only proven records).
 //! * Keys and checkpoints: [`SigningKeyMaterial`], [`open_checkpoint`], [`verifier_key`],
 //!   [`key_id`].
 //! * Proofs (RFC 9162 §2.1.3–2.1.4): [`inclusion_proof`], [`verify_inclusion`],
-//!   [`consistency_proof`], [`verify_consistency`], [`leaf_hash`], [`merkle::root`].
+//!   [`consistency_proof`], [`verify_consistency`], [`leaf_hash`], [`merkle::root`]; and
+//!   self-contained proof files for third parties ([`proof`]): [`prove_inclusion`],
+//!   [`prove_consistency`], [`verify_proof`] (→ [`Proven`] or [`ProofFailure`]).
 
 mod log;
 pub mod merkle;
 mod note;
+pub mod proof;
 mod record;
 mod sink;
 mod state;
@@ -156,6 +160,8 @@ mod verify;
 
 #[cfg(test)]
 mod log_tests;
+#[cfg(test)]
+mod proof_tests;
 #[cfg(test)]
 mod tamper_tests;
 
@@ -168,13 +174,18 @@ pub use note::{
     Checkpoint, CheckpointProblem, KeyError, MAX_ORIGIN_BYTES, SigningKeyMaterial, key_id,
     open_checkpoint, valid_origin, verifier_key,
 };
+pub use proof::{
+    ConsistencyProof, InclusionProof, ProofFailure, ProveError, Proven, prove_consistency,
+    prove_inclusion, verify_proof,
+};
 pub use record::{
     MAX_BODY_DEPTH, MAX_KIND_BYTES, MAX_RECORD_BYTES, RECOVERED_KIND, Record, RecordError,
     RecordProblem, format_time, parse_time,
 };
 pub use state::STATE_FILE;
 pub use verify::{
-    MAX_CHECKPOINT_LINE_BYTES, VerifiedLog, VerifyFailure, VerifyReport, read_verified, verify,
+    MAX_CHECKPOINT_LINE_BYTES, VerifiedLog, VerifyFailure, VerifyReport, read_proven,
+    read_verified, verify,
 };
 
 /// The records file in a log directory.

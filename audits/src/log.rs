@@ -202,7 +202,7 @@ impl AuditLog {
                 Some(anchor),
                 &public_key,
                 origin,
-                &mut |_, _| {},
+                &mut |_| {},
             )
             .ok()
             .map(|scanned| (from, scanned))
@@ -216,7 +216,7 @@ impl AuditLog {
                     None,
                     &public_key,
                     origin,
-                    &mut |_, _| {},
+                    &mut |_| {},
                 )?;
                 if let Some(anchor) = &scanned.anchor {
                     // Best effort: the next open starts there.

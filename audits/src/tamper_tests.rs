@@ -82,7 +82,7 @@ fn base() -> &'static Base {
 
 /// Verifies in memory (the same streaming code `verify` runs on the files).
 fn check(log: &[u8], checkpoints: &[u8]) -> Result<VerifyReport, VerifyFailure> {
-    scan(log, checkpoints, None, &base().pk, ORIGIN, &mut |_, _| {}).map(|s| s.report())
+    scan(log, checkpoints, None, &base().pk, ORIGIN, &mut |_| {}).map(|s| s.report())
 }
 
 /// Verifies through the files, with `verify`, and checks `open` refuses the log unchanged.
@@ -599,7 +599,7 @@ fn sparse_checkpoints_bound_the_edit() {
             None,
             &pk,
             ORIGIN,
-            &mut |_, _| {},
+            &mut |_| {},
         );
         let first_unproven = edited / 10 * 10;
         match result {

@@ -96,7 +96,7 @@ pub fn verify(
     origin: &str,
 ) -> Result<VerifyReport, VerifyFailure> {
     let (log, checkpoints) = open_for_reading(dir)?;
-    Ok(scan(log, checkpoints, None, public_key, origin, &mut |_, _| {})?.report())
+    Ok(scan(log, checkpoints, None, public_key, origin, &mut |_| {})?.report())
 }
 
 /// A verified log, read whole into memory (records and leaf hashes, for display and proofs).
@@ -119,9 +119,11 @@ pub fn read_verified(
     let (log, checkpoints) = open_for_reading(dir)?;
     let mut records = Vec::new();
     let mut leaves = Vec::new();
-    let report = scan(log, checkpoints, None, public_key, origin, &mut |r, h| {
-        records.push(r);
-        leaves.push(h);
+    let report = scan(log, checkpoints, None, public_key, origin, &mut |seen| {
+        if let Seen::Record(_, r, h) = seen {
+            records.push(r);
+            leaves.push(h);
+        }
     })?
     .report();
     Ok(VerifiedLog {
@@ -129,6 +131,43 @@ pub fn read_verified(
         leaves,
         report,
     })
+}
+
+/// Reads the log in `dir`, verifying it as [`verify`] does (one streaming pass), and hands
+/// `each` every record (parsed, and its line without the newline) in order **once it is
+/// proven**: when a checkpoint covering it has matched, or, for the records after the newest
+/// checkpoint, when the whole log has verified.
+///
+/// On a failure, `each` has seen exactly the records proven by the checkpoints before it, and
+/// nothing after: no record that a later check could still show to be altered. Memory holds the
+/// records between two checkpoints (all of them if the log has none).
+pub fn read_proven(
+    dir: &Path,
+    public_key: &[u8; 32],
+    origin: &str,
+    each: &mut dyn FnMut(Record, &[u8]),
+) -> Result<VerifyReport, VerifyFailure> {
+    let (log, checkpoints) = open_for_reading(dir)?;
+    let mut unproven: Vec<(Record, Vec<u8>)> = Vec::new();
+    let scanned = scan(
+        log,
+        checkpoints,
+        None,
+        public_key,
+        origin,
+        &mut |seen| match seen {
+            Seen::Record(line, record, _) => unproven.push((record, line.to_vec())),
+            Seen::Proven(_) => {
+                for (record, line) in unproven.drain(..) {
+                    each(record, &line);
+                }
+            }
+        },
+    )?;
+    for (record, line) in unproven.drain(..) {
+        each(record, &line);
+    }
+    Ok(scanned.report())
 }
 
 pub(crate) fn io_failure(file: &'static str) -> impl Fn(io::Error) -> VerifyFailure {
@@ -167,6 +206,15 @@ pub(crate) struct Anchor {
     pub(crate) checkpoint_offset: u64,
     /// Where the entry after it starts.
     pub(crate) checkpoints_len: u64,
+}
+
+/// What a scan shows its caller, in order.
+pub(crate) enum Seen<'a> {
+    /// A record that passed its own checks (its line, without the newline; the parsed record;
+    /// its leaf hash). A later checkpoint may still show it was altered.
+    Record(&'a [u8], Record, Hash),
+    /// A checkpoint matched the tree: every record seen so far is proven.
+    Proven(&'a Checkpoint),
 }
 
 /// The result of a scan: the report's facts plus what `open` needs to carry on.
@@ -361,8 +409,8 @@ impl<R: Read> CheckpointStream<'_, R> {
     }
 }
 
-/// The streaming check shared by `verify` and `open`; `each` sees every record that passes its
-/// own checks. With an `anchor`, `log` and
+/// The streaming check shared by `verify`, `open` and the readers; `each` sees every record
+/// that passes its own checks and every checkpoint that matches. With an `anchor`, `log` and
 /// `checkpoints` must be positioned at its `log_len` and `checkpoints_len`: what lies before
 /// is taken as proven by it, unread.
 pub(crate) fn scan<L: Read, C: Read>(
@@ -371,7 +419,7 @@ pub(crate) fn scan<L: Read, C: Read>(
     anchor: Option<Anchor>,
     public_key: &[u8; 32],
     origin: &str,
-    each: &mut dyn FnMut(Record, Hash),
+    each: &mut dyn FnMut(Seen<'_>),
 ) -> Result<Scan, VerifyFailure> {
     let mut stream = CheckpointStream {
         lines: LineReader::new(checkpoints),
@@ -422,6 +470,7 @@ pub(crate) fn scan<L: Read, C: Read>(
             }
             proven = (p.checkpoint.size, offset);
             count += 1;
+            each(Seen::Proven(&p.checkpoint));
             anchor = Some(Anchor {
                 tree: tree.clone(),
                 log_len: offset,
@@ -447,7 +496,7 @@ pub(crate) fn scan<L: Read, C: Read>(
                 let record = parse_line(&buf, index).map_err(record_failure)?;
                 let leaf = leaf_hash(&buf);
                 tree.push(leaf);
-                each(record, leaf);
+                each(Seen::Record(&buf, record, leaf));
                 offset += buf.len() as u64 + 1;
             }
             Line::Partial => {
