@@ -263,6 +263,7 @@ fn read_log(
         log,
         checkpoints,
         None,
+        false,
         public_key,
         origin,
         &mut |seen| match seen {

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::note::{Checkpoint, CheckpointProblem, open_checkpoint};
-use crate::record::{MAX_RECORD_BYTES, Record, RecordProblem, parse_line};
+use crate::record::{MAX_RECORD_BYTES, Record, RecordProblem, is_canonical_record, parse_line};
 use crate::{CHECKPOINTS_FILE, LOG_FILE};
 
 /// The longest line of a checkpoint entry. Real lines are under 400 bytes.
@@ -96,7 +96,16 @@ pub fn verify(
     origin: &str,
 ) -> Result<VerifyReport, VerifyFailure> {
     let (log, checkpoints) = open_for_reading(dir)?;
-    Ok(scan(log, checkpoints, None, public_key, origin, &mut |_| {})?.report())
+    Ok(scan(
+        log,
+        checkpoints,
+        None,
+        false,
+        public_key,
+        origin,
+        &mut |_| {},
+    )?
+    .report())
 }
 
 /// A verified log, read whole into memory (records and leaf hashes, for display and proofs).
@@ -119,12 +128,20 @@ pub fn read_verified(
     let (log, checkpoints) = open_for_reading(dir)?;
     let mut records = Vec::new();
     let mut leaves = Vec::new();
-    let report = scan(log, checkpoints, None, public_key, origin, &mut |seen| {
-        if let Seen::Record(_, r, h) = seen {
-            records.push(r);
-            leaves.push(h);
-        }
-    })?
+    let report = scan(
+        log,
+        checkpoints,
+        None,
+        true,
+        public_key,
+        origin,
+        &mut |seen| {
+            if let Seen::Record(_, Some(r), h) = seen {
+                records.push(r);
+                leaves.push(h);
+            }
+        },
+    )?
     .report();
     Ok(VerifiedLog {
         records,
@@ -153,10 +170,12 @@ pub fn read_proven(
         log,
         checkpoints,
         None,
+        true,
         public_key,
         origin,
         &mut |seen| match seen {
-            Seen::Record(line, record, _) => unproven.push((record, line.to_vec())),
+            Seen::Record(line, Some(record), _) => unproven.push((record, line.to_vec())),
+            Seen::Record(_, None, _) => {}
             Seen::Proven(_) => {
                 for (record, line) in unproven.drain(..) {
                     each(record, &line);
@@ -210,9 +229,10 @@ pub(crate) struct Anchor {
 
 /// What a scan shows its caller, in order.
 pub(crate) enum Seen<'a> {
-    /// A record that passed its own checks (its line, without the newline; the parsed record;
-    /// its leaf hash). A later checkpoint may still show it was altered.
-    Record(&'a [u8], Record, Hash),
+    /// A record that passed its own checks (its line, without the newline; the parsed record,
+    /// if the scan was asked for records; its leaf hash). A later checkpoint may still show it
+    /// was altered.
+    Record(&'a [u8], Option<Record>, Hash),
     /// A checkpoint matched the tree: every record seen so far is proven.
     Proven(&'a Checkpoint),
 }
@@ -412,11 +432,13 @@ impl<R: Read> CheckpointStream<'_, R> {
 /// The streaming check shared by `verify`, `open` and the readers; `each` sees every record
 /// that passes its own checks and every checkpoint that matches. With an `anchor`, `log` and
 /// `checkpoints` must be positioned at its `log_len` and `checkpoints_len`: what lies before
-/// is taken as proven by it, unread.
+/// is taken as proven by it, unread. Without `records`, records are checked but not parsed
+/// into [`Record`]s when the fast check ([`is_canonical_record`]) can decide.
 pub(crate) fn scan<L: Read, C: Read>(
     log: L,
     checkpoints: C,
     anchor: Option<Anchor>,
+    records: bool,
     public_key: &[u8; 32],
     origin: &str,
     each: &mut dyn FnMut(Seen<'_>),
@@ -493,7 +515,11 @@ pub(crate) fn scan<L: Read, C: Read>(
             .map_err(io_failure(LOG_FILE))?
         {
             Line::Complete => {
-                let record = parse_line(&buf, index).map_err(record_failure)?;
+                let record = if !records && is_canonical_record(&buf, index) {
+                    None
+                } else {
+                    Some(parse_line(&buf, index).map_err(record_failure)?)
+                };
                 let leaf = leaf_hash(&buf);
                 tree.push(leaf);
                 each(Seen::Record(&buf, record, leaf));
