@@ -177,7 +177,7 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// The audit log: verify it, print its verifier key
+    /// The audit log: verify it, show it, prove records to a third party, print its verifier key
     Audit {
         #[command(subcommand)]
         command: AuditCommand,

@@ -277,7 +277,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record() {
     let mut acknowledged_total = 0_usize;
     let rounds = crash_rounds();
     for round in 0..rounds {
-        // A fresh log every 25 kills, so that opening (which re-verifies the whole log) stays
+        // A fresh log every 25 kills, so that the full `audits::verify` after each kill stays
         // quick; each log still goes through 25 crash-and-recover cycles.
         let dir = home.path().join(format!("audit-{}", round / 25));
         let before = if dir.join("log.jsonl").exists() {
