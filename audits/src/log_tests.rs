@@ -1051,3 +1051,22 @@ fn a_lying_state_file_is_ignored() {
     let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
     assert_eq!(log.started_from(), 150);
 }
+
+/// The state is written through a fresh `state.tmp`: a symlink planted there is replaced, not
+/// followed.
+#[test]
+fn a_symlink_at_state_tmp_is_not_followed() {
+    let der = new_key();
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"keep me").unwrap();
+    let (mut log, _) =
+        AuditLog::open_at(&dir.path().join("log"), ORIGIN, key(&der), time(0)).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("log/state.tmp")).unwrap();
+    log.append("pull", body(0), time(0)).unwrap();
+    log.checkpoint().unwrap();
+    drop(log);
+    assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+    let (log, _) = AuditLog::open_at(&dir.path().join("log"), ORIGIN, key(&der), time(1)).unwrap();
+    assert_eq!(log.started_from(), 1);
+}

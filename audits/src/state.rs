@@ -60,10 +60,15 @@ pub(crate) fn write(dir: &Path, anchor: &Anchor) -> io::Result<()> {
     })
     .to_string();
     let tmp = dir.join(STATE_TMP);
+    // Created afresh and exclusively: a file or symlink left (or planted) at `state.tmp` is
+    // removed, never written through.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
     file.write_all(text.as_bytes())?;
