@@ -249,6 +249,10 @@ fn a_run_makes_exactly_one_sync_before_the_effect() {
         .unwrap();
     assert_eq!((audit.syncs(), audit.size()), (before + 1, 8));
     audit.finish().unwrap();
+    // A run that recorded nothing (it failed before its first record) signs nothing.
+    let before = audit.syncs();
+    audit.finish().unwrap();
+    assert_eq!(audit.syncs(), before);
     drop(audit);
     let report = audits::verify(&dir, &public, broker::audit::ORIGIN).unwrap();
     assert_eq!(
