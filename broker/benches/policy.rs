@@ -96,6 +96,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Request::EnvRead("REGION".into()),
         Request::NetConnect("api.acme.example:443".into()),
     ];
+    // `WARRANT_BENCH_PROFILE=N`: only the uncached decisions with N policies, for 10 s, to
+    // run under a profiler (`perf record -g target/release/deps/policy-* --bench`).
+    if let Some(n) = std::env::var("WARRANT_BENCH_PROFILE")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let policies = Policies::from_sources(&[(PathBuf::from("bench.cedar"), policy_set(n))])?;
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            black_box(policies.evaluate_all(&facts, black_box(&requests)));
+        }
+        return Ok(());
+    }
     println!(
         "| policies | load + validate | 6 decisions, uncached | per decision | 1 cached decision |"
     );

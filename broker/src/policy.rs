@@ -87,6 +87,9 @@ pub enum PolicyError {
 /// A loaded, validated policy set.
 pub struct Policies {
     by_action: HashMap<&'static str, ActionIndex>,
+    /// Policies whose outcome is the same for every request of a run: scoped to any action and
+    /// any resource, with conditions that read neither `action`, `resource` nor `context`.
+    invariant: Group,
     /// The whole set, unsliced (the reference evaluation in tests).
     #[cfg(test)]
     all: PolicySet,
@@ -364,12 +367,13 @@ impl Policies {
             hasher.update((text.len() as u64).to_be_bytes());
             hasher.update(text.as_bytes());
         }
-        let by_action = slice_by_action(&set).map_err(|reason| PolicyError::Read {
+        let (by_action, invariant) = slice_by_action(&set).map_err(|reason| PolicyError::Read {
             path: PathBuf::from("(policy set)"),
             reason,
         })?;
         Ok(Self {
             by_action,
+            invariant,
             #[cfg(test)]
             all: set.clone(),
             check_entities: false,
@@ -464,8 +468,11 @@ impl Policies {
     /// action, and its resource or an ancestor); a policy scoped elsewhere can neither be
     /// satisfied nor fail for it. Policies that never mention the artifact's `signer` give
     /// the same result for every signer, so they are evaluated once; the others once per
-    /// signer; and the entities are built once per signer for all requests. The outcome is
-    /// exactly that of evaluating the whole set once per signer (see the module docs).
+    /// signer; and the entities are built once per signer for all requests. Policies that
+    /// apply to every action and resource and read only the principal give the same result
+    /// for every request, so they are evaluated once per run, not once per request. The
+    /// outcome is exactly that of evaluating the whole set once per signer (see the module
+    /// docs).
     pub fn evaluate_all(&self, facts: &Facts, requests: &[Request]) -> Vec<Decision> {
         let none = [Signer::none()];
         let signers: &[Signer] = if facts.signers.is_empty() {
@@ -474,8 +481,8 @@ impl Policies {
             &facts.signers
         };
         let authorizer = Authorizer::new();
-        let mut entities: Vec<Option<Result<Entities, String>>> =
-            signers.iter().map(|_| None).collect();
+        let mut entities = Stores::new(self, facts, signers, requests);
+        let mut invariant: Option<Tally> = None;
         let mut decisions = Vec::with_capacity(requests.len());
         for request in requests {
             let mut tally = Tally::default();
@@ -492,17 +499,14 @@ impl Policies {
             let Ok(cedar_request) = &cedar_request else {
                 continue;
             };
-            for group in groups {
+            let mut evaluate = |group: &Group, tally: &mut Tally| {
                 let passes = [(&group.independent, 1), (&group.dependent, signers.len())];
                 for (set, evaluations) in passes {
                     if set.is_empty() {
                         continue;
                     }
-                    for (signer, built) in signers.iter().zip(entities.iter_mut()).take(evaluations)
-                    {
-                        let built =
-                            built.get_or_insert_with(|| self.entities(facts, signer, requests));
-                        match built {
+                    for signer in 0..evaluations {
+                        match entities.get(signer) {
                             Ok(built) => {
                                 tally.add(set, &authorizer.is_authorized(cedar_request, set, built))
                             }
@@ -510,6 +514,17 @@ impl Policies {
                         }
                     }
                 }
+            };
+            // Any request gives the invariant policies the same principal and entities, and
+            // they read nothing else: the first request's outcome is every request's.
+            let invariant = invariant.get_or_insert_with(|| {
+                let mut once = Tally::default();
+                evaluate(&self.invariant, &mut once);
+                once
+            });
+            tally.merge(invariant);
+            for group in groups {
+                evaluate(group, &mut tally);
             }
             decisions.push(tally.decision(request));
         }
@@ -566,14 +581,13 @@ impl Policies {
             .map_err(|e| e.to_string())
     }
 
-    /// The entities for one evaluation: the artifact (with `signer`), its repository and
-    /// registry, the runtime, and every requested resource with its ancestors.
-    fn entities(
-        &self,
-        facts: &Facts,
-        signer: &Signer,
-        requests: &[Request],
-    ) -> Result<Entities, String> {
+    /// The schema to check built entities against: none at run time (see `entities`).
+    fn entity_schema(&self) -> Option<&Schema> {
+        self.check_entities.then_some(&self.schema)
+    }
+
+    /// The artifact entity as seen by the evaluation for `signer`.
+    fn artifact(facts: &Facts, signer: &Signer) -> Result<Entity, String> {
         let signer_record = |s: &Signer| {
             RestrictedExpression::new_record([
                 (
@@ -591,7 +605,6 @@ impl Policies {
             ])
             .map_err(|e| e.to_string())
         };
-        let registry = uid("Registry", &facts.registry)?;
         let repository = uid("Repository", &facts.repository)?;
         let artifact = uid("Artifact", &facts.digest.to_string())?;
         let mut attrs = HashMap::from([
@@ -644,6 +657,20 @@ impl Policies {
                 .map_err(|e| e.to_string())?,
             );
         }
+        Entity::new(artifact, attrs, HashSet::from([repository])).map_err(|e| e.to_string())
+    }
+
+    /// The entities for one evaluation: the artifact (with `signer`), its repository and
+    /// registry, the runtime, and every requested resource with its ancestors.
+    fn entities(
+        &self,
+        facts: &Facts,
+        signer: &Signer,
+        requests: &[Request],
+    ) -> Result<Entities, String> {
+        let registry = uid("Registry", &facts.registry)?;
+        let repository = uid("Repository", &facts.repository)?;
+        let artifact = Self::artifact(facts, signer)?;
         let mut entities: HashMap<EntityUid, Entity> = HashMap::new();
         entities.insert(
             registry.clone(),
@@ -651,12 +678,9 @@ impl Policies {
         );
         entities.insert(
             repository.clone(),
-            Entity::new_no_attrs(repository.clone(), HashSet::from([registry])),
+            Entity::new_no_attrs(repository, HashSet::from([registry])),
         );
-        entities.insert(
-            artifact.clone(),
-            Entity::new(artifact, attrs, HashSet::from([repository])).map_err(|e| e.to_string())?,
-        );
+        entities.insert(artifact.uid(), artifact);
         let runtime = uid("Runtime", "cli")?;
         entities.insert(
             runtime.clone(),
@@ -691,11 +715,73 @@ impl Policies {
         // Not checked against the schema here (a third of the cost of a decision): the shapes
         // are fixed by this function, and `entities_conform_to_the_schema` checks them. A
         // mismatch could only make a validated policy error at run time, which denies.
-        Entities::from_entities(
-            entities.into_values(),
-            self.check_entities.then_some(&self.schema),
-        )
-        .map_err(|e| e.to_string())
+        Entities::from_entities(entities.into_values(), self.entity_schema())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The entity stores of one run's evaluations, one per signer, built when first needed: the
+/// first from scratch, the others as a copy of it with only the artifact replaced (it has no
+/// descendants, so nothing else's ancestors change).
+struct Stores<'a> {
+    policies: &'a Policies,
+    facts: &'a Facts,
+    signers: &'a [Signer],
+    requests: &'a [Request],
+    built: Vec<Option<Result<Entities, String>>>,
+}
+
+impl<'a> Stores<'a> {
+    fn new(
+        policies: &'a Policies,
+        facts: &'a Facts,
+        signers: &'a [Signer],
+        requests: &'a [Request],
+    ) -> Self {
+        Self {
+            policies,
+            facts,
+            signers,
+            requests,
+            built: signers.iter().map(|_| None).collect(),
+        }
+    }
+
+    /// The store for the `index`th signer.
+    fn get(&mut self, index: usize) -> &Result<Entities, String> {
+        let missing = |built: &[Option<Result<Entities, String>>], i: usize| {
+            built.get(i).is_some_and(Option::is_none)
+        };
+        if missing(&self.built, 0) {
+            let first = match self.signers.first() {
+                Some(signer) => self.policies.entities(self.facts, signer, self.requests),
+                None => Err("no signer to evaluate for".into()),
+            };
+            if let Some(slot) = self.built.get_mut(0) {
+                *slot = Some(first);
+            }
+        }
+        if index > 0 && missing(&self.built, index) {
+            let store = match (self.built.first(), self.signers.get(index)) {
+                (Some(Some(Ok(first))), Some(signer)) => Policies::artifact(self.facts, signer)
+                    .and_then(|artifact| {
+                        first
+                            .clone()
+                            .upsert_entities([artifact], self.policies.entity_schema())
+                            .map_err(|e| e.to_string())
+                    }),
+                (Some(Some(Err(e))), _) => Err(e.clone()),
+                _ => Err("no signer to evaluate for".into()),
+            };
+            if let Some(slot) = self.built.get_mut(index) {
+                *slot = Some(store);
+            }
+        }
+        const UNBUILT: &Result<Entities, String> = &Err(String::new());
+        match self.built.get(index) {
+            Some(Some(store)) => store,
+            _ => UNBUILT,
+        }
     }
 }
 
@@ -787,13 +873,45 @@ fn reads_signer(text: &str) -> bool {
         .any(|(at, _)| text.as_bytes().get(at.saturating_add(6)) != Some(&b's'))
 }
 
-/// For each action, the policies whose action scope admits it, indexed by resource scope.
-fn slice_by_action(set: &PolicySet) -> Result<HashMap<&'static str, ActionIndex>, String> {
+/// Does any condition of the policy read `action`, `resource` or `context`? Read from the
+/// policy's JSON form, where every use of a variable is `{"Var": "<name>"}`; a policy without
+/// a JSON form counts as reading them.
+fn reads_request(policy: &Policy) -> bool {
+    fn reads(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(map) => map.iter().any(|(key, value)| {
+                (key == "Var" && matches!(value.as_str(), Some("action" | "resource" | "context")))
+                    || reads(value)
+            }),
+            serde_json::Value::Array(items) => items.iter().any(reads),
+            _ => false,
+        }
+    }
+    match policy.to_json() {
+        Ok(json) => json.get("conditions").is_none_or(reads),
+        Err(_) => true,
+    }
+}
+
+/// Does the outcome of `policy` depend only on the principal (and so not on the request)?
+fn is_invariant(policy: &Policy) -> bool {
+    matches!(policy.action_constraint(), ActionConstraint::Any)
+        && matches!(policy.resource_constraint(), ResourceConstraint::Any)
+        && !reads_request(policy)
+}
+
+/// The policies that apply to every request and read only the principal, then for each
+/// action the other policies whose action scope admits it, indexed by resource scope.
+fn slice_by_action(set: &PolicySet) -> Result<(HashMap<&'static str, ActionIndex>, Group), String> {
+    let mut invariant = Group::default();
+    for policy in set.policies().filter(|p| is_invariant(p)) {
+        invariant.add(policy)?;
+    }
     let mut slices = HashMap::new();
     for action in ACTIONS {
         let this = uid("Action", action)?;
         let mut index = ActionIndex::default();
-        for policy in set.policies() {
+        for policy in set.policies().filter(|p| !is_invariant(p)) {
             let admits = match policy.action_constraint() {
                 ActionConstraint::Any => true,
                 ActionConstraint::Eq(a) => a == this,
@@ -813,7 +931,7 @@ fn slice_by_action(set: &PolicySet) -> Result<HashMap<&'static str, ActionIndex>
         }
         slices.insert(action, index);
     }
-    Ok(slices)
+    Ok((slices, invariant))
 }
 
 /// A request's resource uid followed by its ancestors (a directory's parent chain).
@@ -842,6 +960,16 @@ impl Tally {
     fn error(&mut self, error: String) {
         if !self.errors.contains(&error) {
             self.errors.push(error);
+        }
+    }
+
+    /// Adds the evaluations `other` combined.
+    fn merge(&mut self, other: &Tally) {
+        self.allowed_once |= other.allowed_once;
+        self.permits.extend(other.permits.iter().cloned());
+        self.forbids.extend(other.forbids.iter().cloned());
+        for error in &other.errors {
+            self.error(error.clone());
         }
     }
 
@@ -875,7 +1003,11 @@ impl Tally {
             } else {
                 self.forbids.into_iter().collect()
             },
-            errors: self.errors,
+            errors: {
+                let mut errors = self.errors;
+                errors.sort();
+                errors
+            },
         }
     }
 }
@@ -1414,6 +1546,51 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
         }
     }
 
+    /// The stores after the first are copies with the artifact replaced: each equals the
+    /// store built from scratch for its signer (ancestors included).
+    #[test]
+    fn a_copied_store_equals_one_built_from_scratch() {
+        let policies = load(&[(
+            "p.cedar",
+            "@id(\"p\")\npermit (principal, action, resource);",
+        )])
+        .unwrap();
+        let signers = vec![
+            keyless(RELEASE),
+            Signer::key("sha256:aa".into()),
+            keyless("https://github.com/evil/y"),
+        ];
+        let f = facts(signers.clone());
+        let requests = [
+            instantiate(),
+            Request::FsRead(PathBuf::from("/srv/data/in")),
+            Request::EnvRead("LOG_LEVEL".into()),
+            Request::NetConnect("api.example:443".into()),
+        ];
+        let json = |e: &Entities| {
+            let mut all: Vec<String> = e
+                .iter()
+                .map(|entity| {
+                    // Parents are a set: compare them in one order.
+                    let mut json = entity.to_json_value().unwrap();
+                    if let Some(serde_json::Value::Array(parents)) = json.get_mut("parents") {
+                        parents.sort_by_key(ToString::to_string);
+                    }
+                    json.to_string()
+                })
+                .collect();
+            all.sort();
+            all
+        };
+        let mut stores = Stores::new(&policies, &f, &signers, &requests);
+        for (i, signer) in signers.iter().enumerate().rev() {
+            let copied = json(stores.get(i).as_ref().unwrap());
+            let scratch = json(&policies.entities(&f, signer, &requests).unwrap());
+            assert_eq!(copied, scratch, "signer {i}");
+            assert!(copied.iter().any(|e| e.contains(&signer.identity)));
+        }
+    }
+
     impl Policies {
         /// The rule applied the plain way: the whole set, once per signer, entities checked.
         fn evaluate_naive(&self, facts: &Facts, request: &Request) -> Decision {
@@ -1480,6 +1657,10 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
             "forbid (principal, action in [Warrant::Action::\"net.connect\", Warrant::Action::\"instantiate\"], resource) when { principal.digest == \"sha256:0000000000000000000000000000000000000000000000000000000000000000\" };",
             "permit (principal, action == Warrant::Action::\"fs.read\", resource in Warrant::Dir::\"/srv/data/in\") when { principal has provenance && principal.provenance.signer.kind == \"key\" };",
             "permit (principal, action == Warrant::Action::\"instantiate\", resource == Warrant::Runtime::\"cli\") when { principal.signer.kind == \"none\" };",
+            "forbid (principal, action, resource) when { principal.sizeBytes * 9223372036854775807 > 0 && principal.signer.kind == \"none\" };",
+            "permit (principal, action, resource) when { principal in Warrant::Repository::\"ghcr.io/acme/plugin\" };",
+            "forbid (principal, action, resource) when { context has memoryBytes && context.memoryBytes > 1048576 && principal.signer.kind != \"key\" };",
+            "permit (principal, action, resource) when { resource is Warrant::EnvVar && principal.signer.kind == \"keyless\" };",
         ];
         let signer_pool = [
             Signer::key("sha256:aa".into()),
