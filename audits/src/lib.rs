@@ -36,6 +36,11 @@
 //!   `golang.org/x/mod/sumdb/note` (key name = origin, key id = first 4 bytes of
 //!   `SHA-256(name || 0x0A || 0x01 || public key)`), so a checkpoint can be handed to
 //!   transparency tooling and witnesses; [`verifier_key`] gives the matching verifier key.
+//! * `state` — a starting point for [`AuditLog::open`]: the Merkle frontier (the O(log n)
+//!   heads of the perfect subtrees) of the tree at the last checkpoint, the length of
+//!   `log.jsonl` at that size and where that checkpoint sits in `checkpoints`; rewritten
+//!   (`state.tmp`, renamed) after every checkpoint, not synced, trusted only once checked (see
+//!   "Recovery" and [`STATE_FILE`]).
 //! * `lock` — empty; the writer holds an exclusive `flock` on it.
 //!
 //! The signing key (Ed25519, PKCS#8, [`SigningKeyMaterial`]) is supplied by the caller; the
@@ -75,17 +80,37 @@
 //! is only ever written for records already durable, so a crash cannot leave a checkpoint
 //! beyond the log.
 //!
+//! **Group commit.** [`AuditLog::append_deferred`] writes a record's line (one `write`) but does
+//! not sync it and acknowledges nothing; [`AuditLog::commit`] then makes every record written
+//! so far durable with one `fdatasync` and only then acknowledges them (`size` moves). A
+//! caller that must act on several records pays one sync for all of them: `warrant run` writes
+//! `pull`, `verify` and `decide` deferred and commits them with the `instantiate` record (or a
+//! denial's `decide`) in one sync, before the guest starts. [`AuditLog::checkpoint`] commits
+//! whatever is pending before it signs. Until its commit returns, a deferred record may or may
+//! not survive a crash: nothing it records may be acted on before then.
+//!
 //! Any write or sync error poisons the handle ([`AuditError::Poisoned`] for every later call):
 //! it fails closed rather than retrying, since after a failed `fsync` the kernel may already
-//! have dropped the data. It first tries to cut both files back to their acknowledged length,
-//! so a reopened log holds exactly the acknowledged records. If that rollback fails as well (a
-//! dead disk), a partial line is cut on the next open, but a complete, unacknowledged line
-//! that did reach the disk cannot be told from an acknowledged one and stays: callers must
-//! treat a failed append as "may or may not be logged" — and not act on it.
+//! have dropped the data. It first tries to cut both files back to their acknowledged length
+//! (the last commit; every uncommitted record is dropped), so a reopened log holds exactly the
+//! acknowledged records. If that rollback fails as well (a dead disk), a partial line is cut on
+//! the next open, but complete, unacknowledged lines that did reach the disk cannot be told
+//! from acknowledged ones and stay: callers must treat a failed append or commit as "may or may
+//! not be logged" — and not act on it.
 //!
 //! # Recovery
 //!
-//! [`AuditLog::open`] verifies the whole log with the key's public key. A last line without
+//! [`AuditLog::open`] verifies the log with the key's public key, starting from the `state`
+//! file when it checks out: the checkpoint entry it points at must be signed by the key, for
+//! this origin, for the state's size, and its root must equal the root recomputed from the
+//! state's frontier; the state's log length must lie within `log.jsonl` and end a line. Then
+//! only the records and checkpoints after that point are read and verified, so opening costs
+//! what was appended since the last checkpoint, not the size of the log
+//! ([`AuditLog::started_from`] says where it started). If the state is missing or fails any
+//! check, or what follows it does not verify, `open` verifies the whole log as [`verify`] does.
+//! A fast open therefore does **not** notice records edited (or checkpoints forged) before
+//! the last checkpoint: finding those is [`verify`]'s job (`warrant audit verify`), which always
+//! reads everything. A last line without
 //! its newline (an interrupted append; at most one record long) is cut off, as is an
 //! incomplete last checkpoint entry, and a `recovered` record with body
 //! `{"truncated_bytes": N, "truncated_checkpoint_bytes": M}` is appended (see [`Recovery`]).
@@ -111,24 +136,32 @@
 //! # API
 //!
 //! * Writing: [`AuditLog::open`] / [`AuditLog::open_at`] (→ [`Recovery`]),
-//!   [`AuditLog::append`] / [`AuditLog::append_now`], [`AuditLog::checkpoint`],
-//!   [`AuditLog::append_checkpointed`],
-//!   [`AuditLog::size`], [`AuditLog::root`].
-//! * Reading: [`verify`] (→ [`VerifyReport`] or [`VerifyFailure`]), [`read_verified`].
+//!   [`AuditLog::append`] / [`AuditLog::append_now`], [`AuditLog::append_deferred`] +
+//!   [`AuditLog::commit`] (group commit), [`AuditLog::checkpoint`],
+//!   [`AuditLog::append_checkpointed`], [`AuditLog::size`], [`AuditLog::pending`],
+//!   [`AuditLog::root`], [`AuditLog::syncs`].
+//! * Reading: [`verify`] (→ [`VerifyReport`] or [`VerifyFailure`]), [`read_verified`],
+//!   [`read_proven`] (streaming, only proven records).
 //! * Keys and checkpoints: [`SigningKeyMaterial`], [`open_checkpoint`], [`verifier_key`],
 //!   [`key_id`].
 //! * Proofs (RFC 9162 §2.1.3–2.1.4): [`inclusion_proof`], [`verify_inclusion`],
-//!   [`consistency_proof`], [`verify_consistency`], [`leaf_hash`], [`merkle::root`].
+//!   [`consistency_proof`], [`verify_consistency`], [`leaf_hash`], [`merkle::root`]; and
+//!   self-contained proof files for third parties ([`proof`]): [`prove_inclusion`],
+//!   [`prove_consistency`], [`verify_proof`] (→ [`Proven`] or [`ProofFailure`]).
 
 mod log;
 pub mod merkle;
 mod note;
+pub mod proof;
 mod record;
 mod sink;
+mod state;
 mod verify;
 
 #[cfg(test)]
 mod log_tests;
+#[cfg(test)]
+mod proof_tests;
 #[cfg(test)]
 mod tamper_tests;
 
@@ -141,12 +174,18 @@ pub use note::{
     Checkpoint, CheckpointProblem, KeyError, MAX_ORIGIN_BYTES, SigningKeyMaterial, key_id,
     open_checkpoint, valid_origin, verifier_key,
 };
+pub use proof::{
+    ConsistencyProof, InclusionProof, ProofFailure, ProveError, Proven, prove_consistency,
+    prove_inclusion, verify_proof,
+};
 pub use record::{
     MAX_BODY_DEPTH, MAX_KIND_BYTES, MAX_RECORD_BYTES, RECOVERED_KIND, Record, RecordError,
     RecordProblem, format_time, parse_time,
 };
+pub use state::STATE_FILE;
 pub use verify::{
-    MAX_CHECKPOINT_LINE_BYTES, VerifiedLog, VerifyFailure, VerifyReport, read_verified, verify,
+    MAX_CHECKPOINT_LINE_BYTES, VerifiedLog, VerifyFailure, VerifyReport, read_proven,
+    read_verified, verify,
 };
 
 /// The records file in a log directory.

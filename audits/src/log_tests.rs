@@ -624,3 +624,449 @@ fn failed_recovery_fails_open_and_a_later_open_recovers() {
         }
     }
 }
+
+// ---- Group commit: `append_deferred` + `commit`.
+
+/// A step of the group-commit sequence.
+#[derive(Debug, Clone, Copy)]
+enum Group {
+    /// `append_deferred` of body `i`.
+    Deferred(u64),
+    /// `append` of body `i` (write + sync).
+    Append(u64),
+    Commit,
+    Checkpoint,
+}
+
+/// Batches of 3 and 2, a checkpoint that must commit a pending record first, a plain append,
+/// and a checkpoint with nothing pending: 15 calls.
+const GROUP_STEPS: [Group; 11] = [
+    Group::Deferred(0),
+    Group::Deferred(1),
+    Group::Deferred(2),
+    Group::Commit,
+    Group::Deferred(3),
+    Group::Checkpoint,
+    Group::Append(4),
+    Group::Deferred(5),
+    Group::Deferred(6),
+    Group::Commit,
+    Group::Checkpoint,
+];
+const GROUP_CALLS: u64 = 15;
+
+/// What a group run acknowledged; `in_flight` are the records written (or being written when
+/// the failure came) but not acknowledged.
+struct GroupRun {
+    acked: Vec<u64>,
+    acked_checkpoints: u64,
+    in_flight: Vec<u64>,
+    failed: Option<Group>,
+}
+
+fn run_group(log: &mut AuditLog) -> GroupRun {
+    let mut run = GroupRun {
+        acked: vec![],
+        acked_checkpoints: 0,
+        in_flight: vec![],
+        failed: None,
+    };
+    for step in GROUP_STEPS {
+        let result = match step {
+            Group::Deferred(i) => {
+                run.in_flight.push(i);
+                log.append_deferred(kind(i), body(i), time(i)).map(|index| {
+                    assert_eq!(index, (run.acked.len() + run.in_flight.len() - 1) as u64);
+                    // Written, not acknowledged.
+                    assert_eq!(log.size(), run.acked.len() as u64);
+                    assert_eq!(log.pending(), run.in_flight.len() as u64);
+                })
+            }
+            Group::Append(i) => {
+                run.in_flight.push(i);
+                log.append(kind(i), body(i), time(i)).map(|index| {
+                    assert_eq!(index, (run.acked.len() + run.in_flight.len() - 1) as u64);
+                    run.acked.append(&mut run.in_flight);
+                })
+            }
+            Group::Commit => log.commit().map(|size| {
+                run.acked.append(&mut run.in_flight);
+                assert_eq!(size, run.acked.len() as u64);
+            }),
+            Group::Checkpoint => log.checkpoint().map(|cp| {
+                run.acked.append(&mut run.in_flight);
+                assert_eq!(cp.size, run.acked.len() as u64);
+                run.acked_checkpoints += 1;
+            }),
+        };
+        if result.is_err() && matches!(step, Group::Checkpoint) {
+            // The checkpoint's commit may have succeeded before its own write or sync failed:
+            // those records are acknowledged (`size` says so), only the checkpoint is not.
+            let committed = log.size() as usize - run.acked.len();
+            run.acked.extend(run.in_flight.drain(..committed));
+        }
+        assert_eq!(log.size(), run.acked.len() as u64);
+        if let Err(e) = result {
+            assert!(matches!(e, AuditError::Io(_)), "{e:?}");
+            run.failed = Some(step);
+            assert!(log.is_poisoned());
+            assert_eq!(log.pending(), 0, "a failure drops every uncommitted record");
+            assert!(matches!(
+                log.append_deferred("pull", json!({}), time(99)),
+                Err(AuditError::Poisoned)
+            ));
+            assert!(matches!(log.commit(), Err(AuditError::Poisoned)));
+            assert!(matches!(log.checkpoint(), Err(AuditError::Poisoned)));
+            break;
+        }
+    }
+    run
+}
+
+fn bodies_of(read: &VerifiedLog) -> Vec<Value> {
+    read.records
+        .iter()
+        .map(|r| Value::Object(r.body.clone()))
+        .collect()
+}
+
+/// A batch costs one write per record and one sync for all of them; a checkpoint commits what
+/// is pending first.
+#[test]
+fn group_commit_syncs_once_per_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let der = new_key();
+    let plan = Plan::counting();
+    let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+    let run = run_group(&mut log);
+    assert!(run.failed.is_none());
+    assert_eq!(plan.calls(), GROUP_CALLS);
+    // Commit, checkpoint (commit + its own), append, commit, checkpoint (its own only).
+    assert_eq!(plan.syncs(), 6);
+    assert_eq!(log.syncs(), 6);
+    // A commit with nothing pending syncs nothing.
+    assert_eq!(log.commit().unwrap(), 7);
+    assert_eq!(plan.calls(), GROUP_CALLS);
+    drop(log);
+    let read = read_verified(dir.path(), &public(&der), ORIGIN).unwrap();
+    assert_eq!(bodies_of(&read), (0..7).map(body).collect::<Vec<_>>());
+    assert_eq!(read.report.checkpoints, 2);
+}
+
+/// The shape of one `warrant run`: pull, verify, decide and instantiate written deferred and
+/// committed together before the effect (one sync, and it is the only one), then the outcome
+/// and the end-of-run checkpoint.
+#[test]
+fn a_run_shaped_sequence_makes_one_sync_before_the_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let der = new_key();
+    let plan = Plan::counting();
+    let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+    for (i, kind) in ["pull", "verify", "decide", "instantiate"]
+        .iter()
+        .enumerate()
+    {
+        log.append_deferred(kind, body(i as u64), time(i as u64))
+            .unwrap();
+    }
+    assert_eq!(plan.syncs(), 0);
+    assert_eq!(log.commit().unwrap(), 4);
+    // The effect may happen now: exactly one sync, and the four records are durable (a reader
+    // sees them; the crash tests show that an acknowledged record survives a kill).
+    assert_eq!((plan.syncs(), plan.calls()), (1, 5));
+    assert_eq!(verify(dir.path(), &public(&der), ORIGIN).unwrap().size, 4);
+    log.append_deferred("outcome", body(4), time(4)).unwrap();
+    let cp = log.checkpoint().unwrap();
+    assert_eq!(cp.size, 5);
+    assert_eq!(
+        plan.syncs(),
+        3,
+        "after the effect: commit the outcome, sync the checkpoint"
+    );
+}
+
+/// The k-th write or sync of the group sequence fails, for every k, with EIO, ENOSPC and a short
+/// write (45 cases): the call errs, the handle is poisoned with nothing pending, and after a
+/// reopen the log verifies and holds exactly the acknowledged records and checkpoints — none
+/// of the records written but not committed.
+#[test]
+fn group_commit_each_failure_leaves_exactly_the_acknowledged_records() {
+    let der = new_key();
+    let pk = public(&der);
+    let mut cases = 0;
+    for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
+        for k in 1..=GROUP_CALLS {
+            let dir = tempfile::tempdir().unwrap();
+            let plan = Plan::new(k, fault, false);
+            let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+            let run = run_group(&mut log);
+            assert!(run.failed.is_some(), "{fault:?} at call {k} went unnoticed");
+            drop(log);
+
+            let (log, recovery) =
+                AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
+            assert_eq!(recovery, Recovery::default(), "{fault:?} at {k}");
+            assert_eq!(log.size(), run.acked.len() as u64);
+            drop(log);
+            let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
+            let want: Vec<Value> = run.acked.iter().map(|&i| body(i)).collect();
+            assert_eq!(bodies_of(&read), want, "{fault:?} at call {k}");
+            assert_eq!(
+                read.report.checkpoints, run.acked_checkpoints,
+                "{fault:?} at call {k}"
+            );
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 45);
+}
+
+/// A dead disk under group commit: every call from the k-th on fails, so the rollback fails too.
+/// Every acknowledged record survives; beyond them there can only be a prefix of the records
+/// in flight (written but never acknowledged), a partial one being cut on open.
+#[test]
+fn group_commit_dead_disk_never_loses_acknowledged_records() {
+    let der = new_key();
+    let pk = public(&der);
+    for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
+        for k in 1..=GROUP_CALLS {
+            let dir = tempfile::tempdir().unwrap();
+            let plan = Plan::new(k, fault, true);
+            let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+            let run = run_group(&mut log);
+            let failed = run.failed.unwrap();
+            drop(log);
+
+            let (log, recovery) =
+                AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
+            drop(log);
+            let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
+            let mut bodies = bodies_of(&read);
+            if recovery.recovered_index.is_some() {
+                assert_eq!(read.records.last().unwrap().kind, RECOVERED_KIND);
+                bodies.pop();
+            }
+            let want: Vec<Value> = run.acked.iter().map(|&i| body(i)).collect();
+            assert_eq!(
+                &bodies[..want.len()],
+                &want[..],
+                "{fault:?} from call {k}: acknowledged records"
+            );
+            let extra = &bodies[want.len()..];
+            let in_flight: Vec<Value> = run.in_flight.iter().map(|&i| body(i)).collect();
+            assert!(
+                extra.len() <= in_flight.len() && extra == &in_flight[..extra.len()],
+                "{fault:?} from call {k}: {extra:?} is not a prefix of the records in flight"
+            );
+            let extra_checkpoint = u64::from(matches!(failed, Group::Checkpoint));
+            assert!(
+                read.report.checkpoints == run.acked_checkpoints
+                    || read.report.checkpoints == run.acked_checkpoints + extra_checkpoint,
+                "{fault:?} from call {k}: {} checkpoints",
+                read.report.checkpoints
+            );
+        }
+    }
+}
+
+// ---- Fast open: the `state` file.
+
+/// 150 records each under its own checkpoint (so `verify` names an edited one exactly), then
+/// 50 more committed after the last checkpoint; fsyncs skipped while building.
+fn build_checkpointed(der: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open_with_plan(dir.path(), der, &Plan::no_sync()).unwrap();
+    for i in 0..150 {
+        log.append_checkpointed(kind(i), body(i), time(i)).unwrap();
+    }
+    for i in 150..200 {
+        log.append_deferred(kind(i), body(i), time(i)).unwrap();
+    }
+    log.commit().unwrap();
+    drop(log);
+    dir
+}
+
+/// Edits record 3 so that it still parses (only the Merkle tree can tell).
+fn edit_record_3(dir: &Path) {
+    let path = dir.join(LOG_FILE);
+    let text = fs::read_to_string(&path).unwrap();
+    let line = text.lines().nth(3).unwrap();
+    assert!(line.contains(r#""i":3,"#), "{line}");
+    fs::write(&path, text.replacen(r#""i":3,"#, r#""i":9,"#, 1)).unwrap();
+}
+
+fn record_3_edited() -> impl Fn(&VerifyFailure) -> bool {
+    |f| {
+        matches!(
+            f,
+            VerifyFailure::Record {
+                index: 3,
+                problem: RecordProblem::RootMismatch {
+                    checkpoint_size: 4,
+                    ..
+                },
+                ..
+            }
+        )
+    }
+}
+
+/// With an honest `state`, `open` starts at the last checkpoint: it does not read the records
+/// before it (an edit there goes unnoticed by `open`), checks the 50 after it, repairs a torn
+/// tail, and appends; `verify`, which reads everything, still names the edited record.
+#[test]
+fn fast_open_starts_at_the_last_checkpoint() {
+    let der = new_key();
+    let pk = public(&der);
+    let dir = build_checkpointed(&der);
+    assert!(dir.path().join(STATE_FILE).exists());
+    edit_record_3(dir.path());
+    // A torn tail after the checkpoint: half a record.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(LOG_FILE))
+        .unwrap();
+    std::io::Write::write_all(&mut f, br#"{"body":{"i":200"#).unwrap();
+    drop(f);
+
+    let (mut log, recovery) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
+    assert_eq!(log.started_from(), 150);
+    assert_eq!(log.size(), 201);
+    assert_eq!(
+        (recovery.truncated_bytes, recovery.recovered_index),
+        (16, Some(200))
+    );
+    assert_eq!(log.append("pull", body(201), time(301)).unwrap(), 201);
+    log.checkpoint().unwrap();
+    drop(log);
+
+    let failure = verify(dir.path(), &pk, ORIGIN).unwrap_err();
+    assert!(record_3_edited()(&failure), "{failure:?}");
+}
+
+/// Without the edit, the fast open and a full scan agree on the tree, and a state written by
+/// `open` after a full scan (a log from before the file existed) starts the next open.
+#[test]
+fn fast_open_agrees_with_a_full_scan() {
+    let der = new_key();
+    let dir = build_checkpointed(&der);
+    let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
+    assert_eq!(log.started_from(), 150);
+    let fast = (log.size(), log.root(), log.last_checkpoint().cloned());
+    drop(log);
+    fs::remove_file(dir.path().join(STATE_FILE)).unwrap();
+    let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
+    assert_eq!(log.started_from(), 0);
+    assert_eq!(
+        (log.size(), log.root(), log.last_checkpoint().cloned()),
+        fast
+    );
+    drop(log);
+    let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
+    assert_eq!(log.started_from(), 150);
+}
+
+/// A `state` file that lies in any one respect is ignored: `open` reads the whole log, finds
+/// the edited record 3 and refuses the log, changing nothing.
+#[test]
+fn a_lying_state_file_is_ignored() {
+    let der = new_key();
+    let dir = build_checkpointed(&der);
+    edit_record_3(dir.path());
+    let state_path = dir.path().join(STATE_FILE);
+    let honest: Value = serde_json::from_slice(&fs::read(&state_path).unwrap()).unwrap();
+    let log_bytes = honest["logBytes"].as_u64().unwrap();
+    let line_len = {
+        let text = fs::read(dir.path().join(LOG_FILE)).unwrap();
+        let end = log_bytes as usize - 1;
+        (end - text[..end].iter().rposition(|&c| c == b'\n').unwrap()) as u64
+    };
+    let heads = honest["frontier"].as_array().unwrap().len();
+    assert!(heads >= 2, "150 = 0b10010110 has 4 perfect subtrees");
+    let mut lies: Vec<(String, Value)> = Vec::new();
+    let mut lie = |what: &str, f: &dyn Fn(&mut Value)| {
+        let mut v = honest.clone();
+        f(&mut v);
+        lies.push((what.to_owned(), v));
+    };
+    for h in 0..heads {
+        lie(&format!("frontier head {h}"), &|v| {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let mut bytes = b64.decode(v["frontier"][h].as_str().unwrap()).unwrap();
+            bytes[7] ^= 1;
+            v["frontier"][h] = json!(b64.encode(bytes));
+        });
+    }
+    lie("one head too few", &|v| {
+        v["frontier"].as_array_mut().unwrap().pop();
+    });
+    lie("log length one short", &|v| {
+        v["logBytes"] = json!(log_bytes - 1)
+    });
+    lie("log length one record short", &|v| {
+        v["logBytes"] = json!(log_bytes - line_len)
+    });
+    lie("log length past the end", &|v| {
+        v["logBytes"] = json!(u64::MAX)
+    });
+    lie("size", &|v| v["size"] = json!(149));
+    lie("an older checkpoint's entry", &|v| {
+        let len = v["checkpointEnd"].as_u64().unwrap() - v["checkpointOffset"].as_u64().unwrap();
+        v["checkpointOffset"] = json!(v["checkpointOffset"].as_u64().unwrap() - len);
+        v["checkpointEnd"] = json!(v["checkpointEnd"].as_u64().unwrap() - len);
+    });
+    lie("checkpoint end", &|v| {
+        v["checkpointEnd"] = json!(v["checkpointEnd"].as_u64().unwrap() + 1)
+    });
+    lie("version", &|v| v["version"] = json!(2));
+    lie("not a number", &|v| v["size"] = json!("150"));
+    let mut cases = 0;
+    for (what, state) in &lies {
+        fs::write(&state_path, state.to_string()).unwrap();
+        let before = fs::read(dir.path().join(LOG_FILE)).unwrap();
+        match AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)) {
+            Err(AuditError::Corrupt(f)) => assert!(record_3_edited()(&f), "{what}: {f:?}"),
+            other => panic!("{what}: the lie was believed: {other:?}"),
+        }
+        assert_eq!(
+            fs::read(dir.path().join(LOG_FILE)).unwrap(),
+            before,
+            "{what}"
+        );
+        cases += 1;
+    }
+    for garbage in [&b""[..], b"{", b"\xff\xfe", &[b' '; 9000][..]] {
+        fs::write(&state_path, garbage).unwrap();
+        assert!(matches!(
+            AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)),
+            Err(AuditError::Corrupt(_))
+        ));
+        cases += 1;
+    }
+    assert_eq!(cases, heads + 13);
+    // The honest state is believed (the edit lies before its checkpoint).
+    fs::write(&state_path, honest.to_string()).unwrap();
+    let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(300)).unwrap();
+    assert_eq!(log.started_from(), 150);
+}
+
+/// The state is written through a fresh `state.tmp`: a symlink planted there is replaced, not
+/// followed.
+#[test]
+fn a_symlink_at_state_tmp_is_not_followed() {
+    let der = new_key();
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"keep me").unwrap();
+    let (mut log, _) =
+        AuditLog::open_at(&dir.path().join("log"), ORIGIN, key(&der), time(0)).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("log/state.tmp")).unwrap();
+    log.append("pull", body(0), time(0)).unwrap();
+    log.checkpoint().unwrap();
+    drop(log);
+    assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+    let (log, _) = AuditLog::open_at(&dir.path().join("log"), ORIGIN, key(&der), time(1)).unwrap();
+    assert_eq!(log.started_from(), 1);
+}

@@ -278,6 +278,17 @@ impl Frontier {
         self.size
     }
 
+    /// The heads of the perfect subtrees, largest (leftmost) first: one per set bit of `size`.
+    pub(crate) fn heads(&self) -> &[Hash] {
+        &self.stack
+    }
+
+    /// A tree of `size` leaves from its subtree heads; `None` unless there is exactly one head
+    /// per set bit of `size`.
+    pub(crate) fn from_heads(size: u64, heads: Vec<Hash>) -> Option<Frontier> {
+        (heads.len() == size.count_ones() as usize).then_some(Frontier { size, stack: heads })
+    }
+
     /// Appends a leaf hash.
     pub(crate) fn push(&mut self, leaf: Hash) {
         let mut h = leaf;

@@ -262,6 +262,246 @@ pub(crate) fn parse_line(line: &[u8], expected: u64) -> Result<Record, RecordPro
     })
 }
 
+// ---- The fast check: `parse_line` without building the record.
+
+/// Whether `line` is the canonical record at `expected`, decided in one pass over its bytes
+/// without building a JSON value: for readers that need only the verdict (`verify`, `open`).
+///
+/// It is deliberately partial: `true` means [`parse_line`] would accept the line; `false`
+/// means "not decided here" (anything unusual: floats, negative or long numbers, `\u`
+/// escapes the canonical form never writes, nesting near the limit, errors), and the caller
+/// must ask [`parse_line`], which gives the precise answer and the precise problem. The
+/// tests compare the two on every line of the tamper corpus.
+pub(crate) fn is_canonical_record(line: &[u8], expected: u64) -> bool {
+    if line.len() > MAX_RECORD_BYTES || std::str::from_utf8(line).is_err() {
+        return false;
+    }
+    let mut c = Cursor { b: line, i: 0 };
+    let ok = c.eat_str(b"{\"body\":")
+        && c.peek() == Some(b'{')
+        && c.value(1)
+        && c.eat_str(b",\"index\":")
+        && c.uint() == Some(expected)
+        && c.eat_str(b",\"kind\":")
+        && c.plain_string()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .is_some_and(valid_kind)
+        && c.eat_str(b",\"time\":")
+        && c.plain_string()
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .is_some_and(|t| parse_time(t).is_some())
+        && c.eat(b'}');
+    ok && c.i == line.len()
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        let hit = self.peek() == Some(c);
+        if hit {
+            self.i += 1;
+        }
+        hit
+    }
+
+    fn eat_str(&mut self, s: &[u8]) -> bool {
+        let hit = self.b.get(self.i..self.i + s.len()) == Some(s);
+        if hit {
+            self.i += s.len();
+        }
+        hit
+    }
+
+    /// A value at `depth` (the record is depth 0), as `write_canonical` would write it.
+    fn value(&mut self, depth: usize) -> bool {
+        if depth > MAX_BODY_DEPTH {
+            // Near the limit: let `parse_line` decide.
+            return false;
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().is_some(),
+            Some(b't') => self.eat_str(b"true"),
+            Some(b'f') => self.eat_str(b"false"),
+            Some(b'n') => self.eat_str(b"null"),
+            Some(b'0'..=b'9') => self.uint().is_some(),
+            _ => false,
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> bool {
+        self.i += 1; // '{'
+        if self.eat(b'}') {
+            return true;
+        }
+        let mut previous: Option<Key<'a>> = None;
+        loop {
+            let Some(key) = self.string() else {
+                return false;
+            };
+            // Strictly increasing by the unescaped bytes: sorted, no duplicates.
+            if previous.is_some_and(|p| p.cmp_unescaped(&key) != std::cmp::Ordering::Less) {
+                return false;
+            }
+            previous = Some(key);
+            if !self.eat(b':') || !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b'}') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> bool {
+        self.i += 1; // '['
+        if self.eat(b']') {
+            return true;
+        }
+        loop {
+            if !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b']') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    /// A string as serde_json writes it: raw bytes except `"`, `\` and controls, which are
+    /// escaped as `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t` or `\u00xx` (lowercase hex).
+    fn string(&mut self) -> Option<Key<'a>> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    let raw = self.b.get(start..self.i)?;
+                    self.i += 1;
+                    return Some(Key { raw, escaped });
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.i += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                        b'u' => {
+                            let hex = self.b.get(self.i + 1..self.i + 5)?;
+                            let code = unescape_u(hex)?;
+                            if matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                            self.i += 5;
+                        }
+                        _ => return None,
+                    }
+                }
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// A string with no escapes (kinds and times have none).
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        self.string().filter(|k| !k.escaped).map(|k| k.raw)
+    }
+
+    /// An unsigned integer in canonical form that certainly fits in a u64 (at most 19 digits);
+    /// anything else is left to `parse_line`.
+    fn uint(&mut self) -> Option<u64> {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        let digits = self.b.get(start..self.i)?;
+        if digits.is_empty()
+            || digits.len() > 19
+            || (digits.len() > 1 && digits.first() == Some(&b'0'))
+            || matches!(self.peek(), Some(b'.' | b'e' | b'E'))
+        {
+            return None;
+        }
+        digits.iter().try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+    }
+}
+
+/// `\u00xx` with lowercase hex and a control character: its value.
+fn unescape_u(hex: &[u8]) -> Option<u8> {
+    let [b'0', b'0', hi, lo] = *hex else {
+        return None;
+    };
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let code = digit(hi)? * 16 + digit(lo)?;
+    (code < 0x20).then_some(code)
+}
+
+/// A string's raw bytes between its quotes.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    raw: &'a [u8],
+    escaped: bool,
+}
+
+impl Key<'_> {
+    fn unescaped(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.raw.len());
+        let mut bytes = self.raw.iter().copied();
+        while let Some(b) = bytes.next() {
+            if b != b'\\' {
+                out.push(b);
+                continue;
+            }
+            match bytes.next() {
+                Some(b'b') => out.push(0x08),
+                Some(b'f') => out.push(0x0c),
+                Some(b'n') => out.push(b'\n'),
+                Some(b'r') => out.push(b'\r'),
+                Some(b't') => out.push(b'\t'),
+                Some(b'u') => {
+                    let hex: Vec<u8> = bytes.by_ref().take(4).collect();
+                    out.push(unescape_u(&hex).unwrap_or(0));
+                }
+                Some(other) => out.push(other),
+                None => {}
+            }
+        }
+        out
+    }
+
+    fn cmp_unescaped(&self, other: &Key<'_>) -> std::cmp::Ordering {
+        if self.escaped || other.escaped {
+            self.unescaped().cmp(&other.unescaped())
+        } else {
+            self.raw.cmp(other.raw)
+        }
+    }
+}
+
 // ---- Time: RFC 3339, UTC, always nanoseconds: `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (30 bytes).
 
 const SECONDS_PER_DAY: u64 = 86_400;
@@ -399,6 +639,77 @@ mod tests {
         ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
+    }
+
+    /// The fast check is sound: whatever it accepts, `parse_line` accepts, on canonical lines
+    /// and on every single-byte change of them; and it decides the ordinary shapes itself.
+    #[test]
+    fn fast_check_never_accepts_what_parse_line_refuses() {
+        let bodies = [
+            json!({}),
+            json!({"digest": "sha256:00", "n": 0, "big": 1_234_567_890_123_456_789u64,
+                   "list": [1, true, null, false, "x", [], {}], "nested": {"a": {"b": [{"c": 10}]}}}),
+            json!({"s": "quote \" backslash \\ tab \t nl \n cr \r bs \u{8} ff \u{c} nul \u{0} us \u{1f} del \u{7f}"}),
+            json!({"é": "ü ✓ \u{2028} \u{10ffff}", "a\"": 1, "a#": 2, "a\n": 3, "A": 4, "": 5}),
+            json!({"float": 1.5, "neg": -3, "exp": 1e100, "max": u64::MAX, "min": i64::MIN}),
+        ];
+        let mut lines = Vec::new();
+        for (i, body) in bodies.into_iter().enumerate() {
+            let line = encode(
+                i as u64,
+                UNIX_EPOCH + Duration::new(1_767_225_600, 7),
+                "pull",
+                body,
+            )
+            .unwrap();
+            assert!(parse_line(&line, i as u64).is_ok());
+            lines.push((i as u64, line));
+        }
+        // The shapes Warrant writes are decided by the fast path (floats and negative numbers
+        // are left to `parse_line`).
+        for (i, line) in &lines[..4] {
+            assert!(
+                is_canonical_record(line, *i),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert!(!is_canonical_record(&lines[4].1, 4));
+        let mut checked = 0;
+        for (i, line) in &lines {
+            assert!(!is_canonical_record(line, i + 1), "wrong index accepted");
+            for pos in 0..line.len() {
+                for b in [
+                    b' ', b'"', b'\\', b'0', b'9', b'a', b'{', b'}', b',', b':', 0x7f, 0x1f, 0xc3,
+                ] {
+                    let mut m = line.clone();
+                    if m[pos] == b {
+                        continue;
+                    }
+                    m[pos] = b;
+                    if is_canonical_record(&m, *i) {
+                        assert!(
+                            parse_line(&m, *i).is_ok(),
+                            "fast check accepted {}",
+                            String::from_utf8_lossy(&m)
+                        );
+                    }
+                    checked += 1;
+                }
+                // Deleted and duplicated bytes.
+                let mut m = line.clone();
+                m.remove(pos);
+                if is_canonical_record(&m, *i) {
+                    assert!(parse_line(&m, *i).is_ok());
+                }
+                let mut m = line.clone();
+                m.insert(pos, line[pos]);
+                if is_canonical_record(&m, *i) {
+                    assert!(parse_line(&m, *i).is_ok());
+                }
+            }
+        }
+        assert!(checked > 5_000, "{checked}");
     }
 
     #[test]

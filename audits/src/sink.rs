@@ -65,6 +65,8 @@ pub(crate) mod fault {
     #[derive(Debug)]
     pub(crate) struct Plan {
         calls: AtomicU64,
+        /// How many of the calls were syncs.
+        syncs: AtomicU64,
         /// The first call to fail; 0 never fails.
         fail_at: u64,
         fault: Fault,
@@ -79,6 +81,7 @@ pub(crate) mod fault {
         pub(crate) fn new(fail_at: u64, fault: Fault, sticky: bool) -> Arc<Self> {
             Arc::new(Self {
                 calls: AtomicU64::new(0),
+                syncs: AtomicU64::new(0),
                 fail_at,
                 fault,
                 sticky,
@@ -95,6 +98,7 @@ pub(crate) mod fault {
         pub(crate) fn no_sync() -> Arc<Self> {
             Arc::new(Self {
                 calls: AtomicU64::new(0),
+                syncs: AtomicU64::new(0),
                 fail_at: 0,
                 fault: Fault::Eio,
                 sticky: false,
@@ -104,6 +108,11 @@ pub(crate) mod fault {
 
         pub(crate) fn calls(&self) -> u64 {
             self.calls.load(Ordering::SeqCst)
+        }
+
+        /// How many sync calls were made (including failed ones).
+        pub(crate) fn syncs(&self) -> u64 {
+            self.syncs.load(Ordering::SeqCst)
         }
 
         /// Counts a call and says whether it must fail.
@@ -138,6 +147,7 @@ pub(crate) mod fault {
         }
 
         fn sync(&mut self) -> io::Result<()> {
+            self.plan.syncs.fetch_add(1, Ordering::SeqCst);
             if self.plan.next_fails() {
                 return Err(self.plan.error());
             }

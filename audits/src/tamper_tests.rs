@@ -82,7 +82,16 @@ fn base() -> &'static Base {
 
 /// Verifies in memory (the same streaming code `verify` runs on the files).
 fn check(log: &[u8], checkpoints: &[u8]) -> Result<VerifyReport, VerifyFailure> {
-    scan(log, checkpoints, &base().pk, ORIGIN, &mut |_, _| {}).map(|s| s.report())
+    scan(
+        log,
+        checkpoints,
+        None,
+        false,
+        &base().pk,
+        ORIGIN,
+        &mut |_| {},
+    )
+    .map(|s| s.report())
 }
 
 /// Verifies through the files, with `verify`, and checks `open` refuses the log unchanged.
@@ -596,9 +605,11 @@ fn sparse_checkpoints_bound_the_edit() {
         let result = scan(
             &bytes[..],
             &fs::read(dir.path().join(CHECKPOINTS_FILE)).unwrap()[..],
+            None,
+            false,
             &pk,
             ORIGIN,
-            &mut |_, _| {},
+            &mut |_| {},
         );
         let first_unproven = edited / 10 * 10;
         match result {

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::note::{Checkpoint, CheckpointProblem, open_checkpoint};
-use crate::record::{MAX_RECORD_BYTES, Record, RecordProblem, parse_line};
+use crate::record::{MAX_RECORD_BYTES, Record, RecordProblem, is_canonical_record, parse_line};
 use crate::{CHECKPOINTS_FILE, LOG_FILE};
 
 /// The longest line of a checkpoint entry. Real lines are under 400 bytes.
@@ -96,7 +96,16 @@ pub fn verify(
     origin: &str,
 ) -> Result<VerifyReport, VerifyFailure> {
     let (log, checkpoints) = open_for_reading(dir)?;
-    Ok(scan(log, checkpoints, public_key, origin, &mut |_, _| {})?.report())
+    Ok(scan(
+        log,
+        checkpoints,
+        None,
+        false,
+        public_key,
+        origin,
+        &mut |_| {},
+    )?
+    .report())
 }
 
 /// A verified log, read whole into memory (records and leaf hashes, for display and proofs).
@@ -119,10 +128,20 @@ pub fn read_verified(
     let (log, checkpoints) = open_for_reading(dir)?;
     let mut records = Vec::new();
     let mut leaves = Vec::new();
-    let report = scan(log, checkpoints, public_key, origin, &mut |r, h| {
-        records.push(r);
-        leaves.push(h);
-    })?
+    let report = scan(
+        log,
+        checkpoints,
+        None,
+        true,
+        public_key,
+        origin,
+        &mut |seen| {
+            if let Seen::Record(_, Some(r), h) = seen {
+                records.push(r);
+                leaves.push(h);
+            }
+        },
+    )?
     .report();
     Ok(VerifiedLog {
         records,
@@ -131,14 +150,53 @@ pub fn read_verified(
     })
 }
 
-fn io_failure(file: &'static str) -> impl Fn(io::Error) -> VerifyFailure {
+/// Reads the log in `dir`, verifying it as [`verify`] does (one streaming pass), and hands
+/// `each` every record (parsed, and its line without the newline) in order **once it is
+/// proven**: when a checkpoint covering it has matched, or, for the records after the newest
+/// checkpoint, when the whole log has verified.
+///
+/// On a failure, `each` has seen exactly the records proven by the checkpoints before it, and
+/// nothing after: no record that a later check could still show to be altered. Memory holds the
+/// records between two checkpoints (all of them if the log has none).
+pub fn read_proven(
+    dir: &Path,
+    public_key: &[u8; 32],
+    origin: &str,
+    each: &mut dyn FnMut(Record, &[u8]),
+) -> Result<VerifyReport, VerifyFailure> {
+    let (log, checkpoints) = open_for_reading(dir)?;
+    let mut unproven: Vec<(Record, Vec<u8>)> = Vec::new();
+    let scanned = scan(
+        log,
+        checkpoints,
+        None,
+        true,
+        public_key,
+        origin,
+        &mut |seen| match seen {
+            Seen::Record(line, Some(record), _) => unproven.push((record, line.to_vec())),
+            Seen::Record(_, None, _) => {}
+            Seen::Proven(_) => {
+                for (record, line) in unproven.drain(..) {
+                    each(record, &line);
+                }
+            }
+        },
+    )?;
+    for (record, line) in unproven.drain(..) {
+        each(record, &line);
+    }
+    Ok(scanned.report())
+}
+
+pub(crate) fn io_failure(file: &'static str) -> impl Fn(io::Error) -> VerifyFailure {
     move |e| VerifyFailure::Io {
         file,
         message: e.to_string(),
     }
 }
 
-fn open_for_reading(dir: &Path) -> Result<(File, io::Take<File>), VerifyFailure> {
+pub(crate) fn open_for_reading(dir: &Path) -> Result<(File, io::Take<File>), VerifyFailure> {
     // Checkpoints first: a checkpoint is only written once its records are durable, so every
     // checkpoint in this snapshot is covered by the log as it is opened after it.
     let checkpoints =
@@ -149,6 +207,34 @@ fn open_for_reading(dir: &Path) -> Result<(File, io::Take<File>), VerifyFailure>
         .len();
     let log = File::open(dir.join(LOG_FILE)).map_err(io_failure(LOG_FILE))?;
     Ok((log, checkpoints.take(len)))
+}
+
+/// A trusted starting point: the tree, log length and checkpoint position at a checkpoint that
+/// matched (found by a scan, or read back from the `state` file and checked by `open`).
+#[derive(Debug, Clone)]
+pub(crate) struct Anchor {
+    /// The tree of the first `checkpoint.size` records.
+    pub(crate) tree: Frontier,
+    /// The bytes of `log.jsonl` holding those records.
+    pub(crate) log_len: u64,
+    /// The checkpoint that signed that tree.
+    pub(crate) checkpoint: Checkpoint,
+    /// Its ordinal in `checkpoints`, from 0.
+    pub(crate) ordinal: u64,
+    /// The byte offset of its entry in `checkpoints`.
+    pub(crate) checkpoint_offset: u64,
+    /// Where the entry after it starts.
+    pub(crate) checkpoints_len: u64,
+}
+
+/// What a scan shows its caller, in order.
+pub(crate) enum Seen<'a> {
+    /// A record that passed its own checks (its line, without the newline; the parsed record,
+    /// if the scan was asked for records; its leaf hash). A later checkpoint may still show it
+    /// was altered.
+    Record(&'a [u8], Option<Record>, Hash),
+    /// A checkpoint matched the tree: every record seen so far is proven.
+    Proven(&'a Checkpoint),
 }
 
 /// The result of a scan: the report's facts plus what `open` needs to carry on.
@@ -163,6 +249,8 @@ pub(crate) struct Scan {
     pub(crate) last_checkpoint: Option<Checkpoint>,
     pub(crate) torn_tail_bytes: u64,
     pub(crate) torn_checkpoint_bytes: u64,
+    /// The last checkpoint that matched, as a starting point for a later `open`.
+    pub(crate) anchor: Option<Anchor>,
 }
 
 impl Scan {
@@ -192,12 +280,12 @@ enum Line {
     Eof,
 }
 
-struct LineReader<R> {
+pub(crate) struct LineReader<R> {
     inner: BufReader<R>,
 }
 
 impl<R: Read> LineReader<R> {
-    fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         Self {
             inner: BufReader::with_capacity(64 * 1024, inner),
         }
@@ -237,7 +325,7 @@ impl<R: Read> LineReader<R> {
 }
 
 /// One entry of `checkpoints`.
-enum Entry {
+pub(crate) enum Entry {
     /// A complete entry: the note (without the separating blank line) and its length in the
     /// file (with it).
     Note { text: Vec<u8>, len: u64 },
@@ -247,7 +335,10 @@ enum Entry {
     End,
 }
 
-fn read_entry<R: Read>(lines: &mut LineReader<R>, buf: &mut Vec<u8>) -> Result<Entry, String> {
+pub(crate) fn read_entry<R: Read>(
+    lines: &mut LineReader<R>,
+    buf: &mut Vec<u8>,
+) -> Result<Entry, String> {
     let mut text = Vec::new();
     let mut len = 0u64;
     for i in 0..CHECKPOINT_ENTRY_LINES {
@@ -283,6 +374,8 @@ fn read_entry<R: Read>(lines: &mut LineReader<R>, buf: &mut Vec<u8>) -> Result<E
 struct Pending {
     ordinal: u64,
     offset: u64,
+    /// Where its entry ends.
+    end: u64,
     checkpoint: Checkpoint,
 }
 
@@ -330,37 +423,48 @@ impl<R: Read> CheckpointStream<'_, R> {
         Ok(Some(Pending {
             ordinal,
             offset,
+            end: self.offset,
             checkpoint,
         }))
     }
 }
 
-/// The streaming check shared by `verify` and `open`; `each` sees every good record.
+/// The streaming check shared by `verify`, `open` and the readers; `each` sees every record
+/// that passes its own checks and every checkpoint that matches. With an `anchor`, `log` and
+/// `checkpoints` must be positioned at its `log_len` and `checkpoints_len`: what lies before
+/// is taken as proven by it, unread. Without `records`, records are checked but not parsed
+/// into [`Record`]s when the fast check ([`is_canonical_record`]) can decide.
 pub(crate) fn scan<L: Read, C: Read>(
     log: L,
     checkpoints: C,
+    anchor: Option<Anchor>,
+    records: bool,
     public_key: &[u8; 32],
     origin: &str,
-    each: &mut dyn FnMut(Record, Hash),
+    each: &mut dyn FnMut(Seen<'_>),
 ) -> Result<Scan, VerifyFailure> {
     let mut stream = CheckpointStream {
         lines: LineReader::new(checkpoints),
         buf: Vec::new(),
-        ordinal: 0,
-        offset: 0,
+        ordinal: anchor.as_ref().map_or(0, |a| a.ordinal + 1),
+        offset: anchor.as_ref().map_or(0, |a| a.checkpoints_len),
         torn: 0,
         origin,
         public_key,
     };
     let mut lines = LineReader::new(log);
     let mut buf = Vec::new();
-    let mut tree = Frontier::default();
-    let mut offset = 0u64; // where the next record starts
-    let mut proven = (0u64, 0u64); // (size, offset) proven by the last matched checkpoint
-    let mut count = 0u64;
-    let mut last: Option<Checkpoint> = None;
+    let mut tree = anchor
+        .as_ref()
+        .map_or_else(Frontier::default, |a| a.tree.clone());
+    let mut offset = anchor.as_ref().map_or(0, |a| a.log_len); // where the next record starts
+    // (size, offset) proven by the last matched checkpoint
+    let mut proven = (tree.size(), offset);
+    let mut count = anchor.as_ref().map_or(0, |a| a.ordinal + 1);
+    let mut last: Option<Checkpoint> = anchor.as_ref().map(|a| a.checkpoint.clone());
     let mut torn_tail_bytes = 0;
-    let mut pending = stream.next(0)?;
+    let mut pending = stream.next(tree.size())?;
+    let mut anchor = anchor;
     loop {
         // Match every checkpoint that signed the tree as it now stands.
         while let Some(p) = pending.take_if(|p| p.checkpoint.size == tree.size()) {
@@ -388,6 +492,15 @@ pub(crate) fn scan<L: Read, C: Read>(
             }
             proven = (p.checkpoint.size, offset);
             count += 1;
+            each(Seen::Proven(&p.checkpoint));
+            anchor = Some(Anchor {
+                tree: tree.clone(),
+                log_len: offset,
+                checkpoint: p.checkpoint.clone(),
+                ordinal: p.ordinal,
+                checkpoint_offset: p.offset,
+                checkpoints_len: p.end,
+            });
             pending = stream.next(p.checkpoint.size)?;
             last = Some(p.checkpoint);
         }
@@ -402,10 +515,14 @@ pub(crate) fn scan<L: Read, C: Read>(
             .map_err(io_failure(LOG_FILE))?
         {
             Line::Complete => {
-                let record = parse_line(&buf, index).map_err(record_failure)?;
+                let record = if !records && is_canonical_record(&buf, index) {
+                    None
+                } else {
+                    Some(parse_line(&buf, index).map_err(record_failure)?)
+                };
                 let leaf = leaf_hash(&buf);
                 tree.push(leaf);
-                each(record, leaf);
+                each(Seen::Record(&buf, record, leaf));
                 offset += buf.len() as u64 + 1;
             }
             Line::Partial => {
@@ -435,5 +552,6 @@ pub(crate) fn scan<L: Read, C: Read>(
         last_checkpoint: last,
         torn_tail_bytes,
         torn_checkpoint_bytes: stream.torn,
+        anchor,
     })
 }

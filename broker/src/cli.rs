@@ -177,7 +177,7 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// The audit log: verify it, print its verifier key
+    /// The audit log: verify it, show it, prove records to a third party, print its verifier key
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -199,6 +199,54 @@ enum AuditCommand {
     },
     /// Print the verifier key that checks this log's checkpoints
     Key,
+    /// Print the log as a timeline, one line per record (only records the log proves: on a
+    /// log that fails verification, the proven records before the failure, then the failure;
+    /// exit 122)
+    Show {
+        /// Only the records about this artifact (`sha256:<hex>`, or a prefix of the hex of at
+        /// least 4 characters)
+        #[arg(long, value_name = "DIGEST")]
+        digest: Option<String>,
+        /// Only records from this time on: RFC 3339 (`2026-11-24T14:00:00Z`) or a duration
+        /// back from now (`30m`, `1h`, `7d`)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// A verifier key file; default: the public half of the log's own key
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Print the records themselves, one canonical JSON record per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a self-contained proof: that record N is in the log (`--index N`, against the
+    /// smallest checkpoint covering it), or that the log at checkpoint size N extends the log
+    /// at checkpoint size M (`--from M --to N`)
+    Prove {
+        /// The record to prove
+        #[arg(long, value_name = "N", required_unless_present = "from", conflicts_with_all = ["from", "to"])]
+        index: Option<u64>,
+        /// The earlier checkpoint size
+        #[arg(long, value_name = "M", requires = "to")]
+        from: Option<u64>,
+        /// The later checkpoint size
+        #[arg(long, value_name = "N", requires = "from")]
+        to: Option<u64>,
+        /// Write the proof here (default: standard output)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Check a proof written by `audit prove` with nothing but the log's verifier key (exit 0
+    /// valid, 122 refused, naming what failed)
+    VerifyProof {
+        /// The proof file
+        file: PathBuf,
+        /// The verifier key file (`warrant-audit+<id>+<key>`, as `audit key` prints)
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -862,98 +910,64 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             // The audit log is opened (and a torn tail repaired) before anything is fetched: a
             // log that cannot be written refuses the run.
             let mut audit = ctx.audit()?;
-            let (resolved, verified) = resolve_verified(
-                &runtime,
+            let ran = run_audited(
+                &ctx,
+                runtime,
                 &client,
                 &store,
                 &reference,
                 &trust,
                 cache.as_ref(),
-            )?;
-            audit.record(
-                "pull",
-                json!({
-                    "reference": reference.to_string(),
-                    "digest": resolved.digest().to_string(),
-                }),
-            )?;
-            let (verdict, attestations, fetched) = match verified {
-                Ok(v) => v,
-                Err(crate::pipeline::PipelineError::Unverified(verdict)) => {
-                    audit.record_before_effect(
-                        "verify",
-                        json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
-                               "verified": false, "verdict": verdict}),
-                    )?;
-                    return Err(CliError::Pipeline(
-                        crate::pipeline::PipelineError::Unverified(verdict),
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            drop(runtime);
-            for signer in &verdict.signers {
-                tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
-            }
-            audit.record(
-                "verify",
-                json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
-                       "verified": true, "verdict": verdict,
-                       "attestations": attestations.verified}),
-            )?;
-            let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
-            let granted = policies.grant(&facts, &asks, drop_denied);
-            let decisions = match &granted {
-                Ok(grant) => grant.decisions(),
-                Err(denial) => &denial.decisions,
-            };
-            let decide = json!({
-                "digest": facts.digest().to_string(),
-                "policyHash": policies.hash(),
-                "allowed": granted.is_ok(),
-                "decisions": decisions,
-            });
-            let grant = match granted {
-                Ok(grant) => grant,
-                Err(denial) => {
-                    // The denial is durable before it is reported.
-                    audit.record_before_effect("decide", decide)?;
-                    return Err(CliError::Denied(Box::new(denial)));
+                &policies,
+                &asks,
+                drop_denied,
+                args,
+                &mut audit,
+            );
+            // The run's result is reported first (a refusal's records are already durable),
+            // then the end-of-run checkpoint is signed, off the critical path.
+            let exit = match ran {
+                Ok(exit) => exit,
+                Err(e) => {
+                    eprintln!("warrant: error: {e}");
+                    if matches!(e, CliError::Audit(_)) {
+                        // The log refused a write: it is poisoned, there is nothing to sign.
+                        return Ok(e.exit());
+                    }
+                    e.exit()
                 }
             };
-            audit.record("decide", decide)?;
-            for d in grant.decisions().iter().filter(|d| !d.allowed) {
-                eprintln!("warrant: dropped `{}`: {}", d.request, d.explanation());
-            }
-            let output_bytes = ctx
-                .config
-                .run
-                .output_bytes
-                .unwrap_or(crate::sandbox::limits::DEFAULT_OUTPUT_BYTES);
-            // INVARIANT (audit before effect): the grant is on disk, under a signed
-            // checkpoint, before the guest is instantiated.
-            audit.record_before_effect(
-                "instantiate",
-                crate::audit::instantiate_body(&grant, output_bytes),
-            )?;
-            run_guest(&fetched, &reference, args, &grant, output_bytes, &mut audit)
+            audit.finish()?;
+            Ok(exit)
         }
         Command::Audit { command } => {
             let (dir, key_path) = ctx.audit_paths();
             let public = match &command {
                 AuditCommand::Verify {
                     key: Some(path), ..
-                } => {
-                    let text = std::fs::read_to_string(path).map_err(|source| CliError::Input {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    crate::audit::parse_verifier_key(&text)
-                        .map_err(|e| CliError::Usage(format!("`{}`: {e}", path.display())))?
                 }
+                | AuditCommand::Show {
+                    key: Some(path), ..
+                }
+                | AuditCommand::VerifyProof { key: path, .. } => read_verifier_key(path)?,
                 _ => crate::audit::load_or_create_key(&key_path)?.public_key(),
             };
             match command {
+                AuditCommand::Show {
+                    digest,
+                    since,
+                    json,
+                    ..
+                } => audit_show(&dir, &public, digest.as_deref(), since.as_deref(), json),
+                AuditCommand::Prove {
+                    index,
+                    from,
+                    to,
+                    out,
+                } => audit_prove(&dir, &public, index, from.zip(to), out.as_deref()),
+                AuditCommand::VerifyProof { file, json, .. } => {
+                    audit_verify_proof(&file, &public, json)
+                }
                 AuditCommand::Key => {
                     println!("{}", audits::verifier_key(crate::audit::ORIGIN, &public));
                     Ok(Exit::Success)
@@ -1148,6 +1162,297 @@ fn verdict_cache(config: &Config) -> Result<Option<crate::cache::VerdictCache>, 
     }
 }
 
+/// The audited part of `run`: resolve, verify, decide and run, recording each stage in
+/// `audit`. Records are written deferred (group commit); the grant (or a refusal) is committed
+/// with one `fdatasync` before it takes effect.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the stages' inputs, resolved once by the caller; a struct would only rename them"
+)]
+fn run_audited(
+    ctx: &Context,
+    runtime: tokio::runtime::Runtime,
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+    trust: &crate::verify::Trust,
+    cache: Option<&crate::cache::VerdictCache>,
+    policies: &crate::policy::Policies,
+    asks: &Asks,
+    drop_denied: bool,
+    args: Vec<String>,
+    audit: &mut crate::audit::Audit,
+) -> Result<Exit, CliError> {
+    let (resolved, verified) = resolve_verified(&runtime, client, store, reference, trust, cache)?;
+    audit.record(
+        "pull",
+        json!({
+            "reference": reference.to_string(),
+            "digest": resolved.digest().to_string(),
+        }),
+    )?;
+    let (verdict, attestations, fetched) = match verified {
+        Ok(v) => v,
+        Err(crate::pipeline::PipelineError::Unverified(verdict)) => {
+            audit.record_before_effect(
+                "verify",
+                json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
+               "verified": false, "verdict": verdict}),
+            )?;
+            // The refusal is durable before it is reported.
+            return Err(CliError::Pipeline(
+                crate::pipeline::PipelineError::Unverified(verdict),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    drop(runtime);
+    for signer in &verdict.signers {
+        tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
+    }
+    audit.record(
+        "verify",
+        json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
+       "verified": true, "verdict": verdict,
+       "attestations": attestations.verified}),
+    )?;
+    let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
+    let granted = policies.grant(&facts, asks, drop_denied);
+    let decisions = match &granted {
+        Ok(grant) => grant.decisions(),
+        Err(denial) => &denial.decisions,
+    };
+    let decide = json!({
+    "digest": facts.digest().to_string(),
+    "policyHash": policies.hash(),
+    "allowed": granted.is_ok(),
+    "decisions": decisions,
+    });
+    let grant = match granted {
+        Ok(grant) => grant,
+        Err(denial) => {
+            // The denial is durable before it is reported.
+            audit.record_before_effect("decide", decide)?;
+            return Err(CliError::Denied(Box::new(denial)));
+        }
+    };
+    audit.record("decide", decide)?;
+    for d in grant.decisions().iter().filter(|d| !d.allowed) {
+        eprintln!("warrant: dropped `{}`: {}", d.request, d.explanation());
+    }
+    let output_bytes = ctx
+        .config
+        .run
+        .output_bytes
+        .unwrap_or(crate::sandbox::limits::DEFAULT_OUTPUT_BYTES);
+    // INVARIANT (audit before effect): the grant, and every record of this run before it,
+    // is committed (one fdatasync) before the guest is instantiated.
+    audit.record_before_effect(
+        "instantiate",
+        crate::audit::instantiate_body(&grant, output_bytes),
+    )?;
+    run_guest(&fetched, reference, args, &grant, output_bytes, audit)
+}
+
+/// A verifier key file, as `warrant audit key` prints it.
+fn read_verifier_key(path: &Path) -> Result<[u8; 32], CliError> {
+    use std::io::Read as _;
+    let input = |source| CliError::Input {
+        path: path.to_owned(),
+        source,
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(input)?
+        .take(4096)
+        .read_to_string(&mut text)
+        .map_err(input)?;
+    crate::audit::parse_verifier_key(&text)
+        .map_err(|e| CliError::Usage(format!("`{}`: {e}", path.display())))
+}
+
+/// `warrant audit show`: the proven records, filtered, as a timeline or as JSON lines.
+fn audit_show(
+    dir: &Path,
+    public: &[u8; 32],
+    digest: Option<&str>,
+    since: Option<&str>,
+    json: bool,
+) -> Result<Exit, CliError> {
+    let since = since
+        .map(|text| crate::audit::parse_since(text, std::time::SystemTime::now()))
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--since: {e}")))?;
+    let mut stdout = std::io::stdout().lock();
+    let mut closed = false;
+    let result = audits::read_proven(dir, public, crate::audit::ORIGIN, &mut |record, line| {
+        if closed
+            || digest.is_some_and(|d| !crate::audit::about_digest(&record, d))
+            || since.is_some_and(|t| record.system_time().is_none_or(|rt| rt < t))
+        {
+            return;
+        }
+        let written = if json {
+            stdout
+                .write_all(line)
+                .and_then(|()| stdout.write_all(b"\n"))
+        } else {
+            writeln!(stdout, "{}", crate::audit::timeline_line(&record))
+        };
+        // A closed pipe (`| head`) ends the output, not the check.
+        closed = written.is_err();
+    });
+    let _ = stdout.flush();
+    match result {
+        Ok(_) => Ok(Exit::Success),
+        Err(failure) => {
+            eprintln!(
+                "warrant: error: audit log `{}` fails verification: {failure}; only the records proven before it were shown",
+                dir.display()
+            );
+            Ok(Exit::Verification)
+        }
+    }
+}
+
+/// `warrant audit prove`: an inclusion or a consistency proof, as JSON.
+fn audit_prove(
+    dir: &Path,
+    public: &[u8; 32],
+    index: Option<u64>,
+    range: Option<(u64, u64)>,
+    out: Option<&Path>,
+) -> Result<Exit, CliError> {
+    let origin = crate::audit::ORIGIN;
+    let made = match (index, range) {
+        (Some(index), _) => audits::prove_inclusion(dir, public, origin, index).map(|p| {
+            let what = format!(
+                "inclusion proof of record {index} against the checkpoint of size {}",
+                p.tree_size
+            );
+            (serde_json::to_value(p), what)
+        }),
+        (None, Some((from, to))) => {
+            audits::prove_consistency(dir, public, origin, from, to).map(|p| {
+                let what = format!("consistency proof from size {from} to size {to}");
+                (serde_json::to_value(p), what)
+            })
+        }
+        (None, None) => {
+            return Err(CliError::Usage(
+                "give `--index N`, or `--from M --to N`".into(),
+            ));
+        }
+    };
+    let (value, what) = match made {
+        Ok((Ok(value), what)) => (value, what),
+        Ok((Err(e), _)) => {
+            return Err(CliError::Usage(format!("cannot write the proof: {e}")));
+        }
+        Err(audits::ProveError::Log(failure)) => {
+            eprintln!(
+                "warrant: error: audit log `{}` fails verification: {failure}",
+                dir.display()
+            );
+            return Ok(Exit::Verification);
+        }
+        Err(e) => return Err(CliError::Usage(e.to_string())),
+    };
+    let mut text = serde_json::to_string_pretty(&value)
+        .map_err(|e| CliError::Usage(format!("cannot write the proof: {e}")))?;
+    text.push('\n');
+    match out {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|source| CliError::Input {
+                path: path.to_owned(),
+                source,
+            })?;
+            eprintln!("wrote the {what} to `{}`", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(Exit::Success)
+}
+
+/// `warrant audit verify-proof`: check a proof with the verifier key alone.
+fn audit_verify_proof(file: &Path, public: &[u8; 32], json: bool) -> Result<Exit, CliError> {
+    let input = |source| CliError::Input {
+        path: file.to_owned(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(file).map_err(input)?,
+            audits::proof::MAX_PROOF_BYTES as u64 + 1,
+        ),
+        &mut bytes,
+    )
+    .map_err(input)?;
+    let key_id = hex::encode(audits::key_id(crate::audit::ORIGIN, public));
+    match audits::verify_proof(&bytes, crate::audit::ORIGIN, public) {
+        Ok(audits::Proven::Inclusion { record, checkpoint }) => {
+            if json {
+                print_json(&json!({
+                    "verified": true,
+                    "type": "inclusion",
+                    "index": record.index,
+                    "treeSize": checkpoint.size,
+                    "root": hex::encode(checkpoint.root),
+                    "keyId": key_id,
+                    "record": {
+                        "index": record.index, "time": record.time, "kind": record.kind,
+                        "body": record.body,
+                    },
+                }));
+            } else {
+                println!(
+                    "verified: record {} is in the log `{}` of {} records, root {}, checkpoint signed by key {key_id}",
+                    record.index,
+                    checkpoint.origin,
+                    checkpoint.size,
+                    hex::encode(checkpoint.root)
+                );
+                println!("{}", crate::audit::timeline_line(&record));
+            }
+            Ok(Exit::Success)
+        }
+        Ok(audits::Proven::Consistency { old, new }) => {
+            if json {
+                print_json(&json!({
+                    "verified": true,
+                    "type": "consistency",
+                    "oldSize": old.size,
+                    "oldRoot": hex::encode(old.root),
+                    "newSize": new.size,
+                    "newRoot": hex::encode(new.root),
+                    "keyId": key_id,
+                }));
+            } else {
+                println!(
+                    "verified: the log `{}` of {} records (root {}) extends its log of {} records (root {}); both checkpoints signed by key {key_id}",
+                    new.origin,
+                    new.size,
+                    hex::encode(new.root),
+                    old.size,
+                    hex::encode(old.root)
+                );
+            }
+            Ok(Exit::Success)
+        }
+        Err(failure) => {
+            if json {
+                print_json(&json!({"verified": false, "failure": failure.to_string()}));
+            }
+            eprintln!(
+                "warrant: error: proof `{}` refused: {failure}",
+                file.display()
+            );
+            Ok(Exit::Verification)
+        }
+    }
+}
+
 fn run_guest(
     fetched: &Fetched,
     reference: &Reference,
@@ -1230,7 +1535,6 @@ fn run_guest(
             "stderrBytes": finished.stderr.len(),
         }),
     )?;
-    audit.checkpoint()?;
     Ok(match finished.outcome {
         Outcome::Exited(status) => match u8::try_from(status) {
             Ok(s) if s <= MAX_GUEST_STATUS => Exit::Guest(s),

@@ -123,22 +123,59 @@ fn a_denied_run_records_the_denial_and_no_instantiate() {
 fn an_edited_record_fails_audit_verify_naming_it() {
     let home = tempfile::tempdir().unwrap();
     assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
     let path = home.path().join("audit/log.jsonl");
     let original = std::fs::read_to_string(&path).unwrap();
-    // Turn the recorded exit status 0 into 1.
-    let edited = original.replacen("\"detail\":0", "\"detail\":1", 1);
+    // Turn the second run's recorded exit status 0 into 1.
+    let at = original.rfind("\"detail\":0").unwrap();
+    let edited = format!("{}\"detail\":1{}", &original[..at], &original[at + 10..]);
     assert_ne!(edited, original);
     std::fs::write(&path, edited).unwrap();
     let out = warrant(home.path(), &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(122), "{}", text(&out.stdout));
+    // Each run ends with a checkpoint, so the failure names the run: its first record (5)
+    // and the checkpoint that signed its end (size 10).
     assert!(
-        text(&out.stderr).contains("record 4"),
+        text(&out.stderr).contains("record 5 ") && text(&out.stderr).contains("up to size 10"),
         "{}",
         text(&out.stderr)
     );
-    // And the broker refuses to append to a log that fails verification.
+    // The broker opens the log from its last checkpoint (the `state` file), so an edit below
+    // it is `audit verify`'s to find: the next run goes ahead, and verify still names it.
+    let out = warrant(home.path(), RUN_EXAMPLE);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = warrant(home.path(), &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(122));
+    assert!(
+        text(&out.stderr).contains("record 5 "),
+        "{}",
+        text(&out.stderr)
+    );
+    // Without the state file, opening reads everything and refuses the log.
+    std::fs::remove_file(home.path().join("audit/state")).unwrap();
     let out = warrant(home.path(), RUN_EXAMPLE);
     assert_eq!(out.status.code(), Some(121), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "the guest must not run");
+}
+
+#[test]
+fn a_log_whose_tail_fails_verification_refuses_the_run() {
+    let home = tempfile::tempdir().unwrap();
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    // A complete line after the last checkpoint that is not the next record.
+    let path = home.path().join("audit/log.jsonl");
+    let mut log = std::fs::read_to_string(&path).unwrap();
+    let first = log.lines().next().unwrap().to_owned();
+    log.push_str(&first);
+    log.push('\n');
+    std::fs::write(&path, log).unwrap();
+    let out = warrant(home.path(), RUN_EXAMPLE);
+    assert_eq!(out.status.code(), Some(121), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("record 5 (byte"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(out.stdout.is_empty(), "the guest must not run");
 }
 
@@ -157,6 +194,71 @@ fn an_unusable_audit_log_refuses_the_run() {
         text(&out.stderr)
     );
     assert!(out.stdout.is_empty(), "the guest must not run");
+}
+
+/// The broker's record sequence for a run: pull, verify and decide cost no sync; the
+/// `instantiate` record commits all four with exactly one `fdatasync`, after which they are
+/// durable (a reader sees them) — and that is the only sync before the guest would start. A
+/// denial likewise costs one sync before it is reported. The checkpoint comes at the end.
+#[test]
+fn a_run_makes_exactly_one_sync_before_the_effect() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("audit");
+    let key = home.path().join("audit.key");
+    let public = broker::audit::load_or_create_key(&key)
+        .unwrap()
+        .public_key();
+    let mut audit = broker::audit::Audit::open(&dir, &key).unwrap();
+    let opened = audit.syncs();
+    for kind in ["pull", "verify", "decide"] {
+        audit
+            .record(kind, serde_json::json!({"digest": "sha256:00"}))
+            .unwrap();
+    }
+    assert_eq!(
+        audit.syncs(),
+        opened,
+        "pull, verify and decide are not synced one by one"
+    );
+    assert_eq!(audit.size(), 0, "nor acknowledged");
+    audit
+        .record_before_effect("instantiate", serde_json::json!({"digest": "sha256:00"}))
+        .unwrap();
+    assert_eq!(audit.syncs(), opened + 1, "one sync before the effect");
+    assert_eq!(audit.size(), 4);
+    let report = audits::verify(&dir, &public, broker::audit::ORIGIN).unwrap();
+    assert_eq!((report.size, report.checkpoints), (4, 0));
+
+    audit
+        .record("outcome", serde_json::json!({"digest": "sha256:00"}))
+        .unwrap();
+    audit.finish().unwrap();
+    assert_eq!(
+        audit.syncs(),
+        opened + 3,
+        "after the effect: the outcome, the checkpoint"
+    );
+
+    // A denial: one sync before it is reported.
+    let before = audit.syncs();
+    for kind in ["pull", "verify"] {
+        audit.record(kind, serde_json::json!({})).unwrap();
+    }
+    audit
+        .record_before_effect("decide", serde_json::json!({"allowed": false}))
+        .unwrap();
+    assert_eq!((audit.syncs(), audit.size()), (before + 1, 8));
+    audit.finish().unwrap();
+    // A run that recorded nothing (it failed before its first record) signs nothing.
+    let before = audit.syncs();
+    audit.finish().unwrap();
+    assert_eq!(audit.syncs(), before);
+    drop(audit);
+    let report = audits::verify(&dir, &public, broker::audit::ORIGIN).unwrap();
+    assert_eq!(
+        (report.size, report.checkpoints, report.unproven_records),
+        (8, 2, 0)
+    );
 }
 
 /// How many times the writer is killed in `cargo test` (`scripts/audit-crash.sh` runs more).
@@ -179,7 +281,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record() {
     let mut acknowledged_total = 0_usize;
     let rounds = crash_rounds();
     for round in 0..rounds {
-        // A fresh log every 25 kills, so that opening (which re-verifies the whole log) stays
+        // A fresh log every 25 kills, so that the full `audits::verify` after each kill stays
         // quick; each log still goes through 25 crash-and-recover cycles.
         let dir = home.path().join(format!("audit-{}", round / 25));
         let before = if dir.join("log.jsonl").exists() {
@@ -222,14 +324,14 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record() {
         assert!(report.is_ok(), "round {round}: {:?}", report.err());
         let after = records_in(&dir);
         let written = after.len() - before;
-        // Every acknowledged record is there (plus possibly one written but not yet
-        // acknowledged, and a `recovered` record for a repaired tail).
+        // Every acknowledged record is there (plus possibly some of the batch of three written
+        // but not yet committed, and a `recovered` record for a repaired tail).
         let test_records = after[before..]
             .iter()
             .filter(|r| r["kind"] == "test")
             .count();
         assert!(
-            test_records >= acknowledged && test_records <= acknowledged + 1,
+            test_records >= acknowledged && test_records <= acknowledged + 3,
             "round {round}: {acknowledged} acknowledged, {test_records} present"
         );
         let recovered = after[before..]
@@ -248,4 +350,270 @@ fn records_in(dir: &Path) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+const RUN_DENIED: &[&str] = &[
+    "run",
+    "--key",
+    "examples/hello/example-signer.pub",
+    "oci-layout:examples/hello/layout",
+];
+
+fn lines(bytes: &[u8]) -> Vec<String> {
+    text(bytes).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn audit_show_prints_a_timeline_filters_it_and_stops_at_a_failure() {
+    let home = tempfile::tempdir().unwrap();
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    assert_eq!(warrant(home.path(), RUN_DENIED).status.code(), Some(123));
+    let digest = records(home.path())[0]["body"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let out = warrant(home.path(), &["audit", "show"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = lines(&out.stdout);
+    assert_eq!(shown.len(), 8, "{shown:#?}");
+    let kinds: Vec<&str> = shown
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "pull",
+            "verify",
+            "decide",
+            "instantiate",
+            "outcome",
+            "pull",
+            "verify",
+            "decide"
+        ]
+    );
+    assert!(shown[0].starts_with("     0  20"), "{}", shown[0]);
+    assert!(
+        shown[0].ends_with(&format!(
+            "oci-layout:examples/hello/layout:latest → {digest}"
+        )),
+        "{}",
+        shown[0]
+    );
+    assert!(
+        shown[1].contains("verified; signers: sha256:"),
+        "{}",
+        shown[1]
+    );
+    assert!(
+        shown[2].contains("allowed: instantiate allow [hello-signed-by-example-key]"),
+        "{}",
+        shown[2]
+    );
+    assert!(shown[3].contains(broker::audit::ENGINE), "{}", shown[3]);
+    assert!(shown[4].contains("exit 0 after"), "{}", shown[4]);
+    assert!(
+        shown[7].contains("DENIED: instantiate deny"),
+        "{}",
+        shown[7]
+    );
+
+    // JSON lines: the records themselves.
+    let out = warrant(home.path(), &["audit", "show", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let on_disk = std::fs::read_to_string(home.path().join("audit/log.jsonl")).unwrap();
+    assert_eq!(text(&out.stdout), on_disk);
+
+    // Filters.
+    let count = |args: &[&str]| {
+        let mut all = vec!["audit", "show"];
+        all.extend_from_slice(args);
+        let out = warrant(home.path(), &all);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        lines(&out.stdout).len()
+    };
+    assert_eq!(count(&["--digest", &digest]), 8);
+    assert_eq!(count(&["--digest", &digest[7..15]]), 8);
+    assert_eq!(count(&["--digest", "sha256:0000"]), 0);
+    assert_eq!(count(&["--since", "1h"]), 8);
+    assert_eq!(count(&["--since", "2999-01-01T00:00:00Z"]), 0);
+    assert_eq!(
+        count(&["--since", "2000-01-01T00:00:00+02:00", "--json"]),
+        8
+    );
+    let out = warrant(home.path(), &["audit", "show", "--since", "last tuesday"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    // The denied run's records are edited: only the first run, which its checkpoint proves,
+    // is shown; then the failure, exit 122.
+    let path = home.path().join("audit/log.jsonl");
+    let edited = on_disk.replace("\"allowed\":false", "\"allowed\":true");
+    assert_ne!(edited, on_disk);
+    std::fs::write(&path, edited).unwrap();
+    let out = warrant(home.path(), &["audit", "show"]);
+    assert_eq!(out.status.code(), Some(122));
+    assert_eq!(lines(&out.stdout).len(), 5);
+    assert!(
+        text(&out.stderr).contains("record 5 "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn audit_prove_and_verify_proof_with_only_the_verifier_key() {
+    let home = tempfile::tempdir().unwrap();
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    let key = home.path().join("verifier.txt");
+    std::fs::write(&key, warrant(home.path(), &["audit", "key"]).stdout).unwrap();
+    let key = key.to_str().unwrap();
+    // The third party has no log and no signing key: a separate home.
+    let third = tempfile::tempdir().unwrap();
+
+    // Inclusion: record 7 (the second run's decide), against the checkpoint of size 10.
+    let proof = home.path().join("proof.json");
+    let out = warrant(
+        home.path(),
+        &[
+            "audit",
+            "prove",
+            "--index",
+            "7",
+            "--out",
+            proof.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
+    assert_eq!(
+        (
+            value["type"].as_str(),
+            value["index"].as_u64(),
+            value["treeSize"].as_u64()
+        ),
+        (Some("warrant-audit-inclusion-v1"), Some(7), Some(10))
+    );
+    let out = warrant(
+        third.path(),
+        &[
+            "audit",
+            "verify-proof",
+            proof.to_str().unwrap(),
+            "--key",
+            key,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.starts_with("verified: record 7 is in the log `warrant-audit` of 10 records"),
+        "{said}"
+    );
+    assert!(said.contains("decide"), "{said}");
+    assert!(!third.path().join("audit").exists(), "no log was needed");
+
+    // A tampered proof is refused, naming what failed.
+    let tampered = home.path().join("tampered.json");
+    let mut edited = value.clone();
+    edited["record"] = serde_json::json!(
+        value["record"]
+            .as_str()
+            .unwrap()
+            .replace("\"allowed\":true", "\"allowed\":false")
+    );
+    std::fs::write(&tampered, edited.to_string()).unwrap();
+    let out = warrant(
+        third.path(),
+        &[
+            "audit",
+            "verify-proof",
+            tampered.to_str().unwrap(),
+            "--key",
+            key,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(122));
+    assert!(
+        text(&out.stderr).contains("the inclusion path does not lead from the record"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Consistency between the two runs' checkpoints (sizes 5 and 10), to standard output.
+    let out = warrant(
+        home.path(),
+        &["audit", "prove", "--from", "5", "--to", "10"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let consistency = home.path().join("consistency.json");
+    std::fs::write(&consistency, &out.stdout).unwrap();
+    let out = warrant(
+        third.path(),
+        &[
+            "audit",
+            "verify-proof",
+            consistency.to_str().unwrap(),
+            "--key",
+            key,
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            said["verified"].as_bool(),
+            said["oldSize"].as_u64(),
+            said["newSize"].as_u64()
+        ),
+        (Some(true), Some(5), Some(10))
+    );
+
+    // Sizes that are not checkpoints, and records no checkpoint covers, are refused (2).
+    let out = warrant(
+        home.path(),
+        &["audit", "prove", "--from", "4", "--to", "10"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no checkpoint of size 4; nearest: 5 (the oldest)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = warrant(home.path(), &["audit", "prove", "--index", "10"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no record 10"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Another log's key refuses the proof.
+    let other = tempfile::tempdir().unwrap();
+    let other_key = other.path().join("verifier.txt");
+    std::fs::write(&other_key, warrant(other.path(), &["audit", "key"]).stdout).unwrap();
+    let out = warrant(
+        third.path(),
+        &[
+            "audit",
+            "verify-proof",
+            proof.to_str().unwrap(),
+            "--key",
+            other_key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(122));
+    assert!(
+        text(&out.stderr).contains("checkpoint not signed by the log's key"),
+        "{}",
+        text(&out.stderr)
+    );
 }

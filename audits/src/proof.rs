@@ -1,0 +1,505 @@
+//! Self-contained proofs: show one record, or that a log only grew, to someone who has the
+//! log's verifier key and nothing else.
+//!
+//! An **inclusion proof** (JSON):
+//!
+//! ```text
+//! {
+//!   "type": "warrant-audit-inclusion-v1",
+//!   "index": 3,                        // the record's position
+//!   "record": "{\"body\":{…},…}",      // its line in log.jsonl, without the newline
+//!   "treeSize": 5,                     // the size the checkpoint signs
+//!   "checkpoint": "<origin>\n5\n<base64 root>\n\n— <origin> <base64 signature>\n",
+//!   "path": ["<base64 hash>", …]       // RFC 9162 §2.1.3 inclusion path, leaf side first
+//! }
+//! ```
+//!
+//! The checkpoint is the **smallest** checkpoint in the log that covers the record (the first
+//! signed statement that includes it). It is fixed once written, so proving the same record
+//! twice gives the same proof; to tie it to a later checkpoint, add a consistency proof from
+//! that size.
+//!
+//! A **consistency proof**:
+//!
+//! ```text
+//! {
+//!   "type": "warrant-audit-consistency-v1",
+//!   "oldSize": 5, "oldCheckpoint": "…",   // two signed checkpoints of the log
+//!   "newSize": 10, "newCheckpoint": "…",
+//!   "path": ["<base64 hash>", …]           // RFC 9162 §2.1.4 consistency path
+//! }
+//! ```
+//!
+//! [`verify_proof`] checks, in this order: size ([`MAX_PROOF_BYTES`]) and form (strict JSON,
+//! no unknown fields, at most [`MAX_PATH_HASHES`] 32-byte hashes), each checkpoint's signature
+//! (origin, key, signature), that the stated sizes are the signed ones, then — for inclusion —
+//! that the record is a canonical record whose `index` is the proof's, and that the path leads
+//! from its leaf hash to the signed root; for consistency, that the path leads from the old
+//! signed root to the new one. The first failure is returned as a [`ProofFailure`].
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::merkle::{
+    Hash, consistency_proof, inclusion_proof, leaf_hash, verify_consistency, verify_inclusion,
+};
+use crate::note::{Checkpoint, CheckpointProblem, open_checkpoint};
+use crate::record::{Record, RecordProblem, parse_line};
+use crate::verify::{Seen, VerifyFailure, open_for_reading, scan};
+
+/// The `type` of an inclusion proof.
+pub const INCLUSION_TYPE: &str = "warrant-audit-inclusion-v1";
+/// The `type` of a consistency proof.
+pub const CONSISTENCY_TYPE: &str = "warrant-audit-consistency-v1";
+/// The largest proof file read: a record, two checkpoints and a path fit in far less.
+pub const MAX_PROOF_BYTES: usize = 256 * 1024;
+/// The longest path: a tree of 2^64 leaves needs 64 hashes for inclusion, at most 2·64 for
+/// consistency.
+pub const MAX_PATH_HASHES: usize = 128;
+
+/// A proof that one record is in the log, as written to a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InclusionProof {
+    /// Always [`INCLUSION_TYPE`].
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The record's position in the log.
+    pub index: u64,
+    /// The record's line, without its newline.
+    pub record: String,
+    /// The tree size the checkpoint signs.
+    pub tree_size: u64,
+    /// The signed checkpoint (note text).
+    pub checkpoint: String,
+    /// The inclusion path, base64 hashes, leaf side first.
+    pub path: Vec<String>,
+}
+
+/// A proof that the log at one checkpoint extends the log at an earlier one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsistencyProof {
+    /// Always [`CONSISTENCY_TYPE`].
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The earlier tree size.
+    pub old_size: u64,
+    /// The earlier signed checkpoint.
+    pub old_checkpoint: String,
+    /// The later tree size.
+    pub new_size: u64,
+    /// The later signed checkpoint.
+    pub new_checkpoint: String,
+    /// The consistency path, base64 hashes.
+    pub path: Vec<String>,
+}
+
+/// Why a proof cannot be made from a log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProveError {
+    /// The log does not verify.
+    #[error("the audit log fails verification: {0}")]
+    Log(#[from] VerifyFailure),
+    /// No such record.
+    #[error("no record {index}: the log holds {size} records")]
+    NoRecord {
+        /// The record asked for.
+        index: u64,
+        /// The log's size.
+        size: u64,
+    },
+    /// The record lies after the newest checkpoint: no signature covers it yet.
+    #[error(
+        "record {index} is not covered by a checkpoint yet (the newest signs {} records)",
+        newest.map_or_else(|| "no".to_owned(), |n| n.to_string())
+    )]
+    NotCheckpointed {
+        /// The record asked for.
+        index: u64,
+        /// The newest checkpoint's size.
+        newest: Option<u64>,
+    },
+    /// A consistency proof was asked between sizes that are not both checkpoints.
+    #[error("no checkpoint of size {size}; nearest: {}", nearest(*below, *above))]
+    NotACheckpoint {
+        /// The size asked for.
+        size: u64,
+        /// The largest checkpoint size below it.
+        below: Option<u64>,
+        /// The smallest checkpoint size above it.
+        above: Option<u64>,
+    },
+    /// `from` is larger than `to`.
+    #[error("a consistency proof goes from a smaller size to a larger one, not {from} to {to}")]
+    Backwards {
+        /// The first size.
+        from: u64,
+        /// The second size.
+        to: u64,
+    },
+}
+
+fn nearest(below: Option<u64>, above: Option<u64>) -> String {
+    match (below, above) {
+        (Some(b), Some(a)) => format!("{b} and {a}"),
+        (Some(b), None) => format!("{b} (the newest)"),
+        (None, Some(a)) => format!("{a} (the oldest)"),
+        (None, None) => "none: the log has no checkpoint".to_owned(),
+    }
+}
+
+/// Why a proof is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofFailure {
+    /// Larger than [`MAX_PROOF_BYTES`].
+    #[error("proof larger than {MAX_PROOF_BYTES} bytes")]
+    TooLarge,
+    /// Not a proof in this format (JSON, fields, types, base64, hash lengths, path length).
+    #[error("malformed proof: {0}")]
+    Malformed(String),
+    /// A checkpoint fails: not in the format, another origin or key, or a bad signature.
+    #[error("{which}: {problem}")]
+    Checkpoint {
+        /// `checkpoint`, `old checkpoint` or `new checkpoint`.
+        which: &'static str,
+        /// What is wrong.
+        problem: CheckpointProblem,
+    },
+    /// A stated size is not the size its checkpoint signs.
+    #[error("{which} says size {stated}, but its checkpoint signs {signed}")]
+    SizeMismatch {
+        /// `treeSize`, `oldSize` or `newSize`.
+        which: &'static str,
+        /// The size in the proof.
+        stated: u64,
+        /// The size in the signed checkpoint.
+        signed: u64,
+    },
+    /// The record's index is not below the signed tree size.
+    #[error("index {index} is not below the signed tree size {size}")]
+    IndexOutOfRange {
+        /// The proof's index.
+        index: u64,
+        /// The signed size.
+        size: u64,
+    },
+    /// The record line is not a canonical record at the proof's index.
+    #[error("the record: {0}")]
+    Record(RecordProblem),
+    /// The path does not lead from the record's leaf hash to the signed root.
+    #[error(
+        "the inclusion path does not lead from the record to the signed root: the record, its \
+         index or the path was altered"
+    )]
+    NotIncluded,
+    /// The old checkpoint is larger than the new one.
+    #[error("old size {old} is larger than new size {new}")]
+    Backwards {
+        /// The old size.
+        old: u64,
+        /// The new size.
+        new: u64,
+    },
+    /// The path does not show the new tree extends the old one.
+    #[error(
+        "the consistency path does not show that the tree of size {new} extends the tree of \
+         size {old}"
+    )]
+    NotConsistent {
+        /// The old size.
+        old: u64,
+        /// The new size.
+        new: u64,
+    },
+}
+
+/// What a valid proof proves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Proven {
+    /// The record is entry `index` of the log whose tree of `checkpoint.size` records has the
+    /// signed root `checkpoint.root`.
+    Inclusion {
+        /// The record.
+        record: Record,
+        /// The checkpoint that covers it.
+        checkpoint: Checkpoint,
+    },
+    /// The log at `new` extends the log at `old`: the first `old.size` records are the same.
+    Consistency {
+        /// The earlier checkpoint.
+        old: Checkpoint,
+        /// The later checkpoint.
+        new: Checkpoint,
+    },
+}
+
+/// What a proof is built from: the leaves, the checkpoints, and the one line asked for.
+struct Read {
+    leaves: Vec<Hash>,
+    checkpoints: Vec<Checkpoint>,
+    line: Option<Vec<u8>>,
+}
+
+/// Verifies the whole log (as [`crate::verify`]) keeping the leaf hashes, every checkpoint, and
+/// the line of record `want`.
+fn read_log(
+    dir: &Path,
+    public_key: &[u8; 32],
+    origin: &str,
+    want: Option<u64>,
+) -> Result<Read, VerifyFailure> {
+    let (log, checkpoints) = open_for_reading(dir)?;
+    let mut read = Read {
+        leaves: Vec::new(),
+        checkpoints: Vec::new(),
+        line: None,
+    };
+    scan(
+        log,
+        checkpoints,
+        None,
+        false,
+        public_key,
+        origin,
+        &mut |seen| match seen {
+            Seen::Record(line, _, leaf) => {
+                if Some(read.leaves.len() as u64) == want {
+                    read.line = Some(line.to_vec());
+                }
+                read.leaves.push(leaf);
+            }
+            Seen::Proven(cp) => {
+                // Equal sizes are the same tree (the scan checked the roots): keep the first.
+                if read
+                    .checkpoints
+                    .last()
+                    .is_none_or(|last| last.size < cp.size)
+                {
+                    read.checkpoints.push(cp.clone());
+                }
+            }
+        },
+    )?;
+    Ok(read)
+}
+
+fn encode_path(path: &[Hash]) -> Vec<String> {
+    path.iter().map(|h| B64.encode(h)).collect()
+}
+
+/// Builds the inclusion proof of record `index` of the log in `dir`, against the smallest
+/// checkpoint that covers it. The whole log is verified first.
+pub fn prove_inclusion(
+    dir: &Path,
+    public_key: &[u8; 32],
+    origin: &str,
+    index: u64,
+) -> Result<InclusionProof, ProveError> {
+    let read = read_log(dir, public_key, origin, Some(index))?;
+    let size = read.leaves.len() as u64;
+    let Some(line) = read.line else {
+        return Err(ProveError::NoRecord { index, size });
+    };
+    let Some(cp) = read.checkpoints.iter().find(|c| c.size > index) else {
+        return Err(ProveError::NotCheckpointed {
+            index,
+            newest: read.checkpoints.last().map(|c| c.size),
+        });
+    };
+    // The scan matched every checkpoint against these leaves, so the sizes are in range.
+    let path = inclusion_proof(&read.leaves, index, cp.size)
+        .map_err(|_| ProveError::NoRecord { index, size })?;
+    Ok(InclusionProof {
+        kind: INCLUSION_TYPE.to_owned(),
+        index,
+        record: String::from_utf8_lossy(&line).into_owned(),
+        tree_size: cp.size,
+        checkpoint: cp.note.clone(),
+        path: encode_path(&path),
+    })
+}
+
+/// Builds the consistency proof between the checkpoints of sizes `from` and `to` of the log in
+/// `dir` (both must be checkpoint sizes). The whole log is verified first.
+pub fn prove_consistency(
+    dir: &Path,
+    public_key: &[u8; 32],
+    origin: &str,
+    from: u64,
+    to: u64,
+) -> Result<ConsistencyProof, ProveError> {
+    if from > to {
+        return Err(ProveError::Backwards { from, to });
+    }
+    let read = read_log(dir, public_key, origin, None)?;
+    let find = |size: u64| {
+        read.checkpoints
+            .iter()
+            .find(|c| c.size == size)
+            .ok_or_else(|| ProveError::NotACheckpoint {
+                size,
+                below: read
+                    .checkpoints
+                    .iter()
+                    .rev()
+                    .find(|c| c.size < size)
+                    .map(|c| c.size),
+                above: read
+                    .checkpoints
+                    .iter()
+                    .find(|c| c.size > size)
+                    .map(|c| c.size),
+            })
+    };
+    let (old, new) = (find(from)?, find(to)?);
+    let path = consistency_proof(&read.leaves, from, to)
+        .map_err(|_| ProveError::Backwards { from, to })?;
+    Ok(ConsistencyProof {
+        kind: CONSISTENCY_TYPE.to_owned(),
+        old_size: from,
+        old_checkpoint: old.note.clone(),
+        new_size: to,
+        new_checkpoint: new.note.clone(),
+        path: encode_path(&path),
+    })
+}
+
+fn decode_path(path: &[String]) -> Result<Vec<Hash>, ProofFailure> {
+    if path.len() > MAX_PATH_HASHES {
+        return Err(ProofFailure::Malformed(format!(
+            "a path of {} hashes (at most {MAX_PATH_HASHES})",
+            path.len()
+        )));
+    }
+    path.iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let bytes = B64
+                .decode(h)
+                .map_err(|e| ProofFailure::Malformed(format!("path[{i}] is not base64: {e}")))?;
+            Hash::try_from(bytes.as_slice()).map_err(|_| {
+                ProofFailure::Malformed(format!("path[{i}] is {} bytes, not 32", bytes.len()))
+            })
+        })
+        .collect()
+}
+
+fn checkpoint(
+    which: &'static str,
+    note: &str,
+    origin: &str,
+    public_key: &[u8; 32],
+) -> Result<Checkpoint, ProofFailure> {
+    open_checkpoint(note, origin, public_key)
+        .map_err(|problem| ProofFailure::Checkpoint { which, problem })
+}
+
+fn same_size(which: &'static str, stated: u64, signed: u64) -> Result<(), ProofFailure> {
+    if stated == signed {
+        Ok(())
+    } else {
+        Err(ProofFailure::SizeMismatch {
+            which,
+            stated,
+            signed,
+        })
+    }
+}
+
+/// Checks a proof file's bytes against the log's origin and checkpoint key, with no access to
+/// the log (see the module docs for the order of checks).
+pub fn verify_proof(
+    bytes: &[u8],
+    origin: &str,
+    public_key: &[u8; 32],
+) -> Result<Proven, ProofFailure> {
+    if bytes.len() > MAX_PROOF_BYTES {
+        return Err(ProofFailure::TooLarge);
+    }
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| ProofFailure::Malformed(e.to_string()))?;
+    let malformed = |e: serde_json::Error| ProofFailure::Malformed(e.to_string());
+    match value.get("type").and_then(Value::as_str) {
+        Some(INCLUSION_TYPE) => {
+            let proof: InclusionProof = serde_json::from_value(value).map_err(malformed)?;
+            verify_inclusion_proof(&proof, origin, public_key)
+        }
+        Some(CONSISTENCY_TYPE) => {
+            let proof: ConsistencyProof = serde_json::from_value(value).map_err(malformed)?;
+            verify_consistency_proof(&proof, origin, public_key)
+        }
+        Some(other) => Err(ProofFailure::Malformed(format!(
+            "unknown proof type `{other}`"
+        ))),
+        None => Err(ProofFailure::Malformed("no proof `type`".to_owned())),
+    }
+}
+
+/// Checks an inclusion proof (see [`verify_proof`]).
+pub fn verify_inclusion_proof(
+    proof: &InclusionProof,
+    origin: &str,
+    public_key: &[u8; 32],
+) -> Result<Proven, ProofFailure> {
+    if proof.kind != INCLUSION_TYPE {
+        return Err(ProofFailure::Malformed(format!(
+            "type `{}`, not `{INCLUSION_TYPE}`",
+            proof.kind
+        )));
+    }
+    let path = decode_path(&proof.path)?;
+    let cp = checkpoint("checkpoint", &proof.checkpoint, origin, public_key)?;
+    same_size("treeSize", proof.tree_size, cp.size)?;
+    if proof.index >= cp.size {
+        return Err(ProofFailure::IndexOutOfRange {
+            index: proof.index,
+            size: cp.size,
+        });
+    }
+    let line = proof.record.as_bytes();
+    let record = parse_line(line, proof.index).map_err(ProofFailure::Record)?;
+    if !verify_inclusion(leaf_hash(line), proof.index, cp.size, &path, cp.root) {
+        return Err(ProofFailure::NotIncluded);
+    }
+    Ok(Proven::Inclusion {
+        record,
+        checkpoint: cp,
+    })
+}
+
+/// Checks a consistency proof (see [`verify_proof`]).
+pub fn verify_consistency_proof(
+    proof: &ConsistencyProof,
+    origin: &str,
+    public_key: &[u8; 32],
+) -> Result<Proven, ProofFailure> {
+    if proof.kind != CONSISTENCY_TYPE {
+        return Err(ProofFailure::Malformed(format!(
+            "type `{}`, not `{CONSISTENCY_TYPE}`",
+            proof.kind
+        )));
+    }
+    let path = decode_path(&proof.path)?;
+    let old = checkpoint("old checkpoint", &proof.old_checkpoint, origin, public_key)?;
+    let new = checkpoint("new checkpoint", &proof.new_checkpoint, origin, public_key)?;
+    same_size("oldSize", proof.old_size, old.size)?;
+    same_size("newSize", proof.new_size, new.size)?;
+    if old.size > new.size {
+        return Err(ProofFailure::Backwards {
+            old: old.size,
+            new: new.size,
+        });
+    }
+    if !verify_consistency(old.size, new.size, old.root, new.root, &path) {
+        return Err(ProofFailure::NotConsistent {
+            old: old.size,
+            new: new.size,
+        });
+    }
+    Ok(Proven::Consistency { old, new })
+}

@@ -1,0 +1,186 @@
+//! The `state` file: a starting point for `open`, so that opening a log costs what was appended
+//! since the last checkpoint rather than the whole log.
+//!
+//! It is one JSON object, rewritten (to `state.tmp`, then renamed over `state`) after every
+//! checkpoint and after a full scan that found one:
+//!
+//! ```text
+//! {"checkpoint":N,"checkpointEnd":E,"checkpointOffset":O,"frontier":["<base64>",…],"logBytes":L,"size":S,"version":1}
+//! ```
+//!
+//! `size` is the checkpoint's tree size, `frontier` the heads of the perfect subtrees of that
+//! tree (one per set bit of `size`, largest first: O(log n) hashes), `logBytes` the bytes of
+//! `log.jsonl` holding its records, `checkpoint` its ordinal and `checkpointOffset`..
+//! `checkpointEnd` its entry in `checkpoints`.
+//!
+//! Nothing in it is trusted as such. `open` accepts it only if the entry at those offsets is a
+//! checkpoint signed by the log's key, for this origin, whose size is `size` and whose root is
+//! the root recomputed from `frontier`; if `logBytes` lies within `log.jsonl` and ends a line;
+//! and if the records and checkpoints after it then verify. Otherwise (missing, unreadable,
+//! stale beyond repair, lying) `open` verifies the whole log, as it did before the file
+//! existed. The file is not synced: losing it costs one full scan.
+//!
+//! What a fast open does not re-check is everything before the starting point: records edited
+//! or checkpoints forged *below* the last checkpoint are [`crate::verify`]'s to find (`warrant
+//! audit verify`), which always reads the whole log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+use crate::merkle::{Frontier, Hash};
+use crate::note::open_checkpoint;
+use crate::verify::{Anchor, Entry, LineReader, MAX_CHECKPOINT_LINE_BYTES, read_entry};
+
+/// The state file in a log directory.
+pub const STATE_FILE: &str = "state";
+const STATE_TMP: &str = "state.tmp";
+/// The largest state file read (64 heads of 44 base64 bytes, and some numbers).
+const MAX_STATE_BYTES: u64 = 8 * 1024;
+/// The longest checkpoint entry read back.
+const MAX_ENTRY_BYTES: u64 = 6 * MAX_CHECKPOINT_LINE_BYTES as u64;
+
+/// Writes the state for `anchor`, best effort (a failure leaves the previous state, which is
+/// still a valid, older starting point, or none).
+pub(crate) fn write(dir: &Path, anchor: &Anchor) -> io::Result<()> {
+    let frontier: Vec<String> = anchor.tree.heads().iter().map(|h| B64.encode(h)).collect();
+    let text = json!({
+        "version": 1,
+        "size": anchor.tree.size(),
+        "frontier": frontier,
+        "logBytes": anchor.log_len,
+        "checkpoint": anchor.ordinal,
+        "checkpointOffset": anchor.checkpoint_offset,
+        "checkpointEnd": anchor.checkpoints_len,
+    })
+    .to_string();
+    let tmp = dir.join(STATE_TMP);
+    // Created afresh and exclusively: a file or symlink left (or planted) at `state.tmp` is
+    // removed, never written through.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    drop(file);
+    std::fs::rename(&tmp, dir.join(STATE_FILE))
+}
+
+/// The state's claims, parsed (not yet checked against the files).
+struct Claims {
+    size: u64,
+    heads: Vec<Hash>,
+    log_len: u64,
+    ordinal: u64,
+    checkpoint_offset: u64,
+    checkpoints_len: u64,
+}
+
+fn parse(bytes: &[u8]) -> Option<Claims> {
+    let value: Value = serde_json::from_slice(bytes).ok()?;
+    let num = |name: &str| value.get(name).and_then(Value::as_u64);
+    if num("version")? != 1 {
+        return None;
+    }
+    let heads = value
+        .get("frontier")?
+        .as_array()?
+        .iter()
+        .map(|h| {
+            let bytes = B64.decode(h.as_str()?).ok()?;
+            Hash::try_from(bytes.as_slice()).ok()
+        })
+        .collect::<Option<Vec<Hash>>>()?;
+    Some(Claims {
+        size: num("size")?,
+        heads,
+        log_len: num("logBytes")?,
+        ordinal: num("checkpoint")?,
+        checkpoint_offset: num("checkpointOffset")?,
+        checkpoints_len: num("checkpointEnd")?,
+    })
+}
+
+/// Reads `state` and checks it against the files (see the module docs); `None` if it is absent
+/// or fails any check.
+pub(crate) fn read(
+    dir: &Path,
+    log: &mut File,
+    checkpoints: &mut File,
+    public_key: &[u8; 32],
+    origin: &str,
+) -> Option<Anchor> {
+    let mut bytes = Vec::new();
+    File::open(dir.join(STATE_FILE))
+        .ok()?
+        .take(MAX_STATE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    if bytes.len() as u64 > MAX_STATE_BYTES {
+        return None;
+    }
+    let claims = parse(&bytes)?;
+    let tree = Frontier::from_heads(claims.size, claims.heads)?;
+
+    // The checkpoint entry: where the state says, signed, for this size and this root.
+    let entry_len = claims
+        .checkpoints_len
+        .checked_sub(claims.checkpoint_offset)?;
+    if entry_len == 0
+        || entry_len > MAX_ENTRY_BYTES
+        || claims.checkpoints_len > checkpoints.metadata().ok()?.len()
+    {
+        return None;
+    }
+    checkpoints
+        .seek(SeekFrom::Start(claims.checkpoint_offset))
+        .ok()?;
+    let mut lines = LineReader::new(Read::by_ref(checkpoints).take(entry_len));
+    let Ok(Entry::Note { text, len }) = read_entry(&mut lines, &mut Vec::new()) else {
+        return None;
+    };
+    if len != entry_len {
+        return None;
+    }
+    let checkpoint = open_checkpoint(&String::from_utf8(text).ok()?, origin, public_key).ok()?;
+    if checkpoint.size != tree.size() || checkpoint.root != tree.root() {
+        return None;
+    }
+
+    // The log: the records end exactly at `logBytes`, at the end of a line.
+    let log_file_len = log.metadata().ok()?.len();
+    if claims.log_len > log_file_len || (claims.log_len == 0) != (claims.size == 0) {
+        return None;
+    }
+    if claims.log_len > 0 {
+        log.seek(SeekFrom::Start(claims.log_len - 1)).ok()?;
+        let mut last = [0u8; 1];
+        log.read_exact(&mut last).ok()?;
+        if last != *b"\n" {
+            return None;
+        }
+    }
+
+    log.seek(SeekFrom::Start(claims.log_len)).ok()?;
+    checkpoints
+        .seek(SeekFrom::Start(claims.checkpoints_len))
+        .ok()?;
+    Some(Anchor {
+        tree,
+        log_len: claims.log_len,
+        checkpoint,
+        ordinal: claims.ordinal,
+        checkpoint_offset: claims.checkpoint_offset,
+        checkpoints_len: claims.checkpoints_len,
+    })
+}
