@@ -73,7 +73,9 @@ impl Default for ClientOptions {
 /// A client for OCI registries and image-layout directories.
 pub struct RegistryClient {
     pub(crate) options: ClientOptions,
-    http: reqwest::Client,
+    /// Built on first use: building it loads the system's TLS roots (about 150 files here),
+    /// which an image-layout reference never needs.
+    http: std::sync::OnceLock<reqwest::Client>,
     oci: Mutex<HashMap<String, Arc<oci_client::Client>>>,
     auth_headers: Mutex<HashMap<(String, String, bool), HeaderValue>>,
 }
@@ -81,10 +83,23 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// A client with `options`.
     pub fn new(options: ClientOptions) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
+        Ok(Self {
+            options,
+            http: std::sync::OnceLock::new(),
+            oci: Mutex::new(HashMap::new()),
+            auth_headers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The HTTP client, built on first use.
+    fn http(&self) -> Result<&reqwest::Client, Error> {
+        if let Some(http) = self.http.get() {
+            return Ok(http);
+        }
+        let built = reqwest::Client::builder()
             .user_agent(USER_AGENT)
-            .connect_timeout(options.connect_timeout)
-            .read_timeout(options.read_timeout)
+            .connect_timeout(self.options.connect_timeout)
+            .read_timeout(self.options.read_timeout)
             .redirect(redirect_policy())
             .no_proxy()
             .build()
@@ -93,12 +108,7 @@ impl RegistryClient {
                 what: "building the HTTP client".into(),
                 reason: error_chain(&e),
             })?;
-        Ok(Self {
-            options,
-            http,
-            oci: Mutex::new(HashMap::new()),
-            auth_headers: Mutex::new(HashMap::new()),
-        })
+        Ok(self.http.get_or_init(|| built))
     }
 
     /// The options in force.
@@ -279,7 +289,7 @@ impl RegistryClient {
         loop {
             *attempt += 1;
             let attempt_now = *attempt;
-            let mut request = build(&self.http);
+            let mut request = build(self.http()?);
             let cached = self
                 .auth_headers
                 .lock()
