@@ -557,6 +557,39 @@ impl Sandbox {
         Ok(io.finish(result.err().as_ref(), hit, limits, elapsed))
     }
 
+    /// Instantiate a prepared module with `handles` and keep it, idle, until [`Live::start`]
+    /// or until dropped (a process holding many plugins ready). Components are run with
+    /// [`Sandbox::run_prepared`] only.
+    pub fn instantiate(
+        &self,
+        prepared: &Prepared,
+        args: &[String],
+        limits: &RunLimits,
+        handles: &Handles,
+    ) -> Result<Live, SandboxError> {
+        self.check_fuel(limits)?;
+        let PreparedGuest::Module(pre) = &prepared.guest else {
+            return Err(SandboxError::Load(
+                "a component cannot be held instantiated; run it instead".into(),
+            ));
+        };
+        let io = GuestIo::new(limits);
+        let host = Host {
+            wasi: io.builder(args, limits, handles)?.build_p1(),
+            limiter: Limiter::new(limits, 1),
+        };
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|h| &mut h.limiter);
+        self.bound(&mut store, limits)?;
+        let instance = pre.instantiate(&mut store);
+        Ok(Live {
+            store,
+            instance,
+            io,
+            limits: limits.clone(),
+        })
+    }
+
     fn run_command(
         &self,
         pre: &CommandPre<ComponentHost>,
@@ -617,16 +650,9 @@ impl Sandbox {
         Ok(())
     }
 
-    /// The deadline (in epoch ticks) and the fuel of a store. The ticker runs all along, so
-    /// the first tick may come at once: one tick more than the timeout makes the guest stop
-    /// no earlier than its timeout and at most one tick later.
+    /// The deadline (see [`deadline_ticks`]) and the fuel of a store.
     fn bound<T>(&self, store: &mut Store<T>, limits: &RunLimits) -> Result<(), SandboxError> {
-        let ticks = limits
-            .timeout
-            .as_millis()
-            .div_ceil(limits::EPOCH_TICK.as_millis())
-            .saturating_add(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.set_epoch_deadline(deadline_ticks(limits));
         store.epoch_deadline_trap();
         if self.fuel {
             // A metering engine asked for no limit: as much fuel as can be counted.
@@ -648,6 +674,51 @@ fn check_size(wasm: &[u8]) -> Result<(), SandboxError> {
         )));
     }
     Ok(())
+}
+
+/// An instantiated module held idle ([`Sandbox::instantiate`]).
+pub struct Live {
+    store: Store<Host>,
+    instance: wasmtime::Result<wasmtime::Instance>,
+    io: GuestIo,
+    limits: RunLimits,
+}
+
+impl Live {
+    /// Whether instantiation succeeded; when it did not, [`Live::start`] says why.
+    pub fn is_ready(&self) -> bool {
+        self.instance.is_ok()
+    }
+
+    /// Call `_start`, with the deadline counted from now, and classify how it ended (a
+    /// failed instantiation ends here too).
+    pub fn start(mut self) -> Finished {
+        let ticks = deadline_ticks(&self.limits);
+        self.store.set_epoch_deadline(ticks);
+        let started = Instant::now();
+        let result = match self.instance {
+            Ok(instance) => instance
+                .get_typed_func::<(), ()>(&mut self.store, "_start")
+                .and_then(|start| start.call(&mut self.store, ())),
+            Err(e) => Err(e),
+        };
+        let elapsed = started.elapsed();
+        let hit = self.store.data().limiter.hit.clone();
+        self.io
+            .finish(result.err().as_ref(), hit, &self.limits, elapsed)
+    }
+}
+
+/// Epoch ticks for `limits.timeout`. The ticker runs all along, so the first tick may come at
+/// once: one tick more than the timeout makes the guest stop no earlier than its timeout and
+/// at most one tick later.
+fn deadline_ticks(limits: &RunLimits) -> u64 {
+    let ticks = limits
+        .timeout
+        .as_millis()
+        .div_ceil(limits::EPOCH_TICK.as_millis())
+        .saturating_add(1);
+    u64::try_from(ticks).unwrap_or(u64::MAX)
 }
 
 /// A guest's captured stdout and stderr.
@@ -1031,6 +1102,25 @@ mod tests {
             .run(&wasm, &[], &RunLimits::default(), &Handles::none())
             .unwrap_err();
         assert!(err.to_string().contains("the limit is"), "{err}");
+    }
+
+    /// An instance held idle past its deadline still gets its whole budget when started, and
+    /// runs exactly like `run`.
+    #[test]
+    fn an_idle_instance_starts_with_its_full_deadline() {
+        let sandbox = Sandbox::new().unwrap();
+        let prepared = sandbox.prepare(&wat::parse_str(HELLO).unwrap()).unwrap();
+        let limits = RunLimits {
+            timeout: Duration::from_millis(50),
+            ..RunLimits::default()
+        };
+        let live = sandbox
+            .instantiate(&prepared, &["guest".into()], &limits, &Handles::none())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        let f = live.start();
+        assert_eq!(f.outcome, Outcome::Exited(0));
+        assert_eq!(f.stdout, b"hi\n");
     }
 
     /// Components may connect only to granted addresses, and bind only implicitly (the
