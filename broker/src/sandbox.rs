@@ -852,9 +852,17 @@ impl Ticker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
+            // The epoch follows the clock, not the number of sleeps: a thread that wakes late
+            // (a loaded machine) catches up, so deadlines do not drift.
+            let started = Instant::now();
+            let mut ticks: u128 = 0;
             while !flag.load(Ordering::Relaxed) {
                 std::thread::sleep(limits::EPOCH_TICK);
-                engine.increment_epoch();
+                let due = started.elapsed().as_nanos() / limits::EPOCH_TICK.as_nanos().max(1);
+                while ticks < due {
+                    engine.increment_epoch();
+                    ticks = ticks.saturating_add(1);
+                }
             }
         });
         Self {

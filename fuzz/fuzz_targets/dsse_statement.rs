@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use broker::keys::{PublicKey, SigningKey};
-use broker::verify::Signer;
+use broker::verify::{Signer, SignerKind};
 use libfuzzer_sys::fuzz_target;
 use registry_client::Digest;
 
@@ -19,9 +19,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(broker::attest::open_envelope(data, std::slice::from_ref(key())).is_err());
     let digest = Digest::of(b"the artifact");
     let signer = Signer {
-        kind: "key",
+        kind: SignerKind::Key,
         identity: String::new(),
         issuer: "key".into(),
+        claims: Default::default(),
     };
     if broker::attest::check_statement(data.to_vec(), &digest, signer).is_ok() {
         let text = std::str::from_utf8(data).expect("an accepted statement is JSON");
