@@ -11,24 +11,14 @@
 //! Each side runs in a process of its own (this one, started again), so neither inherits the
 //! other's freed heap.
 
-use std::path::PathBuf;
+mod common;
 
-use broker::policy::{Asks, Facts, Policies};
 use broker::sandbox::{Handles, Live, RunLimits, Sandbox};
-use broker::verify::{Signer, SignerKind};
-use registry_client::{Digest, WasmKind};
+use common::HELLO;
 use wasmtime::{Config, Engine, Instance, Linker, Module, Store, Strategy};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-
-const HELLO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "hello\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 6))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
 /// Resident memory of this process, KiB.
 fn rss_kib() -> u64 {
@@ -117,29 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let sandbox = Sandbox::new()?;
     let prepared = sandbox.prepare(&wasm)?;
-    let policies = Policies::from_sources(&[(
-        PathBuf::from("density.cedar"),
-        r#"@id("run") permit (principal, action == Warrant::Action::"instantiate", resource) when { principal.signer.kind == "key" };"#.to_owned(),
-    )])?;
-    let facts = Facts::new(
-        Digest::of(&wasm),
-        WasmKind::Module,
-        wasm.len() as u64,
-        "localhost".into(),
-        "localhost/hello".into(),
-        vec![Signer {
-            kind: SignerKind::Key,
-            identity: "sha256:00".into(),
-            issuer: "key".into(),
-            claims: Default::default(),
-        }],
-        None,
-    );
-    let asks = Asks {
-        memory_bytes: 64 << 20,
-        timeout_ms: 10_000,
-        ..Asks::default()
-    };
+    let (policies, facts, asks) = common::hello_decision(&wasm)?;
     let args = vec!["hello".to_owned()];
     report(hold(target, || -> Result<Live, String> {
         let grant = policies

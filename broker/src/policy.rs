@@ -903,15 +903,18 @@ fn is_invariant(policy: &Policy) -> bool {
 /// The policies that apply to every request and read only the principal, then for each
 /// action the other policies whose action scope admits it, indexed by resource scope.
 fn slice_by_action(set: &PolicySet) -> Result<(HashMap<&'static str, ActionIndex>, Group), String> {
+    // Classified once each: it serializes the policy to JSON.
+    let (invariant_policies, others): (Vec<&Policy>, Vec<&Policy>) =
+        set.policies().partition(|p| is_invariant(p));
     let mut invariant = Group::default();
-    for policy in set.policies().filter(|p| is_invariant(p)) {
+    for policy in invariant_policies {
         invariant.add(policy)?;
     }
     let mut slices = HashMap::new();
     for action in ACTIONS {
         let this = uid("Action", action)?;
         let mut index = ActionIndex::default();
-        for policy in set.policies().filter(|p| !is_invariant(p)) {
+        for &policy in &others {
             let admits = match policy.action_constraint() {
                 ActionConstraint::Any => true,
                 ActionConstraint::Eq(a) => a == this,
