@@ -3,7 +3,10 @@
 //! configuration, in the same run. Run with `cargo bench -p broker --bench sandbox`.
 //!
 //! - **bare wasmtime**: a `Store` with a WASI preview 1 context holding a captured stdout,
-//!   the epoch deadline set, `InstancePre::instantiate`, `_start`;
+//!   the epoch deadline set, `InstancePre::instantiate`, `_start` (synchronous WASI);
+//! - **bare wasmtime, async**: the same with WASI's async host functions,
+//!   `instantiate_async` and `call_async` driven by a current-thread Tokio runtime — how
+//!   Warrant runs guests, so that one waiting in the host can be cancelled at its deadline;
 //! - **Warrant**: the run's decisions from the decision cache and its `Grant`
 //!   (`Policies::grant`), the handles and limits made from it, then
 //!   `Sandbox::run_prepared` (a least-privilege WASI context, captured and capped output,
@@ -13,30 +16,16 @@
 //! Printed: p50 and p99 per run of each, and the ratios.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use broker::policy::{Asks, Facts, Policies};
+mod common;
+
 use broker::sandbox::{Handles, Outcome, RunLimits, Sandbox};
-use broker::verify::{Signer, SignerKind};
-use registry_client::{Digest, WasmKind};
+use common::HELLO;
 use wasmtime::{Config, Engine, Linker, Module, PoolingAllocationConfig, Store, Strategy};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-
-const HELLO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "hello\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 6))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
-
-const POLICY: &str = r#"@id("run")
-permit (principal, action == Warrant::Action::"instantiate", resource)
-when { principal.signer.kind == "key" && context.memoryBytes <= 268435456 };
-"#;
 
 /// Per-run times of `runs` runs (after `runs / 10` warm-up runs), sorted.
 fn samples(runs: usize, mut f: impl FnMut()) -> Vec<Duration> {
@@ -59,12 +48,13 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted.get(at).copied().unwrap_or_default()
 }
 
-/// p50 and p99 of bare wasmtime and of Warrant, with the pooling allocator or on demand.
+/// p50 and p99 of bare wasmtime (synchronous, then async) and of Warrant, with the pooling
+/// allocator or on demand.
 fn compare(
     wasm: &[u8],
     pooling: Option<u32>,
     runs: usize,
-) -> Result<[Duration; 4], Box<dyn std::error::Error>> {
+) -> Result<[Duration; 6], Box<dyn std::error::Error>> {
     // Bare wasmtime: the sandbox's engine configuration.
     let mut config = Config::new();
     config
@@ -100,32 +90,36 @@ fn compare(
         black_box(stdout.contents());
     });
 
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    p1::add_to_linker_async(&mut linker, |cx| cx)?;
+    let pre = linker.instantiate_pre(&module)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let bare_async = samples(runs, || {
+        let stdout = MemoryOutputPipe::new(1 << 20);
+        let wasi = WasiCtxBuilder::new()
+            .args(&["hello"])
+            .stdout(stdout.clone())
+            .build_p1();
+        let mut store = Store::new(&engine, wasi);
+        store.set_epoch_deadline(1000);
+        black_box(runtime.block_on(async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        }))
+        .ok();
+        black_box(stdout.contents());
+    });
+
     // Warrant: decisions cached, guest prepared.
     let sandbox = match pooling {
         Some(instances) => Sandbox::pooled(false, instances)?,
         None => Sandbox::new()?,
     };
     let prepared = sandbox.prepare(wasm)?;
-    let policies = Policies::from_sources(&[(PathBuf::from("bench.cedar"), POLICY.to_owned())])?;
-    let facts = Facts::new(
-        Digest::of(wasm),
-        WasmKind::Module,
-        wasm.len() as u64,
-        "localhost".into(),
-        "localhost/hello".into(),
-        vec![Signer {
-            kind: SignerKind::Key,
-            identity: "sha256:00".into(),
-            issuer: "key".into(),
-            claims: Default::default(),
-        }],
-        None,
-    );
-    let asks = Asks {
-        memory_bytes: 64 << 20,
-        timeout_ms: 10_000,
-        ..Asks::default()
-    };
+    let (policies, facts, asks) = common::hello_decision(wasm)?;
     let args = vec!["hello".to_owned()];
     let first = policies.grant(&facts, &asks, false)?;
     let finished = sandbox.run_prepared(
@@ -151,6 +145,8 @@ fn compare(
     Ok([
         percentile(&bare, 50),
         percentile(&bare, 99),
+        percentile(&bare_async, 50),
+        percentile(&bare_async, 99),
         percentile(&warrant, 50),
         percentile(&warrant, 99),
     ])
@@ -161,15 +157,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs = 20_000;
     println!("{runs} runs each");
     println!(
-        "| allocation | bare wasmtime p50 | p99 | Warrant p50 | p99 | ratio p50 | ratio p99 |"
+        "| allocation | bare p50 | p99 | bare async p50 | p99 | Warrant p50 | p99 | Warrant / bare p50 | p99 | Warrant / bare async p50 | p99 |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     for (name, pooling) in [("on demand", None), ("pooling (1,000 slots)", Some(1000))] {
-        let [b50, b99, w50, w99] = compare(&wasm, pooling, runs)?;
+        let [b50, b99, a50, a99, w50, w99] = compare(&wasm, pooling, runs)?;
         println!(
-            "| {name} | {b50:.2?} | {b99:.2?} | {w50:.2?} | {w99:.2?} | {:.2}× | {:.2}× |",
-            w50.as_secs_f64() / b50.as_secs_f64(),
-            w99.as_secs_f64() / b99.as_secs_f64()
+            "| {name} | {b50:.2?} | {b99:.2?} | {a50:.2?} | {a99:.2?} | {w50:.2?} | {w99:.2?} | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+            ratio(w50, b50),
+            ratio(w99, b99),
+            ratio(w50, a50),
+            ratio(w99, a99),
         );
     }
     Ok(())

@@ -22,7 +22,9 @@
 //! - a component: at most [`limits::MAX_COMPONENT_HANDLES`] live resources and
 //!   [`limits::HOSTCALL_FUEL`] bytes passed to the host per call;
 //! - at most [`limits::MAX_RANDOM_BYTES`] of randomness per call;
-//! - a wall-clock deadline enforced by epoch interruption, and fuel when metered;
+//! - a wall-clock deadline: epoch interruption stops a guest that computes past it, and a
+//!   guest waiting in the host (a sleep, a poll, a blocking read or connect) is cancelled at
+//!   it, since every guest runs as a future under a timeout; fuel when metered;
 //! - a Wasm stack of [`limits::MAX_WASM_STACK`] bytes, well below the host thread's stack.
 //!
 //! The engine is Cranelift's, and guests over [`limits::MAX_GUEST_BYTES`] are refused before
@@ -47,7 +49,7 @@ use wasmtime::{
     ResourceLimiter, Store, Strategy, Trap,
 };
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
-use wasmtime_wasi::p2::bindings::sync::{Command, CommandPre};
+use wasmtime_wasi::p2::bindings::{Command, CommandPre};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -210,7 +212,8 @@ pub struct Finished {
     pub stdout: Vec<u8>,
     /// Captured stderr.
     pub stderr: Vec<u8>,
-    /// Wall-clock time from instantiation to end.
+    /// Wall-clock time the guest ran: instantiation, then its entry point (the time an
+    /// instance held idle waited is not counted).
     pub elapsed: Duration,
 }
 
@@ -226,10 +229,19 @@ pub enum SandboxError {
 }
 
 /// A configured engine. Create once, run many guests.
+///
+/// Its methods block the calling thread until the guest ends; they must not be called from
+/// inside an async runtime. Guests run as futures on the sandbox's own runtime (WASI's host
+/// calls are async), so a guest waiting in the host is cancelled at its deadline like one
+/// that computes.
 pub struct Sandbox {
     engine: Engine,
     fuel: bool,
     cache: Option<Cache>,
+    /// Drives guests' host calls (timers, sockets, file I/O) and their deadlines. A
+    /// current-thread runtime: the thread running a guest drives it, and several threads may
+    /// run guests at once.
+    runtime: Arc<tokio::runtime::Runtime>,
     /// Advances the engine's epoch (the deadlines' clock) while the sandbox lives.
     _ticker: Ticker,
 }
@@ -418,11 +430,16 @@ impl Sandbox {
         };
         config.cache(cache.clone());
         let engine = Engine::new(&config).map_err(engine_error)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SandboxError::Engine(format!("cannot start the guests' runtime: {e}")))?;
         Ok(Self {
             _ticker: Ticker::start(engine.clone()),
             engine,
             fuel,
             cache,
+            runtime: Arc::new(runtime),
         })
     }
 
@@ -488,7 +505,7 @@ impl Sandbox {
         let module =
             Module::new(&self.engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         let mut linker: Linker<Host> = Linker::new(&self.engine);
-        p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
+        p1::add_to_linker_async(&mut linker, |h: &mut Host| &mut h.wasi)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&module)
@@ -503,7 +520,7 @@ impl Sandbox {
             Component::new(&self.engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         let mut linker: wasmtime::component::Linker<ComponentHost> =
             wasmtime::component::Linker::new(&self.engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
@@ -536,10 +553,21 @@ impl Sandbox {
     fn run_instance(
         &self,
         pre: &InstancePre<Host>,
-        mut builder: WasiCtxBuilder,
+        builder: WasiCtxBuilder,
         io: GuestIo,
         limits: &RunLimits,
     ) -> Result<Finished, SandboxError> {
+        Ok(self.live(pre, builder, io, limits)?.start())
+    }
+
+    /// A store for one module instance, with its limits, and the module instantiated in it.
+    fn live(
+        &self,
+        pre: &InstancePre<Host>,
+        mut builder: WasiCtxBuilder,
+        io: GuestIo,
+        limits: &RunLimits,
+    ) -> Result<Live, SandboxError> {
         let host = Host {
             wasi: builder.build_p1(),
             limiter: Limiter::new(limits, 1),
@@ -548,13 +576,18 @@ impl Sandbox {
         store.limiter(|h| &mut h.limiter);
         self.bound(&mut store, limits)?;
         let started = Instant::now();
-        let result = pre.instantiate(&mut store).and_then(|instance| {
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call(&mut store, ())
-        });
-        let elapsed = started.elapsed();
-        let hit = store.data().limiter.hit.clone();
-        Ok(io.finish(result.err().as_ref(), hit, limits, elapsed))
+        // The module's own start function runs here, and may wait in the host too.
+        let instance = self
+            .runtime
+            .block_on(within(limits.timeout, pre.instantiate_async(&mut store)));
+        Ok(Live {
+            store,
+            instance,
+            instantiation: started.elapsed(),
+            io,
+            limits: limits.clone(),
+            runtime: self.runtime.clone(),
+        })
     }
 
     /// Instantiate a prepared module with `handles` and keep it, idle, until [`Live::start`]
@@ -574,20 +607,8 @@ impl Sandbox {
             ));
         };
         let io = GuestIo::new(limits);
-        let host = Host {
-            wasi: io.builder(args, limits, handles)?.build_p1(),
-            limiter: Limiter::new(limits, 1),
-        };
-        let mut store = Store::new(&self.engine, host);
-        store.limiter(|h| &mut h.limiter);
-        self.bound(&mut store, limits)?;
-        let instance = pre.instantiate(&mut store);
-        Ok(Live {
-            store,
-            instance,
-            io,
-            limits: limits.clone(),
-        })
+        let builder = io.builder(args, limits, handles)?;
+        self.live(pre, builder, io, limits)
     }
 
     fn run_command(
@@ -630,12 +651,13 @@ impl Sandbox {
         store.set_max_component_handles(limits::MAX_COMPONENT_HANDLES);
         self.bound(&mut store, limits)?;
         let started = Instant::now();
-        let result = pre.instantiate(&mut store).and_then(|command: Command| {
-            match command.wasi_cli_run().call_run(&mut store)? {
+        let result = self.runtime.block_on(within(limits.timeout, async {
+            let command: Command = pre.instantiate_async(&mut store).await?;
+            match command.wasi_cli_run().call_run(&mut store).await? {
                 Ok(()) => Ok(()),
                 Err(()) => Err(wasmtime::Error::new(I32Exit(1))),
             }
-        });
+        }));
         let elapsed = started.elapsed();
         let hit = store.data().limiter.hit.clone();
         Ok(io.finish(result.err().as_ref(), hit, limits, elapsed))
@@ -652,7 +674,7 @@ impl Sandbox {
 
     /// The deadline (see [`deadline_ticks`]) and the fuel of a store.
     fn bound<T>(&self, store: &mut Store<T>, limits: &RunLimits) -> Result<(), SandboxError> {
-        store.set_epoch_deadline(deadline_ticks(limits));
+        store.set_epoch_deadline(deadline_ticks(limits.timeout));
         store.epoch_deadline_trap();
         if self.fuel {
             // A metering engine asked for no limit: as much fuel as can be counted.
@@ -680,8 +702,11 @@ fn check_size(wasm: &[u8]) -> Result<(), SandboxError> {
 pub struct Live {
     store: Store<Host>,
     instance: wasmtime::Result<wasmtime::Instance>,
+    /// Time spent instantiating (the module's own start function runs then).
+    instantiation: Duration,
     io: GuestIo,
     limits: RunLimits,
+    runtime: Arc<tokio::runtime::Runtime>,
 }
 
 impl Live {
@@ -690,35 +715,56 @@ impl Live {
         self.instance.is_ok()
     }
 
-    /// Call `_start`, with the deadline counted from now, and classify how it ended (a
-    /// failed instantiation ends here too).
+    /// Call `_start`, with what instantiation left of the deadline counted from now, and
+    /// classify how it ended (a failed instantiation ends here too).
     pub fn start(mut self) -> Finished {
-        let ticks = deadline_ticks(&self.limits);
-        self.store.set_epoch_deadline(ticks);
+        // The deadline covers instantiation and the entry point together, not the idle wait.
+        let left = self.limits.timeout.saturating_sub(self.instantiation);
+        self.store.set_epoch_deadline(deadline_ticks(left));
         let started = Instant::now();
+        let store = &mut self.store;
         let result = match self.instance {
-            Ok(instance) => instance
-                .get_typed_func::<(), ()>(&mut self.store, "_start")
-                .and_then(|start| start.call(&mut self.store, ())),
+            Ok(instance) => self.runtime.block_on(within(left, async {
+                let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+                start.call_async(&mut *store, ()).await
+            })),
             Err(e) => Err(e),
         };
-        let elapsed = started.elapsed();
+        let elapsed = self.instantiation + started.elapsed();
         let hit = self.store.data().limiter.hit.clone();
         self.io
             .finish(result.err().as_ref(), hit, &self.limits, elapsed)
     }
 }
 
-/// Epoch ticks for `limits.timeout`. The ticker runs all along, so the first tick may come at
+/// Epoch ticks for `timeout`. The ticker runs all along, so the first tick may come at
 /// once: one tick more than the timeout makes the guest stop no earlier than its timeout and
 /// at most one tick later.
-fn deadline_ticks(limits: &RunLimits) -> u64 {
-    let ticks = limits
-        .timeout
+fn deadline_ticks(timeout: Duration) -> u64 {
+    let ticks = timeout
         .as_millis()
         .div_ceil(limits::EPOCH_TICK.as_millis())
         .saturating_add(1);
     u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+/// A guest still waiting in the host (a sleep, a poll, a blocking read) when its deadline
+/// came: its call was cancelled.
+#[derive(Debug, thiserror::Error)]
+#[error("the guest was waiting in a host call at its deadline")]
+struct WaitedPastDeadline;
+
+/// `guest` (instantiation or a call), cancelled if it is still waiting in the host after
+/// `timeout`. Computing guests are stopped by the epoch deadline instead: a future only
+/// yields while a host call waits, so this bounds exactly what the epoch cannot.
+async fn within<T>(
+    timeout: Duration,
+    guest: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    match tokio::time::timeout(timeout, guest).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(wasmtime::Error::new(WaitedPastDeadline)),
+    }
 }
 
 /// A guest's captured stdout and stderr.
@@ -809,6 +855,16 @@ fn classify(
             detail: format!(
                 "the guest used all of its {} units of fuel",
                 limits.fuel.unwrap_or(0)
+            ),
+        };
+    }
+    let waited = error.is_some_and(|e| e.downcast_ref::<WaitedPastDeadline>().is_some());
+    if waited {
+        return Outcome::Limited {
+            limit: Limit::Deadline,
+            detail: format!(
+                "the guest was still waiting in a host call (a sleep, a poll, a blocking read) at its {:?} deadline",
+                limits.timeout
             ),
         };
     }
@@ -1137,62 +1193,23 @@ mod tests {
     fn the_socket_check_allows_exactly_the_granted_pairs() {
         let granted = granted_addresses(&["127.0.0.1:8443".into(), "[::1]:443".into()]);
         assert_eq!(granted.len(), 2);
-        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert!(socket_allowed(
-            &granted,
-            at("127.0.0.1:8443"),
-            SocketAddrUse::TcpConnect
-        ));
-        assert!(socket_allowed(
-            &granted,
-            at("[::1]:443"),
-            SocketAddrUse::TcpConnect
-        ));
-        assert!(!socket_allowed(
-            &granted,
-            at("127.0.0.1:8444"),
-            SocketAddrUse::TcpConnect
-        ));
-        assert!(!socket_allowed(
-            &granted,
-            at("127.0.0.2:8443"),
-            SocketAddrUse::TcpConnect
-        ));
-        assert!(socket_allowed(
-            &granted,
-            at("0.0.0.0:0"),
-            SocketAddrUse::TcpBind
-        ));
-        assert!(!socket_allowed(
-            &granted,
-            at("0.0.0.0:8443"),
-            SocketAddrUse::TcpBind
-        ));
-        assert!(!socket_allowed(
-            &granted,
-            at("127.0.0.1:8443"),
-            SocketAddrUse::TcpBind
-        ));
-        assert!(!socket_allowed(
-            &granted,
-            at("127.0.0.1:8443"),
-            SocketAddrUse::TcpListen
-        ));
-        assert!(!socket_allowed(
-            &granted,
-            at("127.0.0.1:8443"),
-            SocketAddrUse::TcpAccept
-        ));
-        assert!(!socket_allowed(
-            &granted,
-            at("127.0.0.1:8443"),
-            SocketAddrUse::UdpBind
-        ));
-        assert!(!socket_allowed(
-            &granted,
-            at("127.0.0.1:8443"),
-            SocketAddrUse::UdpSend
-        ));
+        use SocketAddrUse::{TcpAccept, TcpBind, TcpConnect, TcpListen, UdpBind, UdpSend};
+        for (addr, how, allowed) in [
+            ("127.0.0.1:8443", TcpConnect, true),
+            ("[::1]:443", TcpConnect, true),
+            ("127.0.0.1:8444", TcpConnect, false),
+            ("127.0.0.2:8443", TcpConnect, false),
+            ("0.0.0.0:0", TcpBind, true),
+            ("0.0.0.0:8443", TcpBind, false),
+            ("127.0.0.1:8443", TcpBind, false),
+            ("127.0.0.1:8443", TcpListen, false),
+            ("127.0.0.1:8443", TcpAccept, false),
+            ("127.0.0.1:8443", UdpBind, false),
+            ("127.0.0.1:8443", UdpSend, false),
+        ] {
+            let at = addr.parse::<SocketAddr>().unwrap();
+            assert_eq!(socket_allowed(&granted, at, how), allowed, "{addr} {how:?}");
+        }
         // A name stands for what it resolves to; one that does not resolve grants nothing.
         let local = granted_addresses(&["localhost:80".into()]);
         assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 80));

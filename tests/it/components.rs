@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use broker::policy::{Asks, Facts, Grant, Policies};
+use broker::policy::{Asks, DirAsk, Facts, Grant, Policies};
 use broker::sandbox::{Handles, Limit, Outcome, RunLimits, Sandbox};
 use registry_client::{Digest, WasmKind};
 use tests::components;
@@ -93,6 +93,35 @@ fn a_spinning_component_stops_at_its_deadline() {
     );
 }
 
+/// A component waiting in the host (a 60 s clock pollable, `block`) is cancelled at its
+/// deadline: no Wasm runs while it waits, so the epoch alone could not stop it.
+#[test]
+fn a_component_asleep_in_the_host_ends_at_its_deadline() {
+    let budget = Duration::from_millis(300);
+    let f = Sandbox::new()
+        .unwrap()
+        .run(
+            &components::sleeping(),
+            &[],
+            &limits(budget),
+            &Handles::none(),
+        )
+        .unwrap();
+    match &f.outcome {
+        Outcome::Limited {
+            limit: Limit::Deadline,
+            detail,
+        } => assert!(detail.contains("waiting in a host call"), "{detail}"),
+        other => panic!("{other:?} after {:?}", f.elapsed),
+    }
+    assert!(f.elapsed >= budget * 9 / 10, "ended early: {:?}", f.elapsed);
+    assert!(
+        f.elapsed < budget * 2 + Duration::from_millis(200),
+        "{:?}",
+        f.elapsed
+    );
+}
+
 /// A component sees the granted environment variables and no other.
 #[test]
 fn a_component_sees_only_granted_env() {
@@ -135,6 +164,84 @@ permit (principal, action == Warrant::Action::"env.read", resource == Warrant::E
         .unwrap();
     assert_eq!(none.outcome, Outcome::Exited(0));
     assert!(none.stdout.is_empty(), "{:?}", none.stdout);
+}
+
+/// What the `files` component reports when `/data` holds `contents` and opening the file for
+/// writing fails with `not-permitted` (a read-only preopen).
+fn read_not_written(contents: &str) -> String {
+    format!("/data\n{contents}\nwrite: `")
+}
+
+/// A component reads a file in a preopen granted `fs.read`, cannot open it for writing there
+/// (the host file is unchanged), writes it when `fs.write` is granted too, and has no preopen
+/// without a grant.
+#[test]
+fn a_component_gets_exactly_the_granted_preopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().canonicalize().unwrap();
+    let file = host.join("in.txt");
+    std::fs::write(&file, "contents of in.txt").unwrap();
+    let run = |read_only: bool, policy: &str| {
+        let asks = Asks {
+            memory_bytes: 16 * MIB,
+            timeout_ms: 10_000,
+            dirs: vec![DirAsk {
+                host: host.clone(),
+                guest: "/data".into(),
+                read_only,
+            }],
+            ..Asks::default()
+        };
+        let granted = grant(policy, &asks);
+        let f = Sandbox::new()
+            .unwrap()
+            .run(
+                &components::files("in.txt"),
+                &[],
+                &RunLimits::of(&granted, MIB),
+                &Handles::of(&granted),
+            )
+            .unwrap();
+        assert_eq!(f.outcome, Outcome::Exited(0), "{:?}", f.stderr);
+        String::from_utf8(f.stdout).unwrap()
+    };
+    let read_only = format!(
+        r#"@id("run") permit (principal, action == Warrant::Action::"instantiate", resource);
+@id("read") permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Dir::"{}");"#,
+        host.display()
+    );
+    // Asked read-write, granted only `fs.read` (the write ask dropped): read-only.
+    assert_eq!(
+        run(false, &read_only),
+        read_not_written("contents of in.txt")
+    );
+    assert_eq!(
+        run(true, &read_only),
+        read_not_written("contents of in.txt")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "contents of in.txt"
+    );
+
+    let all = r#"@id("all") permit (principal, action, resource);"#;
+    assert_eq!(run(false, all), "/data\ncontents of in.txt\nwrite: +");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "pwnednts of in.txt"
+    );
+
+    let none = Sandbox::new()
+        .unwrap()
+        .run(
+            &components::files("in.txt"),
+            &[],
+            &limits(Duration::from_secs(10)),
+            &Handles::none(),
+        )
+        .unwrap();
+    assert_eq!(none.outcome, Outcome::Exited(0));
+    assert_eq!(String::from_utf8_lossy(&none.stdout), "preopen: none");
 }
 
 /// A guest that opens resources without closing them is stopped at the handle cap (10,000),
@@ -182,35 +289,83 @@ fn bytes_that_are_not_wasm_are_a_load_error() {
 /// End to end: a signed component pushed to the registry is verified, decided and run by
 /// `warrant run` with the granted environment variable; the same run without a policy that
 /// grants it sees nothing.
+/// A real registry holding components signed by one key, a policy directory, and a home for
+/// the `warrant` CLI.
+struct Published {
+    registry: tests::registry::TestRegistry,
+    home: tempfile::TempDir,
+    key: broker::keys::SigningKey,
+    key_file: PathBuf,
+    policies: PathBuf,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Published {
+    /// `policy` is given the key's identity (`sha256:<hex>`).
+    fn new(policy: impl FnOnce(&str) -> String) -> Self {
+        let key = broker::keys::SigningKey::generate().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let key_file = home.path().join("k.pub");
+        std::fs::write(&key_file, key.public_key().to_pem()).unwrap();
+        let policies = home.path().join("policies");
+        std::fs::create_dir(&policies).unwrap();
+        std::fs::write(
+            policies.join("c.cedar"),
+            policy(&key.public_key().fingerprint()),
+        )
+        .unwrap();
+        Self {
+            registry: tests::registry::TestRegistry::start(),
+            home,
+            key,
+            key_file,
+            policies,
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+        }
+    }
+
+    /// Pushes `wasm` as `name:v1` and signs it; its reference.
+    fn push(&self, name: &str, wasm: Vec<u8>) -> String {
+        use registry_client::{ClientOptions, NoProgress, Reference, RegistryClient};
+        let reference = self.registry.reference(name, "v1");
+        let kind = self.runtime.block_on(async {
+            let client = RegistryClient::new(ClientOptions::default()).unwrap();
+            let r: Reference = reference.parse().unwrap();
+            let pushed = client.push_wasm(wasm, None, &r, &NoProgress).await.unwrap();
+            broker::cosign::sign(&client, &r, &pushed.manifest.digest, &self.key)
+                .await
+                .unwrap();
+            pushed.kind
+        });
+        assert_eq!(kind, WasmKind::Component);
+        reference
+    }
+
+    /// `warrant run REFERENCE --key K ARGS…`: exit code, stdout, stderr.
+    fn run(&self, reference: &str, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrant-it"))
+            .arg("--policies")
+            .arg(&self.policies)
+            .args(["run", reference, "--key"])
+            .arg(&self.key_file)
+            .args(args)
+            .env("WARRANT_HOME", self.home.path())
+            .env("HOME", self.home.path())
+            .env_remove("WARRANT_CONFIG")
+            .env_remove("DOCKER_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
 #[test]
 fn a_signed_component_runs_from_the_registry() {
-    use broker::keys::SigningKey;
-    use registry_client::{ClientOptions, NoProgress, Reference, RegistryClient};
-
-    let registry = tests::registry::TestRegistry::start();
-    let home = tempfile::tempdir().unwrap();
-    let reference = registry.reference("components/env", "v1");
-    let key = SigningKey::generate().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let pushed_kind = runtime.block_on(async {
-        let client = RegistryClient::new(ClientOptions::default()).unwrap();
-        let r: Reference = reference.parse().unwrap();
-        let pushed = client
-            .push_wasm(components::env(), None, &r, &NoProgress)
-            .await
-            .unwrap();
-        broker::cosign::sign(&client, &r, &pushed.manifest.digest, &key)
-            .await
-            .unwrap();
-        pushed.kind
-    });
-    assert_eq!(pushed_kind, WasmKind::Component);
-    let key_file = home.path().join("k.pub");
-    std::fs::write(&key_file, key.public_key().to_pem()).unwrap();
-    let policies = home.path().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    std::fs::write(
-        policies.join("c.cedar"),
+    let published = Published::new(|id| {
         format!(
             r#"@id("run-components")
 permit (principal, action == Warrant::Action::"instantiate", resource)
@@ -218,50 +373,72 @@ when {{ principal.kind == "component" && principal.signer.identity == "{id}" }};
 
 @id("greeting")
 permit (principal, action == Warrant::Action::"env.read", resource == Warrant::EnvVar::"GREETING");
-"#,
-            id = key.public_key().fingerprint()
-        ),
-    )
-    .unwrap();
-    let warrant = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_warrant-it"))
-            .arg("--policies")
-            .arg(&policies)
-            .args(args)
-            .env("WARRANT_HOME", home.path())
-            .env("HOME", home.path())
-            .env_remove("WARRANT_CONFIG")
-            .env_remove("DOCKER_CONFIG")
-            .output()
-            .unwrap()
-    };
-    let key_arg = key_file.to_str().unwrap();
-    let out = warrant(&["run", &reference, "--key", key_arg, "--env", "GREETING=hi"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "GREETING=hi\n",
-        "{stderr}"
-    );
+"#
+        )
+    });
+    let reference = published.push("components/env", components::env());
+    let (code, stdout, stderr) = published.run(&reference, &["--env", "GREETING=hi"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "GREETING=hi\n", "{stderr}");
 
     // Not granted: dropped with --drop-denied, so the guest sees nothing.
-    let out = warrant(&[
-        "run",
-        &reference,
-        "--key",
-        key_arg,
-        "--env",
-        "OTHER=x",
-        "--drop-denied",
-    ]);
+    let (code, stdout, stderr) = published.run(&reference, &["--env", "OTHER=x", "--drop-denied"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout:?}");
+}
+
+/// Through the CLI, from the registry: a component gets the preopen its policy grants
+/// (read-only when only `fs.read` is), and connects to a `--allow-net` pair only when a policy
+/// grants it.
+#[test]
+fn a_signed_component_gets_granted_dirs_and_network_through_the_cli() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let here = listener.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let host = data.path().canonicalize().unwrap();
+    std::fs::write(host.join("in.txt"), "contents of in.txt").unwrap();
+    let published = Published::new(|id| {
+        format!(
+            r#"@id("run-components")
+permit (principal, action == Warrant::Action::"instantiate", resource)
+when {{ principal.kind == "component" && principal.signer.identity == "{id}" }};
+
+@id("read-data")
+permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Dir::"{dir}");
+
+@id("reach-service")
+permit (principal, action == Warrant::Action::"net.connect", resource == Warrant::Host::"{here}");
+"#,
+            dir = host.display()
+        )
+    });
+    let files = published.push("components/files", components::files("in.txt"));
+    let dir = format!("{}::/data:ro", host.display());
+    let (code, stdout, stderr) = published.run(&files, &["--dir", &dir]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, read_not_written("contents of in.txt"), "{stderr}");
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        std::fs::read_to_string(host.join("in.txt")).unwrap(),
+        "contents of in.txt"
     );
-    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    // Asked read-write: `fs.write` is denied, so the run is refused (exit 123).
+    let (code, _, stderr) =
+        published.run(&files, &["--dir", &format!("{}::/data", host.display())]);
+    assert_eq!(code, Some(123), "{stderr}");
+    assert!(stderr.contains("fs.write"), "{stderr}");
+
+    let connect = published.push(
+        "components/connect",
+        components::connect(here.parse().unwrap()),
+    );
+    let (code, stdout, stderr) = published.run(&connect, &["--allow-net", &here]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "connect: +", "{stderr}");
+    // Without the flag the component has no network at all.
+    let (code, stdout, stderr) = published.run(&connect, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_ne!(stdout, "connect: +", "{stderr}");
+    assert!(stdout.starts_with("connect: "), "{stdout:?} {stderr}");
 }
 
 /// Runs the `connect` component against `target` with `net` granted (through a permit-all

@@ -32,6 +32,9 @@ mod guest {
     pub const RANDOM_GET_TINY: &str = include_str!("../data/guests/random_get_tiny.wat");
     pub const RENUMBER: &str = include_str!("../data/guests/renumber.wat");
     pub const HELLO: &str = include_str!("../data/guests/hello.wat");
+    pub const SLEEP: &str = include_str!("../data/guests/sleep.wat");
+    pub const SLEEP_AT_INSTANTIATION: &str =
+        include_str!("../data/guests/sleep_at_instantiation.wat");
 }
 
 const MIB: u64 = 1 << 20;
@@ -652,9 +655,37 @@ fn renumber(s: &Sandboxes) -> Vec<Ran> {
     runs
 }
 
+/// Case 14: a guest asleep in the host (`poll_oneoff` on a 60 s clock), from `_start` and
+/// from its start function during instantiation, ends at its deadline: no Wasm runs while the
+/// host waits, so the epoch alone would let it sleep the whole minute.
+fn sleep_past_deadline(s: &Sandboxes) -> Vec<Ran> {
+    let budget = Duration::from_millis(300);
+    let mut runs = Vec::new();
+    for (name, wat) in [
+        ("in _start", guest::SLEEP),
+        ("during instantiation", guest::SLEEP_AT_INSTANTIATION),
+    ] {
+        for sandbox in [&s.plain, &s.metered] {
+            let f = run(
+                sandbox,
+                wat,
+                None,
+                &limits(16 * MIB, budget),
+                &Handles::none(),
+            );
+            let detail = limited(&f, Limit::Deadline);
+            assert!(detail.contains("waiting in a host call"), "{detail}");
+            within(&f, budget);
+            assert!(f.elapsed >= budget * 9 / 10, "ended early: {:?}", f.elapsed);
+            runs.push(ran(format!("14 60 s sleep {name}, 300 ms deadline"), &f));
+        }
+    }
+    runs
+}
+
 type Case = fn(&Sandboxes) -> Vec<Ran>;
 
-const CASES: [(&str, Case); 13] = [
+const CASES: [(&str, Case); 14] = [
     ("infinite_loop", infinite_loop),
     ("infinite_loop_fuel", infinite_loop_fuel),
     ("memory_grow_loop", memory_grow_loop),
@@ -668,6 +699,7 @@ const CASES: [(&str, Case); 13] = [
     ("environment", environment),
     ("random_huge", random_huge),
     ("renumber", renumber),
+    ("sleep_past_deadline", sleep_past_deadline),
 ];
 
 fn one(case: Case) {
@@ -733,6 +765,11 @@ fn ungranted_environment_variables_are_not_seen() {
 #[test]
 fn huge_random_get_requests_end_classified() {
     one(random_huge);
+}
+
+#[test]
+fn a_guest_asleep_in_the_host_ends_at_its_deadline() {
+    one(sleep_past_deadline);
 }
 
 #[test]

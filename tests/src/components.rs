@@ -101,8 +101,67 @@ interface tcp-create-socket {
 }
 "#;
 
+const WASI_CLOCKS: &str = r#"
+package wasi:clocks@0.2.0;
+
+interface monotonic-clock {
+  use wasi:io/poll@0.2.0.{pollable};
+  type duration = u64;
+  subscribe-duration: func(when: duration) -> pollable;
+}
+"#;
+
+const WASI_FILESYSTEM: &str = r#"
+package wasi:filesystem@0.2.0;
+
+interface types {
+  type filesize = u64;
+
+  flags descriptor-flags {
+    read, write, file-integrity-sync, data-integrity-sync, requested-write-sync,
+    mutate-directory,
+  }
+  flags path-flags { symlink-follow }
+  flags open-flags { create, directory, exclusive, truncate }
+
+  enum error-code {
+    access, would-block, already, bad-descriptor, busy, deadlock, quota, exist,
+    file-too-large, illegal-byte-sequence, in-progress, interrupted, invalid, io,
+    is-directory, loop, too-many-links, message-size, name-too-long, no-device, no-entry,
+    no-lock, insufficient-memory, insufficient-space, not-directory, not-empty,
+    not-recoverable, unsupported, no-tty, no-such-device, overflow, not-permitted, pipe,
+    read-only, invalid-seek, text-file-busy, cross-device,
+  }
+
+  resource descriptor {
+    read: func(length: filesize, offset: filesize) -> result<tuple<list<u8>, bool>, error-code>;
+    write: func(buffer: list<u8>, offset: filesize) -> result<filesize, error-code>;
+    open-at: func(path-flags: path-flags, path: string, open-flags: open-flags, %flags: descriptor-flags) -> result<descriptor, error-code>;
+  }
+}
+
+interface preopens {
+  use types.{descriptor};
+  get-directories: func() -> list<tuple<descriptor, string>>;
+}
+"#;
+
 const GUESTS: &str = r#"
 package warrant:guests;
+
+world files {
+  import wasi:cli/stdout@0.2.0;
+  import wasi:filesystem/types@0.2.0;
+  import wasi:filesystem/preopens@0.2.0;
+  export wasi:cli/run@0.2.0;
+}
+
+world sleep {
+  import wasi:cli/stdout@0.2.0;
+  import wasi:clocks/monotonic-clock@0.2.0;
+  import wasi:io/poll@0.2.0;
+  export wasi:cli/run@0.2.0;
+}
 
 world hello {
   import wasi:cli/stdout@0.2.0;
@@ -266,12 +325,92 @@ pub fn spinning() -> Vec<u8> {
     component("hello", &core)
 }
 
+/// In its first preopened directory: writes the preopen's guest path and a newline, then reads
+/// `file` (at most 4 KiB) and writes its bytes; then opens `file` for writing and writes
+/// `pwned` at offset 0. Ends with `\nwrite: +` when that write succeeded, or `\nwrite: ` and
+/// the character of the first error code (`A` + its number: `A` is `access`, `U` is
+/// `no-entry`, a backquote is `not-permitted`). `preopen: none` when there is no preopen,
+/// `read: ` and a code's character when opening or reading the file fails.
+pub fn files(file: &str) -> Vec<u8> {
+    let len = file.len();
+    assert!(len < 200, "a short path");
+    let path = file.replace('\\', "\\\\").replace('"', "\\\"");
+    let core = format!(
+        r#"(module
+          (import "wasi:filesystem/preopens@0.2.0" "get-directories" (func $dirs (param i32)))
+          (import "wasi:filesystem/types@0.2.0" "[method]descriptor.open-at"
+            (func $open_at (param i32 i32 i32 i32 i32 i32 i32)))
+          (import "wasi:filesystem/types@0.2.0" "[method]descriptor.read"
+            (func $read (param i32 i64 i64 i32)))
+          (import "wasi:filesystem/types@0.2.0" "[method]descriptor.write"
+            (func $write_file (param i32 i32 i32 i64 i32)))
+          {PRELUDE}
+          (data (i32.const 16) "preopen: none\nwrite: +read: pwned")
+          (data (i32.const 256) "{path}")
+          (func $fail (param $at i32) (param $len i32) (param $code i32) (result i32)
+            (i32.store8 (i32.const 60) (i32.add (i32.const 65) (local.get $code)))
+            (drop (call $write (local.get $at) (local.get $len)))
+            (drop (call $write (i32.const 60) (i32.const 1)))
+            (i32.const 0))
+          (func (export "wasi:cli/run@0.2.0#run") (result i32)
+            (local $dir i32) (local $fd i32)
+            (call $dirs (i32.const 2100))
+            (if (i32.eqz (i32.load (i32.const 2104)))
+              (then (drop (call $write (i32.const 16) (i32.const 13))) (return (i32.const 0))))
+            ;; the first (descriptor, name): write the name
+            (local.set $dir (i32.load (i32.load (i32.const 2100))))
+            (drop (call $write (i32.load offset=4 (i32.load (i32.const 2100)))
+                               (i32.load offset=8 (i32.load (i32.const 2100)))))
+            (drop (call $write (i32.const 29) (i32.const 1)))
+            ;; open for reading (descriptor-flags read = 1), read 4096 bytes at 0
+            (call $open_at (local.get $dir) (i32.const 0) (i32.const 256) (i32.const {len})
+              (i32.const 0) (i32.const 1) (i32.const 2200))
+            (if (i32.load8_u (i32.const 2200))
+              (then (return (call $fail (i32.const 38) (i32.const 6) (i32.load8_u (i32.const 2204))))))
+            (local.set $fd (i32.load (i32.const 2204)))
+            (call $read (local.get $fd) (i64.const 4096) (i64.const 0) (i32.const 2300))
+            (if (i32.load8_u (i32.const 2300))
+              (then (return (call $fail (i32.const 38) (i32.const 6) (i32.load8_u (i32.const 2304))))))
+            (drop (call $write (i32.load (i32.const 2304)) (i32.load (i32.const 2308))))
+            ;; open for writing (descriptor-flags write = 2), write `pwned` at 0
+            (call $open_at (local.get $dir) (i32.const 0) (i32.const 256) (i32.const {len})
+              (i32.const 0) (i32.const 2) (i32.const 2400))
+            (if (i32.load8_u (i32.const 2400))
+              (then (return (call $fail (i32.const 29) (i32.const 8) (i32.load8_u (i32.const 2404))))))
+            (call $write_file (i32.load (i32.const 2404)) (i32.const 44) (i32.const 5) (i64.const 0)
+              (i32.const 2504))
+            (if (i32.load8_u (i32.const 2504))
+              (then (return (call $fail (i32.const 29) (i32.const 8) (i32.load8_u (i32.const 2512))))))
+            (drop (call $write (i32.const 29) (i32.const 9)))
+            (i32.const 0)))"#
+    );
+    component("files", &core)
+}
+
+/// Waits 60 s in the host inside `run`: a monotonic-clock pollable, then `block` on it.
+pub fn sleeping() -> Vec<u8> {
+    let core = format!(
+        r#"(module
+          (import "wasi:clocks/monotonic-clock@0.2.0" "subscribe-duration" (func $after (param i64) (result i32)))
+          (import "wasi:io/poll@0.2.0" "[method]pollable.block" (func $block (param i32)))
+          {PRELUDE}
+          (func (export "wasi:cli/run@0.2.0#run") (result i32)
+            (call $block (call $after (i64.const 60000000000)))
+            (i32.const 0)))"#
+    );
+    component("sleep", &core)
+}
+
 /// The component for `world` of the guests' package around the core module `core_wat`.
 pub fn component(world: &str, core_wat: &str) -> Vec<u8> {
     let mut resolve = Resolve::default();
     resolve.push_str("wasi-io.wit", WASI_IO).unwrap();
     resolve.push_str("wasi-cli.wit", WASI_CLI).unwrap();
     resolve.push_str("wasi-sockets.wit", WASI_SOCKETS).unwrap();
+    resolve.push_str("wasi-clocks.wit", WASI_CLOCKS).unwrap();
+    resolve
+        .push_str("wasi-filesystem.wit", WASI_FILESYSTEM)
+        .unwrap();
     let guests = resolve.push_str("guests.wit", GUESTS).unwrap();
     let world = resolve.select_world(&[guests], Some(world)).unwrap();
     let mut module = wat::parse_str(core_wat).unwrap();
