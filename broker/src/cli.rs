@@ -467,6 +467,7 @@ impl CliError {
             ) => Exit::Usage,
             Self::Registry(_) | Self::StoreCorrupt { .. } => Exit::Registry,
             Self::Sandbox(SandboxError::Load(_)) => Exit::Trap,
+            Self::Sandbox(SandboxError::CompileDeadline(_)) => Exit::Limit,
             Self::Verify(e) if e.is_usage() => Exit::Usage,
             Self::Verify(_) => Exit::Verification,
             Self::Key(_) => Exit::Usage,

@@ -28,7 +28,10 @@
 //! - a Wasm stack of [`limits::MAX_WASM_STACK`] bytes, well below the host thread's stack.
 //!
 //! The engine is Cranelift's, and guests over [`limits::MAX_GUEST_BYTES`] are refused before
-//! compiling (compilation cannot be interrupted; the size bounds it). With a compile cache
+//! compiling. Compilation cannot be interrupted: it runs on a thread of its own, and a guest
+//! whose compilation outlasts the compile deadline ([`limits::COMPILE_DEADLINE`] unless
+//! [`Sandbox::set_compile_deadline`]) is refused while that thread finishes in the background
+//! (the CLI exits, which ends it). With a compile cache
 //! ([`Sandbox::configured`]) a guest's compiled code is kept, keyed by its bytes and the engine
 //! configuration, so a second run does not compile it again.
 
@@ -85,6 +88,8 @@ pub mod limits {
     /// Largest guest compiled (the registry client's layer limit). Compilation cannot be
     /// interrupted, so this is what bounds its time.
     pub const MAX_GUEST_BYTES: u64 = 256 * 1024 * 1024;
+    /// Default time a guest's compilation may take before the guest is refused.
+    pub const COMPILE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 }
 
 /// Per-run limits.
@@ -226,6 +231,9 @@ pub enum SandboxError {
     /// The bytes are not a valid module, or it imports something not provided.
     #[error("the guest cannot be loaded: {0}")]
     Load(String),
+    /// Compiling the guest took longer than the compile deadline.
+    #[error("the guest's compilation did not finish within {0:?}; it is refused")]
+    CompileDeadline(Duration),
 }
 
 /// A configured engine. Create once, run many guests.
@@ -242,6 +250,7 @@ pub struct Sandbox {
     /// current-thread runtime: the thread running a guest drives it, and several threads may
     /// run guests at once.
     runtime: Arc<tokio::runtime::Runtime>,
+    compile_deadline: Duration,
     /// Advances the engine's epoch (the deadlines' clock) while the sandbox lives.
     _ticker: Ticker,
 }
@@ -440,7 +449,42 @@ impl Sandbox {
             fuel,
             cache,
             runtime: Arc::new(runtime),
+            compile_deadline: limits::COMPILE_DEADLINE,
         })
+    }
+
+    /// How long compiling one guest may take before it is refused
+    /// ([`SandboxError::CompileDeadline`]); [`limits::COMPILE_DEADLINE`] by default.
+    pub fn set_compile_deadline(&mut self, deadline: Duration) {
+        self.compile_deadline = deadline;
+    }
+
+    /// Compiles (or finds compiled) `wasm` with `how` on a thread of its own, waiting at most
+    /// the compile deadline. Past it the guest is refused; the thread, which nothing can
+    /// interrupt, finishes in the background and its result is dropped.
+    fn compile<T: Send + 'static>(
+        &self,
+        wasm: &[u8],
+        how: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
+    ) -> Result<T, SandboxError> {
+        let (engine, bytes) = (self.engine.clone(), wasm.to_vec());
+        let (done, compiled) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("warrant-compile".into())
+            .spawn(move || {
+                // The receiver is gone when the deadline passed: nothing to report to.
+                let _ = done.send(how(&engine, &bytes));
+            })
+            .map_err(|e| SandboxError::Engine(format!("cannot start compiling: {e}")))?;
+        match compiled.recv_timeout(self.compile_deadline) {
+            Ok(result) => result.map_err(|e| SandboxError::Load(format!("{e:#}"))),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(SandboxError::CompileDeadline(self.compile_deadline))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(SandboxError::Engine(
+                "the compiling thread ended without a result".into(),
+            )),
+        }
     }
 
     /// How many guests were found compiled in the compile cache, when there is one.
@@ -502,8 +546,7 @@ impl Sandbox {
     }
 
     fn prepare_module(&self, wasm: &[u8]) -> Result<Prepared, SandboxError> {
-        let module =
-            Module::new(&self.engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        let module = self.compile(wasm, |engine, bytes| Module::new(engine, bytes))?;
         let mut linker: Linker<Host> = Linker::new(&self.engine);
         p1::add_to_linker_async(&mut linker, |h: &mut Host| &mut h.wasi)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
@@ -516,8 +559,7 @@ impl Sandbox {
     }
 
     fn prepare_component(&self, wasm: &[u8]) -> Result<Prepared, SandboxError> {
-        let component =
-            Component::new(&self.engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        let component = self.compile(wasm, |engine, bytes| Component::new(engine, bytes))?;
         let mut linker: wasmtime::component::Linker<ComponentHost> =
             wasmtime::component::Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -1214,5 +1256,32 @@ mod tests {
         let local = granted_addresses(&["localhost:80".into()]);
         assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
         assert!(granted_addresses(&["no-such-host.invalid:80".into()]).is_empty());
+    }
+
+    /// A guest whose compilation outlasts the compile deadline is refused with that reason;
+    /// with the default deadline the same bytes compile and run.
+    #[test]
+    fn a_compilation_past_the_compile_deadline_refuses_the_guest() {
+        let functions: String = (0..2_000)
+            .map(|i| {
+                format!("(func (param i32) (result i32) (i32.mul (local.get 0) (i32.const {i})))")
+            })
+            .collect();
+        let wasm = wat::parse_str(format!(
+            r#"(module {functions} (memory (export "memory") 1) (func (export "_start")))"#
+        ))
+        .unwrap();
+        let mut sandbox = Sandbox::new().unwrap();
+        sandbox.set_compile_deadline(Duration::ZERO);
+        let refused = sandbox.prepare(&wasm).err();
+        assert!(
+            matches!(refused, Some(SandboxError::CompileDeadline(d)) if d == Duration::ZERO),
+            "{refused:?}"
+        );
+        sandbox.set_compile_deadline(limits::COMPILE_DEADLINE);
+        let f = sandbox
+            .run(&wasm, &[], &RunLimits::default(), &Handles::none())
+            .unwrap();
+        assert_eq!(f.outcome, Outcome::Exited(0));
     }
 }
