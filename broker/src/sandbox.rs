@@ -239,9 +239,10 @@ pub enum SandboxError {
 /// A configured engine. Create once, run many guests.
 ///
 /// Its methods block the calling thread until the guest ends; they must not be called from
-/// inside an async runtime. Guests run as futures on the sandbox's own runtime (WASI's host
-/// calls are async), so a guest waiting in the host is cancelled at its deadline like one
-/// that computes.
+/// inside an async runtime. A guest that can wait in the host runs as a future on the
+/// sandbox's own runtime (WASI's async host functions) under a timeout, so it is cancelled at
+/// its deadline like one that computes; a module whose imports all return promptly
+/// ([`PROMPT_CALLS`]) is called directly, which saves the future's own stack.
 pub struct Sandbox {
     engine: Engine,
     fuel: bool,
@@ -249,7 +250,7 @@ pub struct Sandbox {
     /// Drives guests' host calls (timers, sockets, file I/O) and their deadlines. A
     /// current-thread runtime: the thread running a guest drives it, and several threads may
     /// run guests at once.
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<GuestRuntime>,
     compile_deadline: Duration,
     /// Advances the engine's epoch (the deadlines' clock) while the sandbox lives.
     _ticker: Ticker,
@@ -262,8 +263,67 @@ pub struct Prepared {
 }
 
 enum PreparedGuest {
-    Module(InstancePre<Host>),
+    Module {
+        pre: InstancePre<Host>,
+        /// Every import returns promptly: called directly, not as a future.
+        prompt: bool,
+    },
     Component(CommandPre<ComponentHost>),
+}
+
+/// The WASI preview 1 functions that return promptly whatever the guest passes, given what a
+/// guest can hold without `path_open` (its preopened directories, a closed stdin, stdout and
+/// stderr captured in memory): arguments, environment, clocks, randomness (capped), writes,
+/// descriptor metadata, exit. Everything else may wait in the host for as long as the guest
+/// or the file system makes it: `poll_oneoff` sleeps; `path_open` of a named pipe waits for a
+/// writer; file-system calls wait on the file system. A module importing only these runs
+/// without a future; any other import (a list kept short on purpose) makes it run as one.
+pub const PROMPT_CALLS: [&str; 15] = [
+    "args_get",
+    "args_sizes_get",
+    "environ_get",
+    "environ_sizes_get",
+    "clock_res_get",
+    "clock_time_get",
+    "fd_close",
+    "fd_fdstat_get",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "fd_write",
+    "proc_exit",
+    "proc_raise",
+    "random_get",
+    "sched_yield",
+];
+
+/// Whether every import of `module` is a [`PROMPT_CALLS`] function.
+fn imports_only_prompt_calls(module: &Module) -> bool {
+    module
+        .imports()
+        .all(|i| i.module() == "wasi_snapshot_preview1" && PROMPT_CALLS.contains(&i.name()))
+}
+
+/// The runtime guests' futures run on. Dropped without waiting for host threads: a guest
+/// cancelled while the host was blocked for it (opening a named pipe no one writes to) leaves
+/// a thread that may never return.
+struct GuestRuntime(Option<tokio::runtime::Runtime>);
+
+impl GuestRuntime {
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match &self.0 {
+            Some(runtime) => runtime.block_on(future),
+            // Only `drop` takes the runtime.
+            None => unreachable!("the guests' runtime is gone while the sandbox lives"),
+        }
+    }
+}
+
+impl Drop for GuestRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 struct Host {
@@ -448,7 +508,7 @@ impl Sandbox {
             engine,
             fuel,
             cache,
-            runtime: Arc::new(runtime),
+            runtime: Arc::new(GuestRuntime(Some(runtime))),
             compile_deadline: limits::COMPILE_DEADLINE,
         })
     }
@@ -547,14 +607,19 @@ impl Sandbox {
 
     fn prepare_module(&self, wasm: &[u8]) -> Result<Prepared, SandboxError> {
         let module = self.compile(wasm, |engine, bytes| Module::new(engine, bytes))?;
+        let prompt = imports_only_prompt_calls(&module);
         let mut linker: Linker<Host> = Linker::new(&self.engine);
-        p1::add_to_linker_async(&mut linker, |h: &mut Host| &mut h.wasi)
-            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        if prompt {
+            p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
+        } else {
+            p1::add_to_linker_async(&mut linker, |h: &mut Host| &mut h.wasi)
+        }
+        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         Ok(Prepared {
-            guest: PreparedGuest::Module(pre),
+            guest: PreparedGuest::Module { pre, prompt },
         })
     }
 
@@ -585,27 +650,20 @@ impl Sandbox {
         let io = GuestIo::new(limits);
         let builder = io.builder(args, limits, handles)?;
         match &prepared.guest {
-            PreparedGuest::Module(pre) => self.run_instance(pre, builder, io, limits),
+            PreparedGuest::Module { pre, prompt } => {
+                Ok(self.live(pre, *prompt, builder, io, limits)?.start())
+            }
             PreparedGuest::Component(pre) => {
                 self.run_command(pre, builder, io, limits, &handles.net)
             }
         }
     }
 
-    fn run_instance(
-        &self,
-        pre: &InstancePre<Host>,
-        builder: WasiCtxBuilder,
-        io: GuestIo,
-        limits: &RunLimits,
-    ) -> Result<Finished, SandboxError> {
-        Ok(self.live(pre, builder, io, limits)?.start())
-    }
-
     /// A store for one module instance, with its limits, and the module instantiated in it.
     fn live(
         &self,
         pre: &InstancePre<Host>,
+        prompt: bool,
         mut builder: WasiCtxBuilder,
         io: GuestIo,
         limits: &RunLimits,
@@ -619,12 +677,16 @@ impl Sandbox {
         self.bound(&mut store, limits)?;
         let started = Instant::now();
         // The module's own start function runs here, and may wait in the host too.
-        let instance = self
-            .runtime
-            .block_on(within(limits.timeout, pre.instantiate_async(&mut store)));
+        let instance = if prompt {
+            pre.instantiate(&mut store)
+        } else {
+            self.runtime
+                .block_on(within(limits.timeout, pre.instantiate_async(&mut store)))
+        };
         Ok(Live {
             store,
             instance,
+            prompt,
             instantiation: started.elapsed(),
             io,
             limits: limits.clone(),
@@ -643,14 +705,14 @@ impl Sandbox {
         handles: &Handles,
     ) -> Result<Live, SandboxError> {
         self.check_fuel(limits)?;
-        let PreparedGuest::Module(pre) = &prepared.guest else {
+        let PreparedGuest::Module { pre, prompt } = &prepared.guest else {
             return Err(SandboxError::Load(
                 "a component cannot be held instantiated; run it instead".into(),
             ));
         };
         let io = GuestIo::new(limits);
         let builder = io.builder(args, limits, handles)?;
-        self.live(pre, builder, io, limits)
+        self.live(pre, *prompt, builder, io, limits)
     }
 
     fn run_command(
@@ -744,11 +806,13 @@ fn check_size(wasm: &[u8]) -> Result<(), SandboxError> {
 pub struct Live {
     store: Store<Host>,
     instance: wasmtime::Result<wasmtime::Instance>,
+    /// Linked with synchronous WASI: called directly.
+    prompt: bool,
     /// Time spent instantiating (the module's own start function runs then).
     instantiation: Duration,
     io: GuestIo,
     limits: RunLimits,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<GuestRuntime>,
 }
 
 impl Live {
@@ -765,13 +829,15 @@ impl Live {
         self.store.set_epoch_deadline(deadline_ticks(left));
         let started = Instant::now();
         let store = &mut self.store;
-        let result = match self.instance {
-            Ok(instance) => self.runtime.block_on(within(left, async {
-                let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
-                start.call_async(&mut *store, ()).await
-            })),
-            Err(e) => Err(e),
-        };
+        let result = self.instance.and_then(|instance| {
+            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+            if self.prompt {
+                start.call(&mut *store, ())
+            } else {
+                self.runtime
+                    .block_on(within(left, start.call_async(&mut *store, ())))
+            }
+        });
         let elapsed = self.instantiation + started.elapsed();
         let hit = self.store.data().limiter.hit.clone();
         self.io
@@ -1256,6 +1322,40 @@ mod tests {
         let local = granted_addresses(&["localhost:80".into()]);
         assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
         assert!(granted_addresses(&["no-such-host.invalid:80".into()]).is_empty());
+    }
+
+    /// Only a module whose imports are all prompt calls is called directly; one importing
+    /// `poll_oneoff`, `path_open` or any call not on the list runs as a future under the
+    /// deadline's timeout.
+    #[test]
+    fn only_modules_importing_prompt_calls_skip_the_future() {
+        let prompt = |imports: &[&str]| {
+            let imports: String = imports
+                .iter()
+                .map(|name| format!(r#"(import "wasi_snapshot_preview1" "{name}" (func))"#))
+                .collect();
+            let wasm = wat::parse_str(format!("(module {imports})")).unwrap();
+            let module = Module::new(&Sandbox::new().unwrap().engine, wasm).unwrap();
+            imports_only_prompt_calls(&module)
+        };
+        assert!(prompt(&[]));
+        assert!(prompt(&PROMPT_CALLS));
+        for waits in [
+            "poll_oneoff",
+            "path_open",
+            "fd_read",
+            "fd_sync",
+            "sock_recv",
+        ] {
+            assert!(!prompt(&["fd_write", waits]), "{waits}");
+        }
+        let hello = Sandbox::new()
+            .unwrap()
+            .prepare(&wat::parse_str(HELLO).unwrap());
+        assert!(matches!(
+            hello.map(|p| p.guest),
+            Ok(PreparedGuest::Module { prompt: true, .. })
+        ));
     }
 
     /// A guest whose compilation outlasts the compile deadline is refused with that reason;

@@ -341,6 +341,7 @@ fn judge(r: &Report) -> Result<String, String> {
         Err(panic) => return Err(format!("the sandbox panicked: {panic}")),
         Ok(Err(SandboxError::Load(m))) => return Err(format!("a valid module did not load: {m}")),
         Ok(Err(SandboxError::Engine(m))) => return Err(format!("engine error: {m}")),
+        Ok(Err(e @ SandboxError::CompileDeadline(_))) => return Err(e.to_string()),
         Ok(Ok(f)) => f,
     };
     let bound = DEADLINE * 2 + SLACK;

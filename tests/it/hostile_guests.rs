@@ -683,9 +683,56 @@ fn sleep_past_deadline(s: &Sandboxes) -> Vec<Ran> {
     runs
 }
 
+/// Case 15: a named pipe planted in the preopen. Opening it blocks the host until a writer
+/// comes, and none does: the run ends at its deadline, and the sandbox is then dropped
+/// promptly although the host thread stuck in `open` never returns by itself.
+fn fifo_in_preopen(_s: &Sandboxes) -> Vec<Ran> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let t = tree();
+    let fifo = t.pre.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let budget = Duration::from_millis(300);
+    let (handles, limits) = read_only(&t.pre, budget);
+    // A sandbox of its own, dropped below.
+    let sandbox = Arc::new(Sandbox::new().unwrap());
+    let f = run(&sandbox, guest::READ_PATH, Some("fifo"), &limits, &handles);
+    let detail = limited(&f, Limit::Deadline);
+    assert!(detail.contains("waiting in a host call"), "{detail}");
+    within(&f, budget);
+    assert!(f.stdout.is_empty());
+
+    // The guest's thread lets go of its reference as it ends.
+    let waited = std::time::Instant::now();
+    while Arc::strong_count(&sandbox) > 1 && waited.elapsed() < HANG {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(sandbox);
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+        "dropping the sandbox waited for the host thread stuck opening the pipe"
+    );
+    // Let the stuck `open` return (a writer that does not wait: O_NONBLOCK).
+    let _writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(0o4000)
+        .open(&fifo);
+    vec![ran(
+        "15 open a named pipe in the preopen, 300 ms deadline",
+        &f,
+    )]
+}
+
 type Case = fn(&Sandboxes) -> Vec<Ran>;
 
-const CASES: [(&str, Case); 14] = [
+const CASES: [(&str, Case); 15] = [
     ("infinite_loop", infinite_loop),
     ("infinite_loop_fuel", infinite_loop_fuel),
     ("memory_grow_loop", memory_grow_loop),
@@ -700,6 +747,7 @@ const CASES: [(&str, Case); 14] = [
     ("random_huge", random_huge),
     ("renumber", renumber),
     ("sleep_past_deadline", sleep_past_deadline),
+    ("fifo_in_preopen", fifo_in_preopen),
 ];
 
 fn one(case: Case) {
@@ -770,6 +818,11 @@ fn huge_random_get_requests_end_classified() {
 #[test]
 fn a_guest_asleep_in_the_host_ends_at_its_deadline() {
     one(sleep_past_deadline);
+}
+
+#[test]
+fn opening_a_named_pipe_in_the_preopen_ends_at_the_deadline() {
+    one(fifo_in_preopen);
 }
 
 #[test]
