@@ -159,13 +159,15 @@ mod state;
 mod verify;
 
 #[cfg(test)]
+mod head_tests;
+#[cfg(test)]
 mod log_tests;
 #[cfg(test)]
 mod proof_tests;
 #[cfg(test)]
 mod tamper_tests;
 
-pub use log::{AuditError, AuditLog, Recovery};
+pub use log::{AuditError, AuditLog, DEFAULT_KEEP_EVERY, Recovery};
 pub use merkle::{
     Hash, ProofError, consistency_proof, inclusion_proof, leaf_hash, verify_consistency,
     verify_inclusion,
@@ -190,7 +192,12 @@ pub use verify::{
 
 /// The records file in a log directory.
 pub const LOG_FILE: &str = "log.jsonl";
-/// The checkpoints file in a log directory.
+/// The kept checkpoints file in a log directory.
 pub const CHECKPOINTS_FILE: &str = "checkpoints";
+/// The head checkpoint file in a log directory (replaced whole at every checkpoint that is not
+/// kept).
+pub const HEAD_FILE: &str = "head";
+/// Where the head is written before it is renamed over [`HEAD_FILE`].
+pub const HEAD_TMP_FILE: &str = "head.tmp";
 /// The lock file in a log directory.
 pub const LOCK_FILE: &str = "lock";
