@@ -4,6 +4,7 @@ use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -13,8 +14,13 @@ use crate::note::{Checkpoint, SigningKeyMaterial, sign_checkpoint, valid_origin}
 use crate::record::{RECOVERED_KIND, RecordError, encode};
 use crate::sink::{FileSink, Sink};
 use crate::state;
-use crate::verify::{Anchor, VerifyFailure, scan};
-use crate::{CHECKPOINTS_FILE, LOCK_FILE, LOG_FILE};
+use crate::verify::{Anchor, Place, VerifyFailure, read_head, scan};
+use crate::{CHECKPOINTS_FILE, HEAD_FILE, HEAD_TMP_FILE, LOCK_FILE, LOG_FILE};
+
+/// The default cadence of kept checkpoints ([`AuditLog::set_keep_every`]): a checkpoint is
+/// kept (appended to `checkpoints`) once the tree has grown by at least this many records
+/// since the last kept one; the checkpoints in between replace the head.
+pub const DEFAULT_KEEP_EVERY: u64 = 1000;
 
 /// Why an operation on the log failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +52,8 @@ pub enum AuditError {
 pub struct Recovery {
     /// Bytes of an incomplete last line cut from `log.jsonl`.
     pub truncated_bytes: u64,
-    /// Bytes of an incomplete last entry cut from `checkpoints`.
+    /// Bytes of an incomplete last entry cut from `checkpoints`. (A `head.tmp` left by a
+    /// crash before its rename is deleted without a word: it was never the head.)
     pub truncated_checkpoint_bytes: u64,
     /// The index of the `recovered` record appended to say so, if anything was cut.
     pub recovered_index: Option<u64>,
@@ -55,7 +62,8 @@ pub struct Recovery {
 /// An open audit log: the only writer of its directory while it lives (it holds an exclusive
 /// `flock` on `<dir>/lock`, released when it is dropped or the process dies).
 ///
-/// Every `append`, `commit` and `checkpoint` is durable when it returns `Ok`; a record written
+/// Every `append`, `commit` and `checkpoint` is durable when it returns `Ok` (for a checkpoint
+/// written as the head, see [`AuditLog::checkpoint`] on a crash right after it); a record written
 /// with `append_deferred` is acknowledged only by a later `commit` (or `append`, or
 /// `checkpoint`), which makes every record written so far durable with one `fdatasync` (group
 /// commit). Any write or sync error poisons the handle: it makes a best-effort rollback of the
@@ -69,6 +77,8 @@ pub struct AuditLog {
     key: SigningKeyMaterial,
     log: Box<dyn Sink>,
     checkpoints: Box<dyn Sink>,
+    /// Makes the sink each new `head.tmp` is written through.
+    make_sink: MakeSink,
     /// The tree of acknowledged (committed) records.
     tree: Frontier,
     /// The tree of every record written, committed or not (`tree` plus the pending ones).
@@ -81,8 +91,15 @@ pub struct AuditLog {
     syncs: u64,
     /// Acknowledged (synced) length of `checkpoints`.
     checkpoints_len: u64,
-    /// Acknowledged checkpoints.
+    /// Acknowledged kept checkpoints.
     checkpoint_count: u64,
+    /// The size of the last kept checkpoint (0 if none).
+    kept_size: u64,
+    /// Records between kept checkpoints.
+    keep_every: u64,
+    /// The head checkpoint in the directory, as far as this handle knows.
+    head: Option<Checkpoint>,
+    /// The newest acknowledged checkpoint, kept or head.
     last_checkpoint: Option<Checkpoint>,
     /// Records `open` took from the `state` file's checkpoint without reading them.
     started_from: u64,
@@ -108,9 +125,11 @@ impl std::fmt::Debug for AuditLog {
 pub(crate) enum Role {
     Log,
     Checkpoints,
+    /// A new `head.tmp`, renamed over `head` once synced.
+    Head,
 }
 
-type MakeSink<'a> = &'a dyn Fn(File, Role) -> Box<dyn Sink>;
+pub(crate) type MakeSink = Arc<dyn Fn(File, Role) -> Box<dyn Sink> + Send + Sync>;
 
 impl AuditLog {
     /// Opens (creating if needed) the log in `dir`, verifies all of it, and repairs a torn tail
@@ -130,9 +149,13 @@ impl AuditLog {
         key: SigningKeyMaterial,
         now: SystemTime,
     ) -> Result<(AuditLog, Recovery), AuditError> {
-        Self::open_with(dir, origin, key, now, &|file, _| {
-            Box::new(FileSink::new(file))
-        })
+        Self::open_with(
+            dir,
+            origin,
+            key,
+            now,
+            Arc::new(|file, _| Box::new(FileSink::new(file))),
+        )
     }
 
     pub(crate) fn open_with(
@@ -140,7 +163,7 @@ impl AuditLog {
         origin: &str,
         key: SigningKeyMaterial,
         now: SystemTime,
-        make_sink: MakeSink<'_>,
+        make_sink: MakeSink,
     ) -> Result<(AuditLog, Recovery), AuditError> {
         if !valid_origin(origin) {
             return Err(AuditError::InvalidOrigin(origin.to_owned()));
@@ -181,16 +204,23 @@ impl AuditLog {
             // Make the new directory entries durable too.
             File::open(dir)?.sync_all()?;
         }
+        // A `head.tmp` is what a crash before its rename left: never the head, so dropped.
+        let _removed = std::fs::remove_file(dir.join(HEAD_TMP_FILE));
+
+        // The head, authenticated first: a head that is not one checkpoint signed by the key
+        // fails the open, as a bad entry of `checkpoints` does.
+        let public_key = key.public_key();
+        let head = read_head(dir, &public_key, origin)?;
 
         // A trusted starting point if the `state` file holds one that checks out; else, or if
         // what follows it does not verify, the whole log.
-        let public_key = key.public_key();
         let mut log_reader = File::open(&log_path)?;
         let mut checkpoints_reader = File::open(&checkpoints_path)?;
         let fast = state::read(
             dir,
             &mut log_reader,
             &mut checkpoints_reader,
+            head.as_ref(),
             &public_key,
             origin,
         )
@@ -199,6 +229,7 @@ impl AuditLog {
             scan(
                 &log_reader,
                 &checkpoints_reader,
+                head.clone(),
                 Some(anchor),
                 false,
                 &public_key,
@@ -214,6 +245,7 @@ impl AuditLog {
                 let scanned = scan(
                     File::open(&log_path)?,
                     File::open(&checkpoints_path)?,
+                    head,
                     None,
                     false,
                     &public_key,
@@ -234,6 +266,7 @@ impl AuditLog {
             key,
             log: make_sink(log_file, Role::Log),
             checkpoints: make_sink(checkpoints_file, Role::Checkpoints),
+            make_sink,
             written: scanned.tree.clone(),
             tree: scanned.tree,
             log_len: scanned.log_len,
@@ -241,6 +274,9 @@ impl AuditLog {
             syncs: 0,
             checkpoints_len: scanned.checkpoints_len,
             checkpoint_count: scanned.checkpoints,
+            kept_size: scanned.kept_size,
+            keep_every: DEFAULT_KEEP_EVERY,
+            head: scanned.head,
             last_checkpoint: scanned.last_checkpoint,
             started_from,
             poisoned: false,
@@ -356,20 +392,48 @@ impl AuditLog {
         Ok(index)
     }
 
-    /// Commits any pending records (see [`AuditLog::commit`]), then signs the tree head,
-    /// appends it to `checkpoints` and returns it once durable. If the commit succeeds and the
-    /// checkpoint's own write or sync then fails, the records stay acknowledged (`size` counts
-    /// them) and only the checkpoint is rolled back.
+    /// Commits any pending records (see [`AuditLog::commit`]), then signs the tree head and
+    /// returns it once durable, as a **kept** checkpoint or as the **head**:
+    ///
+    /// * kept, if the tree has grown by at least [`AuditLog::keep_every`] records since the last
+    ///   kept checkpoint (the first kept one once it holds that many): appended to
+    ///   `checkpoints` with one `write` and one `fdatasync`. A head left from before is then
+    ///   removed (best effort: a head that stays behind signs an older size and still matches);
+    /// * else the head: written whole to a fresh `head.tmp`, `fdatasync`ed, and renamed over
+    ///   `head` (one `write`, one `fdatasync`, one `rename`), so `head` is always one whole
+    ///   signed checkpoint, the previous one until the rename. The directory is not synced:
+    ///   it would cost a second sync per checkpoint, and what a crash can undo is only the
+    ///   rename. The data under either name is synced, so after a crash `head` is the new
+    ///   checkpoint or the previous one — both signatures over durable records; in the second
+    ///   case the records after the previous head are reported unproven until the next
+    ///   checkpoint, none is lost, and `head.tmp` is deleted by the next `open`.
+    ///
+    /// If the commit succeeds and the checkpoint's own write, sync or rename then fails, the
+    /// records stay acknowledged (`size` counts them), the handle is poisoned, and only the
+    /// checkpoint is rolled back: `checkpoints` is cut back to its acknowledged length, the
+    /// previous head stays in place and `head.tmp` is deleted.
     pub fn checkpoint(&mut self) -> Result<Checkpoint, AuditError> {
         self.commit()?;
-        let cp = sign_checkpoint(&self.key, &self.origin, self.tree.size(), self.tree.root());
+        let size = self.tree.size();
+        let cp = sign_checkpoint(&self.key, &self.origin, size, self.tree.root());
         let mut entry = Vec::with_capacity(cp.note.len() + 1);
         entry.extend_from_slice(cp.note.as_bytes());
         entry.push(b'\n');
+        if size >= self.kept_size.saturating_add(self.keep_every) {
+            self.write_kept(&cp, &entry)?;
+        } else {
+            self.write_head(&cp, &entry)?;
+        }
+        self.last_checkpoint = Some(cp.clone());
+        Ok(cp)
+    }
+
+    /// Appends a kept checkpoint's entry to `checkpoints`, durably.
+    fn write_kept(&mut self, cp: &Checkpoint, entry: &[u8]) -> Result<(), AuditError> {
         self.syncs += 1;
         if let Err(e) = self
             .checkpoints
-            .append(&entry)
+            .append(entry)
             .and_then(|()| self.checkpoints.sync())
         {
             return Err(self.poison(e));
@@ -377,7 +441,14 @@ impl AuditLog {
         let offset = self.checkpoints_len;
         self.checkpoints_len += entry.len() as u64;
         self.checkpoint_count += 1;
-        self.last_checkpoint = Some(cp.clone());
+        self.kept_size = cp.size;
+        // The head is now stale (it signs at most this size); a stale head that stays (the
+        // removal failed, or a crash undid it) still matches, and is accepted as such.
+        match std::fs::remove_file(self.dir.join(HEAD_FILE)) {
+            Ok(()) => self.head = None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.head = None,
+            Err(_) => {}
+        }
         // Best effort, after the checkpoint is durable: the next `open` may start here.
         let _written = state::write(
             &self.dir,
@@ -385,16 +456,67 @@ impl AuditLog {
                 tree: self.tree.clone(),
                 log_len: self.log_len,
                 checkpoint: cp.clone(),
-                ordinal: self.checkpoint_count - 1,
-                checkpoint_offset: offset,
+                place: Place::Kept { offset },
+                kept: self.checkpoint_count,
+                kept_size: self.kept_size,
                 checkpoints_len: self.checkpoints_len,
             },
         );
-        Ok(cp)
+        Ok(())
+    }
+
+    /// Replaces the head with `cp`: `head.tmp` written and synced through a sink, then renamed
+    /// over `head`.
+    fn write_head(&mut self, cp: &Checkpoint, entry: &[u8]) -> Result<(), AuditError> {
+        let tmp = self.dir.join(HEAD_TMP_FILE);
+        // Created afresh and exclusively: a file or symlink left (or planted) at `head.tmp` is
+        // removed, never written through.
+        let file = match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp),
+        };
+        let file = match file {
+            Ok(file) => file,
+            Err(e) => return Err(self.poison(e)),
+        };
+        let mut sink = (self.make_sink)(file, Role::Head);
+        self.syncs += 1;
+        let written = sink
+            .append(entry)
+            .and_then(|()| sink.sync())
+            .and_then(|()| sink.rename(&tmp, &self.dir.join(HEAD_FILE)));
+        drop(sink);
+        if let Err(e) = written {
+            // The previous head is untouched; the new one was never in place.
+            let _removed = std::fs::remove_file(&tmp);
+            return Err(self.poison(e));
+        }
+        self.head = Some(cp.clone());
+        // Best effort: the next `open` may start at the head.
+        let _written = state::write(
+            &self.dir,
+            &Anchor {
+                tree: self.tree.clone(),
+                log_len: self.log_len,
+                checkpoint: cp.clone(),
+                place: Place::Head,
+                kept: self.checkpoint_count,
+                kept_size: self.kept_size,
+                checkpoints_len: self.checkpoints_len,
+            },
+        );
+        Ok(())
     }
 
     /// Appends a record, then checkpoints the tree that ends with it: the record is then both
-    /// durable and covered by a signature, and `verify` can name it exactly if it is altered.
+    /// durable and covered by a signature. If that checkpoint is kept (with
+    /// [`AuditLog::set_keep_every`] at 0 or 1, every one is), `verify` can name the record
+    /// exactly if it is altered; under the head, it names the first record after the last kept
+    /// checkpoint.
     pub fn append_checkpointed(
         &mut self,
         kind: &str,
@@ -403,6 +525,24 @@ impl AuditLog {
     ) -> Result<(u64, Checkpoint), AuditError> {
         let index = self.append(kind, body, time)?;
         Ok((index, self.checkpoint()?))
+    }
+
+    /// Sets how many records the tree must have grown by since the last kept checkpoint for
+    /// [`AuditLog::checkpoint`] to keep the next one (append it to `checkpoints`) rather than
+    /// write it as the head. Default [`DEFAULT_KEEP_EVERY`] (1,000). With 0, every checkpoint
+    /// is kept and no head is written; with 1, every checkpoint that signs a new record is
+    /// kept.
+    ///
+    /// The cadence bounds what [`crate::verify`] spends on signatures (one per kept
+    /// checkpoint, plus the head) and how precisely it locates an edit: to the records between
+    /// the last kept checkpoint it matched and the first checkpoint that fails.
+    pub fn set_keep_every(&mut self, records: u64) {
+        self.keep_every = records;
+    }
+
+    /// The cadence of kept checkpoints (see [`AuditLog::set_keep_every`]).
+    pub fn keep_every(&self) -> u64 {
+        self.keep_every
     }
 
     /// Poisons the handle and rolls the files back to their acknowledged lengths, best effort:
@@ -444,9 +584,22 @@ impl AuditLog {
         self.tree.root()
     }
 
-    /// The newest acknowledged checkpoint (including those found by `open`).
+    /// The newest acknowledged checkpoint, kept or head (including those found by `open`).
     pub fn last_checkpoint(&self) -> Option<&Checkpoint> {
         self.last_checkpoint.as_ref()
+    }
+
+    /// The head checkpoint (the `head` file) as this handle knows it: the one it wrote or
+    /// `open` matched; `None` once a kept checkpoint has replaced it (or if `open` started
+    /// from a kept checkpoint above it).
+    pub fn head(&self) -> Option<&Checkpoint> {
+        self.head.as_ref()
+    }
+
+    /// How many kept checkpoints `checkpoints` holds (those found by `open` included, unless
+    /// a `state` file miscounted them: see [`crate::STATE_FILE`]).
+    pub fn kept_checkpoints(&self) -> u64 {
+        self.checkpoint_count
     }
 
     /// The log's origin (also its key's name).

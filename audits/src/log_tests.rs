@@ -42,12 +42,12 @@ pub(crate) fn open_with_plan(
         ORIGIN,
         key(der),
         time(9_999),
-        &move |file, _role: Role| {
+        Arc::new(move |file, _role: Role| {
             Box::new(FaultySink {
                 inner: FileSink::new(file),
                 plan: plan.clone(),
             }) as Box<dyn Sink>
-        },
+        }),
     )
 }
 
@@ -72,6 +72,9 @@ fn append_checkpoint_verify_prove_reopen() {
     let (mut log, recovery) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(0)).unwrap();
     assert_eq!(recovery, Recovery::default());
     assert_eq!((log.size(), log.root()), (0, merkle::empty_root()));
+    assert_eq!(log.keep_every(), DEFAULT_KEEP_EVERY);
+    // Every checkpoint kept (the head has its own tests).
+    log.set_keep_every(1);
     for i in 0..5 {
         assert_eq!(log.append(kind(i), body(i), time(i)).unwrap(), i);
     }
@@ -203,6 +206,7 @@ fn refused_records_write_nothing_and_do_not_poison() {
 fn build(der: &[u8], n: u64, checkpointed: u64) -> (tempfile::TempDir, Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(der), time(0)).unwrap();
+    log.set_keep_every(1);
     for i in 0..n {
         if i == checkpointed {
             log.checkpoint().unwrap();
@@ -295,6 +299,7 @@ fn torn_checkpoint_entry_cut_at_every_byte() {
     let pk = public(&der);
     let dir0 = tempfile::tempdir().unwrap();
     let (mut log, _) = AuditLog::open_at(dir0.path(), ORIGIN, key(&der), time(0)).unwrap();
+    log.set_keep_every(1);
     log.append("pull", body(0), time(0)).unwrap();
     let first = log.checkpoint().unwrap();
     log.append("verify", body(1), time(1)).unwrap();
@@ -389,7 +394,7 @@ fn oversized_tail_is_corruption_and_is_never_read_whole() {
 }
 
 /// The append + checkpoint sequence the fault tests run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Append(u64),
     Checkpoint,
@@ -406,17 +411,60 @@ const STEPS: [Step; 8] = [
     Step::Checkpoint,
 ];
 
+/// Whether the fault tests' checkpoints are kept or written as the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cadence {
+    /// `keep_every` 1: every checkpoint appended to `checkpoints` (a write and a sync).
+    Kept,
+    /// The default `keep_every`: every checkpoint of this short sequence is the head (a write
+    /// and a sync of `head.tmp`, and its rename).
+    Head,
+}
+
+impl Cadence {
+    fn keep_every(self) -> u64 {
+        match self {
+            Cadence::Kept => 1,
+            Cadence::Head => DEFAULT_KEEP_EVERY,
+        }
+    }
+}
+
+/// One call through the sinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Write,
+    Sync,
+    Rename,
+}
+
+/// The calls the sequence makes, in order (call k is `calls(c)[k - 1]`).
+fn calls(cadence: Cadence) -> Vec<(Step, Op)> {
+    let mut out = Vec::new();
+    for step in STEPS {
+        out.extend([(step, Op::Write), (step, Op::Sync)]);
+        if step == Step::Checkpoint && cadence == Cadence::Head {
+            out.push((step, Op::Rename));
+        }
+    }
+    out
+}
+
 /// What a run acknowledged, and the step that failed.
 struct Run {
     acked: Vec<u64>,
     acked_checkpoints: u64,
+    /// The size of the last acknowledged head.
+    acked_head: Option<u64>,
     failed: Option<Step>,
 }
 
-fn run_steps(log: &mut AuditLog) -> Run {
+fn run_steps(log: &mut AuditLog, cadence: Cadence) -> Run {
+    log.set_keep_every(cadence.keep_every());
     let mut run = Run {
         acked: vec![],
         acked_checkpoints: 0,
+        acked_head: None,
         failed: None,
     };
     for step in STEPS {
@@ -427,7 +475,10 @@ fn run_steps(log: &mut AuditLog) -> Run {
             }),
             Step::Checkpoint => log.checkpoint().map(|cp| {
                 assert_eq!(cp.size, run.acked.len() as u64);
-                run.acked_checkpoints += 1;
+                match cadence {
+                    Cadence::Kept => run.acked_checkpoints += 1,
+                    Cadence::Head => run.acked_head = Some(cp.size),
+                }
             }),
         };
         if let Err(e) = result {
@@ -446,131 +497,163 @@ fn run_steps(log: &mut AuditLog) -> Run {
     run
 }
 
-/// Each append and each checkpoint is exactly one write and one sync.
+/// Each append and each kept checkpoint is exactly one write and one sync; a head is one write,
+/// one sync and one rename.
 #[test]
-fn the_sequence_makes_sixteen_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let der = new_key();
-    let plan = Plan::counting();
-    let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
-    assert_eq!(
-        plan.calls(),
-        0,
-        "opening a fresh log writes nothing through the sinks"
-    );
-    let run = run_steps(&mut log);
-    assert!(run.failed.is_none());
-    assert_eq!(plan.calls(), 2 * STEPS.len() as u64);
+fn the_sequence_makes_sixteen_calls_or_nineteen_with_heads() {
+    for (cadence, want) in [(Cadence::Kept, 16), (Cadence::Head, 19)] {
+        let dir = tempfile::tempdir().unwrap();
+        let der = new_key();
+        let plan = Plan::counting();
+        let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+        assert_eq!(
+            plan.calls(),
+            0,
+            "opening a fresh log writes nothing through the sinks"
+        );
+        let run = run_steps(&mut log, cadence);
+        assert!(run.failed.is_none());
+        assert_eq!(plan.calls(), want);
+        assert_eq!(calls(cadence).len() as u64, want);
+        assert_eq!(
+            plan.syncs(),
+            8,
+            "{cadence:?}: one sync per append and checkpoint"
+        );
+        assert_eq!(
+            (log.kept_checkpoints(), log.head().map(|h| h.size)),
+            match cadence {
+                Cadence::Kept => (3, None),
+                Cadence::Head => (0, Some(5)),
+            }
+        );
+    }
 }
 
-/// Test 4: the k-th write or sync of the sequence fails, for every k, with EIO, ENOSPC and a
-/// short write (48 cases). The call returns an error, the handle is poisoned, and after a
-/// reopen the log verifies and holds exactly the acknowledged records and checkpoints.
+/// Test 4: the k-th write, sync or rename of the sequence fails, for every k, with EIO, ENOSPC
+/// and a short write, with kept checkpoints (48 cases) and with heads (57 cases). The call
+/// returns an error, the handle is poisoned, and after a reopen the log verifies and holds
+/// exactly the acknowledged records and checkpoints: a failed head leaves the previous head in
+/// place, and no `head.tmp`.
 #[test]
 fn each_failed_write_or_sync_leaves_exactly_the_acknowledged_records() {
     let der = new_key();
     let pk = public(&der);
-    let calls = 2 * STEPS.len() as u64;
     let mut cases = 0;
-    for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
-        for k in 1..=calls {
-            let dir = tempfile::tempdir().unwrap();
-            let plan = Plan::new(k, fault, false);
-            let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
-            let run = run_steps(&mut log);
-            assert!(run.failed.is_some(), "{fault:?} at call {k} went unnoticed");
-            drop(log);
+    for cadence in [Cadence::Kept, Cadence::Head] {
+        let calls = calls(cadence).len() as u64;
+        for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
+            for k in 1..=calls {
+                let dir = tempfile::tempdir().unwrap();
+                let plan = Plan::new(k, fault, false);
+                let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+                let run = run_steps(&mut log, cadence);
+                let what = format!("{cadence:?}: {fault:?} at call {k}");
+                assert!(run.failed.is_some(), "{what} went unnoticed");
+                drop(log);
+                assert!(!dir.path().join(HEAD_TMP_FILE).exists(), "{what}");
 
-            let (log, recovery) =
-                AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
-            assert_eq!(
-                recovery,
-                Recovery::default(),
-                "{fault:?} at {k}: the rollback left nothing to repair"
-            );
-            assert_eq!(log.size(), run.acked.len() as u64);
-            drop(log);
-            let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
-            let bodies: Vec<Value> = read
-                .records
-                .iter()
-                .map(|r| Value::Object(r.body.clone()))
-                .collect();
-            let want: Vec<Value> = run.acked.iter().map(|&i| body(i)).collect();
-            assert_eq!(bodies, want, "{fault:?} at call {k}");
-            assert_eq!(
-                read.report.checkpoints, run.acked_checkpoints,
-                "{fault:?} at call {k}"
-            );
-            cases += 1;
+                let (log, recovery) =
+                    AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
+                assert_eq!(
+                    recovery,
+                    Recovery::default(),
+                    "{what}: the rollback left nothing to repair"
+                );
+                assert_eq!(log.size(), run.acked.len() as u64);
+                drop(log);
+                let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
+                let bodies: Vec<Value> = read
+                    .records
+                    .iter()
+                    .map(|r| Value::Object(r.body.clone()))
+                    .collect();
+                let want: Vec<Value> = run.acked.iter().map(|&i| body(i)).collect();
+                assert_eq!(bodies, want, "{what}");
+                assert_eq!(read.report.checkpoints, run.acked_checkpoints, "{what}");
+                assert_eq!(read.report.head.map(|h| h.size), run.acked_head, "{what}");
+                cases += 1;
+            }
         }
     }
-    assert_eq!(cases, 48);
+    assert_eq!(cases, 48 + 57);
 }
 
 /// A dead disk: from the k-th call on, every call fails, so the rollback fails too. Nothing
 /// acknowledged is lost; the only extra record can be the one whose append failed (a full
 /// line whose sync failed can't be told from a durable one), and a partial one is cut with a
-/// `recovered` record.
+/// `recovered` record. A kept checkpoint whose sync failed may stay; a head whose write, sync
+/// or rename failed never replaces the previous one.
 #[test]
 fn dead_disk_never_loses_acknowledged_records() {
     let der = new_key();
     let pk = public(&der);
-    let calls = 2 * STEPS.len() as u64;
-    for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
-        for k in 1..=calls {
-            let dir = tempfile::tempdir().unwrap();
-            let plan = Plan::new(k, fault, true);
-            let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
-            let run = run_steps(&mut log);
-            let failed = run.failed.unwrap();
-            drop(log);
+    for cadence in [Cadence::Kept, Cadence::Head] {
+        let table = calls(cadence);
+        for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
+            for k in 1..=table.len() as u64 {
+                let (step, op) = table[k as usize - 1];
+                let what = format!("{cadence:?}: {fault:?} from call {k} ({step:?} {op:?})");
+                let dir = tempfile::tempdir().unwrap();
+                let plan = Plan::new(k, fault, true);
+                let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+                let run = run_steps(&mut log, cadence);
+                assert_eq!(run.failed, Some(step), "{what}");
+                drop(log);
 
-            let (log, recovery) =
-                AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
-            drop(log);
-            let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
-            let mut bodies: Vec<Value> = read
-                .records
-                .iter()
-                .map(|r| Value::Object(r.body.clone()))
-                .collect();
-            if recovery.recovered_index.is_some() {
-                assert_eq!(read.records.last().unwrap().kind, RECOVERED_KIND);
-                bodies.pop();
-            }
-            let mut want: Vec<Value> = run.acked.iter().map(|&i| body(i)).collect();
-            assert_eq!(
-                &bodies[..want.len()],
-                &want[..],
-                "{fault:?} from call {k}: acknowledged records"
-            );
-            if bodies.len() > want.len() {
-                // Only the in-flight record, only if its whole line was written.
-                let Step::Append(i) = failed else {
-                    panic!("{fault:?} from {k}: extra record after {failed:?}")
-                };
-                want.push(body(i));
-                assert_eq!(bodies, want);
+                let (log, recovery) =
+                    AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
+                drop(log);
+                let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
+                let mut bodies: Vec<Value> = read
+                    .records
+                    .iter()
+                    .map(|r| Value::Object(r.body.clone()))
+                    .collect();
+                if recovery.recovered_index.is_some() {
+                    assert_eq!(read.records.last().unwrap().kind, RECOVERED_KIND);
+                    bodies.pop();
+                }
+                let mut want: Vec<Value> = run.acked.iter().map(|&i| body(i)).collect();
                 assert_eq!(
-                    k % 2,
-                    0,
-                    "only a failed sync can leave a whole unacknowledged line"
+                    &bodies[..want.len()],
+                    &want[..],
+                    "{what}: acknowledged records"
                 );
+                if bodies.len() > want.len() {
+                    // Only the in-flight record, only if its whole line was written.
+                    let Step::Append(i) = step else {
+                        panic!("{what}: extra record")
+                    };
+                    want.push(body(i));
+                    assert_eq!(bodies, want);
+                    assert_eq!(
+                        op,
+                        Op::Sync,
+                        "only a failed sync can leave a whole unacknowledged line"
+                    );
+                }
+                // A short write leaves a partial line or entry, which `open` cuts; a partial
+                // `head.tmp` is deleted without a word.
+                let partial = fault == Fault::Short
+                    && op == Op::Write
+                    && (matches!(step, Step::Append(_)) || cadence == Cadence::Kept);
+                assert_eq!(
+                    recovery.truncated_bytes + recovery.truncated_checkpoint_bytes > 0,
+                    partial,
+                    "{what}: {recovery:?}"
+                );
+                let extra_checkpoint = u64::from(
+                    step == Step::Checkpoint && cadence == Cadence::Kept && op == Op::Sync,
+                );
+                assert_eq!(
+                    read.report.checkpoints,
+                    run.acked_checkpoints + extra_checkpoint,
+                    "{what}"
+                );
+                assert_eq!(read.report.head.map(|h| h.size), run.acked_head, "{what}");
+                assert!(!dir.path().join(HEAD_TMP_FILE).exists(), "{what}");
             }
-            // A short write leaves a partial line or entry, which `open` cuts.
-            let partial = fault == Fault::Short && k % 2 == 1;
-            assert_eq!(
-                recovery.truncated_bytes + recovery.truncated_checkpoint_bytes > 0,
-                partial,
-                "{fault:?} from call {k}: {recovery:?}"
-            );
-            let extra_checkpoint =
-                u64::from(matches!(failed, Step::Checkpoint) && !partial && k % 2 == 0);
-            assert_eq!(
-                read.report.checkpoints,
-                run.acked_checkpoints + extra_checkpoint
-            );
         }
     }
 }
@@ -665,6 +748,8 @@ struct GroupRun {
 }
 
 fn run_group(log: &mut AuditLog) -> GroupRun {
+    // Kept checkpoints: two calls each (the head's path is covered by the `Step` tests).
+    log.set_keep_every(1);
     let mut run = GroupRun {
         acked: vec![],
         acked_checkpoints: 0,
@@ -876,6 +961,7 @@ fn group_commit_dead_disk_never_loses_acknowledged_records() {
 fn build_checkpointed(der: &[u8]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = open_with_plan(dir.path(), der, &Plan::no_sync()).unwrap();
+    log.set_keep_every(1);
     for i in 0..150 {
         log.append_checkpointed(kind(i), body(i), time(i)).unwrap();
     }

@@ -14,10 +14,13 @@
 //! }
 //! ```
 //!
-//! The checkpoint is the **smallest** checkpoint in the log that covers the record (the first
-//! signed statement that includes it). It is fixed once written, so proving the same record
-//! twice gives the same proof; to tie it to a later checkpoint, add a consistency proof from
-//! that size.
+//! The checkpoint is the **smallest kept** checkpoint in the log that covers the record (the
+//! first kept signed statement that includes it), or, for a record after the last kept
+//! checkpoint, the head. A kept checkpoint is fixed once written, so proving such a record
+//! twice gives the same proof; a proof against the head stays valid after the head moves on
+//! (it carries its checkpoint, and checking it needs only the key), but proving the record
+//! again later gives a proof against a later checkpoint. To tie a proof to a later checkpoint,
+//! add a consistency proof from that size.
 //!
 //! A **consistency proof**:
 //!
@@ -29,6 +32,9 @@
 //!   "path": ["<base64 hash>", …]           // RFC 9162 §2.1.4 consistency path
 //! }
 //! ```
+//!
+//! Either checkpoint of a consistency proof may be the head (as the new one; as the old one
+//! only if it has the same size as the new one, since the head is the newest checkpoint).
 //!
 //! [`verify_proof`] checks, in this order: size ([`MAX_PROOF_BYTES`]) and form (strict JSON,
 //! no unknown fields, at most [`MAX_PATH_HASHES`] 32-byte hashes), each checkpoint's signature
@@ -124,14 +130,15 @@ pub enum ProveError {
         /// The newest checkpoint's size.
         newest: Option<u64>,
     },
-    /// A consistency proof was asked between sizes that are not both checkpoints.
+    /// A consistency proof was asked between sizes that are not both checkpoints (kept, or
+    /// the head).
     #[error("no checkpoint of size {size}; nearest: {}", nearest(*below, *above))]
     NotACheckpoint {
         /// The size asked for.
         size: u64,
-        /// The largest checkpoint size below it.
+        /// The largest checkpoint size below it (kept or the head).
         below: Option<u64>,
-        /// The smallest checkpoint size above it.
+        /// The smallest checkpoint size above it (kept or the head).
         above: Option<u64>,
     },
     /// `from` is larger than `to`.
@@ -241,8 +248,30 @@ pub enum Proven {
 /// What a proof is built from: the leaves, the checkpoints, and the one line asked for.
 struct Read {
     leaves: Vec<Hash>,
+    /// The kept checkpoints, one per size, in order.
     checkpoints: Vec<Checkpoint>,
+    /// The head, if the log has one.
+    head: Option<Checkpoint>,
     line: Option<Vec<u8>>,
+}
+
+impl Read {
+    /// Every checkpoint size, kept or head, in order, without repeats.
+    fn sizes(&self) -> Vec<u64> {
+        let mut sizes: Vec<u64> = self.checkpoints.iter().map(|c| c.size).collect();
+        sizes.extend(self.head.as_ref().map(|h| h.size));
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes
+    }
+
+    /// The checkpoint of this size: a kept one if there is one, else the head.
+    fn at(&self, size: u64) -> Option<&Checkpoint> {
+        self.checkpoints
+            .iter()
+            .find(|c| c.size == size)
+            .or(self.head.as_ref().filter(|h| h.size == size))
+    }
 }
 
 /// Verifies the whole log (as [`crate::verify`]) keeping the leaf hashes, every checkpoint, and
@@ -253,15 +282,17 @@ fn read_log(
     origin: &str,
     want: Option<u64>,
 ) -> Result<Read, VerifyFailure> {
-    let (log, checkpoints) = open_for_reading(dir)?;
+    let (log, checkpoints, head) = open_for_reading(dir, public_key, origin)?;
     let mut read = Read {
         leaves: Vec::new(),
         checkpoints: Vec::new(),
+        head: None,
         line: None,
     };
     scan(
         log,
         checkpoints,
+        head,
         None,
         false,
         public_key,
@@ -273,14 +304,21 @@ fn read_log(
                 }
                 read.leaves.push(leaf);
             }
-            Seen::Proven(cp) => {
+            Seen::Proven {
+                checkpoint,
+                head: true,
+            } => read.head = Some(checkpoint.clone()),
+            Seen::Proven {
+                checkpoint,
+                head: false,
+            } => {
                 // Equal sizes are the same tree (the scan checked the roots): keep the first.
                 if read
                     .checkpoints
                     .last()
-                    .is_none_or(|last| last.size < cp.size)
+                    .is_none_or(|last| last.size < checkpoint.size)
                 {
-                    read.checkpoints.push(cp.clone());
+                    read.checkpoints.push(checkpoint.clone());
                 }
             }
         },
@@ -292,8 +330,9 @@ fn encode_path(path: &[Hash]) -> Vec<String> {
     path.iter().map(|h| B64.encode(h)).collect()
 }
 
-/// Builds the inclusion proof of record `index` of the log in `dir`, against the smallest
-/// checkpoint that covers it. The whole log is verified first.
+/// Builds the inclusion proof of record `index` of the log in `dir`, against the smallest kept
+/// checkpoint that covers it, or the head if no kept one does. The whole log is verified
+/// first.
 pub fn prove_inclusion(
     dir: &Path,
     public_key: &[u8; 32],
@@ -302,13 +341,18 @@ pub fn prove_inclusion(
 ) -> Result<InclusionProof, ProveError> {
     let read = read_log(dir, public_key, origin, Some(index))?;
     let size = read.leaves.len() as u64;
-    let Some(line) = read.line else {
+    let Some(line) = read.line.clone() else {
         return Err(ProveError::NoRecord { index, size });
     };
-    let Some(cp) = read.checkpoints.iter().find(|c| c.size > index) else {
+    let covering = read
+        .checkpoints
+        .iter()
+        .find(|c| c.size > index)
+        .or(read.head.as_ref().filter(|h| h.size > index));
+    let Some(cp) = covering else {
         return Err(ProveError::NotCheckpointed {
             index,
-            newest: read.checkpoints.last().map(|c| c.size),
+            newest: read.sizes().last().copied(),
         });
     };
     // The scan matched every checkpoint against these leaves, so the sizes are in range.
@@ -325,7 +369,7 @@ pub fn prove_inclusion(
 }
 
 /// Builds the consistency proof between the checkpoints of sizes `from` and `to` of the log in
-/// `dir` (both must be checkpoint sizes). The whole log is verified first.
+/// `dir` (both must be checkpoint sizes, kept or the head's). The whole log is verified first.
 pub fn prove_consistency(
     dir: &Path,
     public_key: &[u8; 32],
@@ -337,24 +381,13 @@ pub fn prove_consistency(
         return Err(ProveError::Backwards { from, to });
     }
     let read = read_log(dir, public_key, origin, None)?;
+    let sizes = read.sizes();
     let find = |size: u64| {
-        read.checkpoints
-            .iter()
-            .find(|c| c.size == size)
-            .ok_or_else(|| ProveError::NotACheckpoint {
-                size,
-                below: read
-                    .checkpoints
-                    .iter()
-                    .rev()
-                    .find(|c| c.size < size)
-                    .map(|c| c.size),
-                above: read
-                    .checkpoints
-                    .iter()
-                    .find(|c| c.size > size)
-                    .map(|c| c.size),
-            })
+        read.at(size).ok_or_else(|| ProveError::NotACheckpoint {
+            size,
+            below: sizes.iter().rev().find(|&&s| s < size).copied(),
+            above: sizes.iter().find(|&&s| s > size).copied(),
+        })
     };
     let (old, new) = (find(from)?, find(to)?);
     let path = consistency_proof(&read.leaves, from, to)

@@ -14,6 +14,7 @@ fn build() -> (tempfile::TempDir, Vec<u8>) {
     let der = new_key();
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = open_with_plan(dir.path(), &der, &Plan::no_sync()).unwrap();
+    log.set_keep_every(1);
     for i in 0..22 {
         log.append(kind(i), body(i), time(i)).unwrap();
         if [4, 11, 19].contains(&i) {

@@ -206,6 +206,23 @@ pub enum RecordProblem {
         /// The size it signed.
         checkpoint_size: u64,
     },
+    /// As [`RecordProblem::RootMismatch`], for the root signed by the head checkpoint (the
+    /// `head` file): the records from this one up to `head_size` do not hash to it.
+    #[error(
+        "the records from here up to size {head_size} do not match the root signed by the \
+         head checkpoint (file `head`): one of them was altered, inserted or reordered"
+    )]
+    HeadRootMismatch {
+        /// The size the head signed.
+        head_size: u64,
+    },
+    /// As [`RecordProblem::Missing`], for the head checkpoint: the log ends here, but the
+    /// head signed `head_size` records.
+    #[error("log ends here, but the head checkpoint (file `head`) signed {head_size} records")]
+    HeadMissing {
+        /// The size the head signed.
+        head_size: u64,
+    },
 }
 
 /// Parses and checks one line (without its newline) that must hold the record at `expected`.

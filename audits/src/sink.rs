@@ -1,8 +1,9 @@
-//! Every write, sync and truncation the log makes goes through [`Sink`], so the tests can make
-//! any one of them fail (EIO, ENOSPC, a short write) and check the log fails closed.
+//! Every write, sync, truncation and rename the log makes goes through [`Sink`], so the tests
+//! can make any one of them fail (EIO, ENOSPC, a short write) and check the log fails closed.
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::path::Path;
 
 /// An append-only file as the log uses it.
 pub(crate) trait Sink: Send {
@@ -12,6 +13,11 @@ pub(crate) trait Sink: Send {
     fn sync(&mut self) -> io::Result<()>;
     /// Cuts the file to `len` bytes (not synced: call [`Sink::sync`]).
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Renames the file this sink writes from `from` to `to`, replacing `to` atomically
+    /// (`rename(2)`; the directory is not synced). Publishes a new `head`.
+    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
 }
 
 /// The real thing.
@@ -56,8 +62,8 @@ pub(crate) mod fault {
         Eio,
         /// `ENOSPC`, nothing written.
         Enospc,
-        /// Half the bytes are written, then the write fails (`WriteZero`); a sync or a
-        /// truncation chosen for this fault fails with `EIO`.
+        /// Half the bytes are written, then the write fails (`WriteZero`); a sync, a
+        /// truncation or a rename chosen for this fault fails with `EIO`.
         Short,
     }
 
@@ -163,6 +169,13 @@ pub(crate) mod fault {
                 return Err(self.plan.error());
             }
             self.inner.truncate(len)
+        }
+
+        fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+            if self.plan.next_fails() {
+                return Err(self.plan.error());
+            }
+            self.inner.rename(from, to)
         }
     }
 }

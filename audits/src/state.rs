@@ -2,27 +2,43 @@
 //! since the last checkpoint rather than the whole log.
 //!
 //! It is one JSON object, rewritten (to `state.tmp`, then renamed over `state`) after every
-//! checkpoint and after a full scan that found one:
+//! checkpoint and after a full scan that found one. It anchors to the checkpoint just written
+//! (or the last one the scan matched), which is either a kept checkpoint, an entry of
+//! `checkpoints` (version 1):
 //!
 //! ```text
-//! {"checkpoint":N,"checkpointEnd":E,"checkpointOffset":O,"frontier":["<base64>",…],"logBytes":L,"size":S,"version":1}
+//! {"anchor":"checkpoints","checkpoint":N,"checkpointEnd":E,"checkpointOffset":O,"frontier":["<base64>",…],"logBytes":L,"size":S,"version":1}
+//! ```
+//!
+//! or the head checkpoint, the `head` file (version 2):
+//!
+//! ```text
+//! {"anchor":"head","checkpointEnd":E,"frontier":["<base64>",…],"kept":K,"keptSize":KS,"logBytes":L,"size":S,"version":2}
 //! ```
 //!
 //! `size` is the checkpoint's tree size, `frontier` the heads of the perfect subtrees of that
 //! tree (one per set bit of `size`, largest first: O(log n) hashes), `logBytes` the bytes of
-//! `log.jsonl` holding its records, `checkpoint` its ordinal and `checkpointOffset`..
-//! `checkpointEnd` its entry in `checkpoints`.
+//! `log.jsonl` holding its records. For a kept anchor, `checkpoint` is its ordinal and
+//! `checkpointOffset`..`checkpointEnd` its entry in `checkpoints` (a version 1 file without
+//! `anchor` is read the same way). For a head anchor, `kept` is the number of kept checkpoints
+//! before it, `keptSize` the size of the last of them, and `checkpointEnd` the length of
+//! `checkpoints` they fill.
 //!
-//! Nothing in it is trusted as such. `open` accepts it only if the entry at those offsets is a
-//! checkpoint signed by the log's key, for this origin, whose size is `size` and whose root is
-//! the root recomputed from `frontier`; if `logBytes` lies within `log.jsonl` and ends a line;
-//! and if the records and checkpoints after it then verify. Otherwise (missing, unreadable,
-//! stale beyond repair, lying) `open` verifies the whole log, as it did before the file
-//! existed. The file is not synced: losing it costs one full scan.
+//! Nothing in it is trusted as such. `open` accepts a kept anchor only if the entry at those
+//! offsets is a checkpoint signed by the log's key, for this origin, whose size is `size` and
+//! whose root is the root recomputed from `frontier`; a head anchor only if the `head` file
+//! (authenticated by `open` before) signs `size` and that root, and `checkpointEnd` is the
+//! length of `checkpoints` (no kept checkpoint after the head goes unread; a log whose state
+//! lags behind a later kept checkpoint is scanned in full). Then, for both, if `logBytes` lies
+//! within `log.jsonl` and ends a line, and if the records and checkpoints after it verify.
+//! Otherwise (missing, unreadable, stale beyond repair, lying) `open` verifies the whole log,
+//! as it did before the file existed. `kept` and `keptSize` of a head anchor are not checked
+//! against the file: they only number later entries and time the next kept checkpoint. The
+//! file is not synced: losing it costs one full scan.
 //!
 //! What a fast open does not re-check is everything before the starting point: records edited
-//! or checkpoints forged *below* the last checkpoint are [`crate::verify`]'s to find (`warrant
-//! audit verify`), which always reads the whole log.
+//! or checkpoints forged *below* the anchor are [`crate::verify`]'s to find (`warrant audit
+//! verify`), which always reads the whole log.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -34,8 +50,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
 use crate::merkle::{Frontier, Hash};
-use crate::note::open_checkpoint;
-use crate::verify::{Anchor, Entry, LineReader, MAX_CHECKPOINT_LINE_BYTES, read_entry};
+use crate::note::{Checkpoint, open_checkpoint};
+use crate::verify::{Anchor, Entry, LineReader, MAX_CHECKPOINT_LINE_BYTES, Place, read_entry};
 
 /// The state file in a log directory.
 pub const STATE_FILE: &str = "state";
@@ -49,15 +65,28 @@ const MAX_ENTRY_BYTES: u64 = 6 * MAX_CHECKPOINT_LINE_BYTES as u64;
 /// still a valid, older starting point, or none).
 pub(crate) fn write(dir: &Path, anchor: &Anchor) -> io::Result<()> {
     let frontier: Vec<String> = anchor.tree.heads().iter().map(|h| B64.encode(h)).collect();
-    let text = json!({
-        "version": 1,
-        "size": anchor.tree.size(),
-        "frontier": frontier,
-        "logBytes": anchor.log_len,
-        "checkpoint": anchor.ordinal,
-        "checkpointOffset": anchor.checkpoint_offset,
-        "checkpointEnd": anchor.checkpoints_len,
-    })
+    let text = match anchor.place {
+        Place::Kept { offset } => json!({
+            "version": 1,
+            "anchor": "checkpoints",
+            "size": anchor.tree.size(),
+            "frontier": frontier,
+            "logBytes": anchor.log_len,
+            "checkpoint": anchor.kept.saturating_sub(1),
+            "checkpointOffset": offset,
+            "checkpointEnd": anchor.checkpoints_len,
+        }),
+        Place::Head => json!({
+            "version": 2,
+            "anchor": "head",
+            "size": anchor.tree.size(),
+            "frontier": frontier,
+            "logBytes": anchor.log_len,
+            "kept": anchor.kept,
+            "keptSize": anchor.kept_size,
+            "checkpointEnd": anchor.checkpoints_len,
+        }),
+    }
     .to_string();
     let tmp = dir.join(STATE_TMP);
     // Created afresh and exclusively: a file or symlink left (or planted) at `state.tmp` is
@@ -76,22 +105,38 @@ pub(crate) fn write(dir: &Path, anchor: &Anchor) -> io::Result<()> {
     std::fs::rename(&tmp, dir.join(STATE_FILE))
 }
 
+/// Which checkpoint the state claims to anchor to.
+enum Claimed {
+    /// The entry of `checkpoints` with this ordinal, at this offset.
+    Kept { ordinal: u64, offset: u64 },
+    /// The head, after `kept` kept checkpoints, the last of size `kept_size`.
+    Head { kept: u64, kept_size: u64 },
+}
+
 /// The state's claims, parsed (not yet checked against the files).
 struct Claims {
     size: u64,
     heads: Vec<Hash>,
     log_len: u64,
-    ordinal: u64,
-    checkpoint_offset: u64,
+    anchor: Claimed,
     checkpoints_len: u64,
 }
 
 fn parse(bytes: &[u8]) -> Option<Claims> {
     let value: Value = serde_json::from_slice(bytes).ok()?;
     let num = |name: &str| value.get(name).and_then(Value::as_u64);
-    if num("version")? != 1 {
-        return None;
-    }
+    let anchor = value.get("anchor").map(Value::as_str);
+    let anchor = match (num("version")?, anchor) {
+        (1, None | Some(Some("checkpoints"))) => Claimed::Kept {
+            ordinal: num("checkpoint")?,
+            offset: num("checkpointOffset")?,
+        },
+        (2, Some(Some("head"))) => Claimed::Head {
+            kept: num("kept")?,
+            kept_size: num("keptSize")?,
+        },
+        _ => return None,
+    };
     let heads = value
         .get("frontier")?
         .as_array()?
@@ -105,18 +150,18 @@ fn parse(bytes: &[u8]) -> Option<Claims> {
         size: num("size")?,
         heads,
         log_len: num("logBytes")?,
-        ordinal: num("checkpoint")?,
-        checkpoint_offset: num("checkpointOffset")?,
+        anchor,
         checkpoints_len: num("checkpointEnd")?,
     })
 }
 
 /// Reads `state` and checks it against the files (see the module docs); `None` if it is absent
-/// or fails any check.
+/// or fails any check. `head` is the log's head checkpoint, already authenticated.
 pub(crate) fn read(
     dir: &Path,
     log: &mut File,
     checkpoints: &mut File,
+    head: Option<&Checkpoint>,
     public_key: &[u8; 32],
     origin: &str,
 ) -> Option<Anchor> {
@@ -131,28 +176,45 @@ pub(crate) fn read(
     }
     let claims = parse(&bytes)?;
     let tree = Frontier::from_heads(claims.size, claims.heads)?;
+    let checkpoints_file_len = checkpoints.metadata().ok()?.len();
 
-    // The checkpoint entry: where the state says, signed, for this size and this root.
-    let entry_len = claims
-        .checkpoints_len
-        .checked_sub(claims.checkpoint_offset)?;
-    if entry_len == 0
-        || entry_len > MAX_ENTRY_BYTES
-        || claims.checkpoints_len > checkpoints.metadata().ok()?.len()
-    {
-        return None;
-    }
-    checkpoints
-        .seek(SeekFrom::Start(claims.checkpoint_offset))
-        .ok()?;
-    let mut lines = LineReader::new(Read::by_ref(checkpoints).take(entry_len));
-    let Ok(Entry::Note { text, len }) = read_entry(&mut lines, &mut Vec::new()) else {
-        return None;
+    let (checkpoint, place, kept, kept_size) = match claims.anchor {
+        Claimed::Kept { ordinal, offset } => {
+            // The checkpoint entry: where the state says, signed, for this size and this root.
+            let entry_len = claims.checkpoints_len.checked_sub(offset)?;
+            if entry_len == 0
+                || entry_len > MAX_ENTRY_BYTES
+                || claims.checkpoints_len > checkpoints_file_len
+            {
+                return None;
+            }
+            checkpoints.seek(SeekFrom::Start(offset)).ok()?;
+            let mut lines = LineReader::new(Read::by_ref(checkpoints).take(entry_len));
+            let Ok(Entry::Note { text, len }) = read_entry(&mut lines, &mut Vec::new()) else {
+                return None;
+            };
+            if len != entry_len {
+                return None;
+            }
+            let checkpoint =
+                open_checkpoint(&String::from_utf8(text).ok()?, origin, public_key).ok()?;
+            let size = checkpoint.size;
+            (
+                checkpoint,
+                Place::Kept { offset },
+                ordinal.checked_add(1)?,
+                size,
+            )
+        }
+        Claimed::Head { kept, kept_size } => {
+            // The head: the one in the directory, and no kept checkpoint after it.
+            let head = head?;
+            if claims.checkpoints_len != checkpoints_file_len || kept_size > claims.size {
+                return None;
+            }
+            (head.clone(), Place::Head, kept, kept_size)
+        }
     };
-    if len != entry_len {
-        return None;
-    }
-    let checkpoint = open_checkpoint(&String::from_utf8(text).ok()?, origin, public_key).ok()?;
     if checkpoint.size != tree.size() || checkpoint.root != tree.root() {
         return None;
     }
@@ -179,8 +241,9 @@ pub(crate) fn read(
         tree,
         log_len: claims.log_len,
         checkpoint,
-        ordinal: claims.ordinal,
-        checkpoint_offset: claims.checkpoint_offset,
+        place,
+        kept,
+        kept_size,
         checkpoints_len: claims.checkpoints_len,
     })
 }

@@ -53,6 +53,9 @@ fn base() -> &'static Base {
         let der = new_key();
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = open_with_plan(dir.path(), &der, &Plan::no_sync()).unwrap();
+        // Every checkpoint kept, so that every record is signed on its own (the head's
+        // tamper cases are in `head_tests`).
+        log.set_keep_every(1);
         let mut roots = vec![log.root()];
         for i in 0..RECORDS {
             let (index, cp) = log.append_checkpointed(kind(i), body(i), time(i)).unwrap();
@@ -85,6 +88,7 @@ fn check(log: &[u8], checkpoints: &[u8]) -> Result<VerifyReport, VerifyFailure> 
     scan(
         log,
         checkpoints,
+        None,
         None,
         false,
         &base().pk,
@@ -181,6 +185,8 @@ fn problem_name(p: &RecordProblem) -> &'static str {
         RecordProblem::IndexMismatch { .. } => "index mismatch",
         RecordProblem::RootMismatch { .. } => "root mismatch",
         RecordProblem::Missing { .. } => "missing",
+        RecordProblem::HeadRootMismatch { .. } => "head root mismatch",
+        RecordProblem::HeadMissing { .. } => "head missing",
     }
 }
 
@@ -584,6 +590,7 @@ fn sparse_checkpoints_bound_the_edit() {
     let der = new_key();
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = open_with_plan(dir.path(), &der, &Plan::no_sync()).unwrap();
+    log.set_keep_every(10);
     for i in 0..100 {
         log.append(kind(i), body(i), time(i)).unwrap();
         if i % 10 == 9 {
@@ -605,6 +612,7 @@ fn sparse_checkpoints_bound_the_edit() {
         let result = scan(
             &bytes[..],
             &fs::read(dir.path().join(CHECKPOINTS_FILE)).unwrap()[..],
+            None,
             None,
             false,
             &pk,

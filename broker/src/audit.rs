@@ -12,7 +12,10 @@
 //! A refused verification is likewise committed before it is reported. The signed checkpoint
 //! comes at the end of the run ([`Audit::finish`]: after the `outcome` record, or after the
 //! refusal has been reported), off the critical path; until then the newest records are
-//! durable but not yet under a signature. Any failure to write refuses the run.
+//! durable but not yet under a signature. It is kept (appended to `checkpoints`) once the log
+//! has grown by `audit_keep_every` records (default 1,000) since the last kept one, and
+//! otherwise replaces the log's head checkpoint (`head`), so that `audit verify` checks about
+//! one signature per 1,000 records, not one per run. Any failure to write refuses the run.
 //!
 //! Environment variable values are never recorded, only their names.
 
@@ -140,8 +143,15 @@ impl Audit {
         self.log.commit().map(|_| ()).map_err(|e| self.fail(e))
     }
 
+    /// How many records the log grows by between kept checkpoints (see
+    /// [`audits::AuditLog::set_keep_every`]; default [`audits::DEFAULT_KEEP_EVERY`]).
+    pub fn set_keep_every(&mut self, records: u64) {
+        self.log.set_keep_every(records);
+    }
+
     /// At the end of a run: commit what is pending and sign a checkpoint of everything so far
-    /// (nothing, if no record was written since the last checkpoint).
+    /// (nothing, if no record was written since the last checkpoint): kept, or the new head
+    /// (see [`audits::AuditLog::checkpoint`]).
     pub fn finish(&mut self) -> Result<(), AuditFailure> {
         let signed = self.log.last_checkpoint().map_or(0, |c| c.size);
         if self.log.pending() == 0 && self.log.size() == signed {

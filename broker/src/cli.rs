@@ -186,8 +186,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute the log's Merkle tree, check every checkpoint's signature and root, and name
-    /// the first bad record or checkpoint (exit 0 intact, 122 not)
+    /// Recompute the log's Merkle tree, check the signature and root of every kept checkpoint
+    /// and of the head checkpoint, and name the first bad record or checkpoint (exit 0 intact,
+    /// 122 not)
     Verify {
         /// A verifier key file (`warrant-audit+<id>+<key>`, as `audit key` prints); default:
         /// the public half of the log's own key
@@ -219,8 +220,9 @@ enum AuditCommand {
         json: bool,
     },
     /// Write a self-contained proof: that record N is in the log (`--index N`, against the
-    /// smallest checkpoint covering it), or that the log at checkpoint size N extends the log
-    /// at checkpoint size M (`--from M --to N`)
+    /// smallest kept checkpoint covering it, else the head checkpoint), or that the log at
+    /// checkpoint size N extends the log at checkpoint size M (`--from M --to N`; kept
+    /// checkpoint sizes or the head's)
     Prove {
         /// The record to prove
         #[arg(long, value_name = "N", required_unless_present = "from", conflicts_with_all = ["from", "to"])]
@@ -574,7 +576,11 @@ impl Context {
     /// on first use).
     fn audit(&self) -> Result<crate::audit::Audit, CliError> {
         let (dir, key) = self.audit_paths();
-        Ok(crate::audit::Audit::open(&dir, &key)?)
+        let mut audit = crate::audit::Audit::open(&dir, &key)?;
+        if let Some(records) = self.config.audit_keep_every {
+            audit.set_keep_every(records);
+        }
+        Ok(audit)
     }
 
     fn audit_paths(&self) -> (PathBuf, PathBuf) {
@@ -982,15 +988,20 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                                     "intact": true,
                                     "records": report.size,
                                     "checkpoints": report.checkpoints,
+                                    "headSize": report.head.as_ref().map(|h| h.size),
                                     "root": hex::encode(report.root),
                                     "unprovenRecords": report.unproven_records,
                                 }));
                             } else {
                                 println!(
-                                    "{}: intact: {} records, {} checkpoints, root {}{}",
+                                    "{}: intact: {} records, {} kept checkpoints{}, root {}{}",
                                     dir.display(),
                                     report.size,
                                     report.checkpoints,
+                                    report.head.as_ref().map_or_else(String::new, |h| format!(
+                                        " and the head checkpoint at size {}",
+                                        h.size
+                                    )),
                                     hex::encode(report.root),
                                     if report.unproven_records > 0 {
                                         format!(

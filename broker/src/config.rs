@@ -3,6 +3,7 @@
 //! ```toml
 //! store = "/var/lib/warrant/store"        # the local OCI image-layout store
 //! audit_log = "/var/log/warrant/audit.log"
+//! audit_keep_every = 1000                 # records between kept audit checkpoints
 //! policies = "/etc/warrant/policies"
 //!
 //! [registry]
@@ -36,6 +37,10 @@ pub struct Config {
     pub audit_log: Option<PathBuf>,
     /// The audit log's checkpoint key (Ed25519, PKCS#8), created on first use.
     pub audit_key: Option<PathBuf>,
+    /// How many records the audit log grows by between kept checkpoints (default 1,000;
+    /// `audits::DEFAULT_KEEP_EVERY`); the end-of-run checkpoints in between replace the
+    /// log's head checkpoint. 0 keeps every run's checkpoint.
+    pub audit_keep_every: Option<u64>,
     /// The policy directory.
     pub policies: Option<PathBuf>,
     /// Registry access.

@@ -28,6 +28,16 @@ const RUN_EXAMPLE: &[&str] = &[
     "oci-layout:examples/hello/layout",
 ];
 
+/// `warrant` with a configuration that keeps an audit checkpoint every `keep_every` records
+/// (`audit_keep_every`; 0 keeps every run's checkpoint).
+fn warrant_keeping(home: &Path, keep_every: u64, args: &[&str]) -> Output {
+    let config = home.join("keep.toml");
+    std::fs::write(&config, format!("audit_keep_every = {keep_every}\n")).unwrap();
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    warrant(home, &all)
+}
+
 fn records(home: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(home.join("audit/log.jsonl"))
         .unwrap()
@@ -72,10 +82,23 @@ fn a_run_records_pull_verify_decide_instantiate_outcome_in_order() {
 
     let out = warrant(home.path(), &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The run's checkpoint is the head: a kept one comes every 1,000 records.
     assert!(
-        text(&out.stdout).contains("intact: 5 records"),
+        text(&out.stdout)
+            .contains("intact: 5 records, 0 kept checkpoints and the head checkpoint at size 5,"),
         "{}",
         text(&out.stdout)
+    );
+    let out = warrant(home.path(), &["audit", "verify", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            report["records"].as_u64(),
+            report["checkpoints"].as_u64(),
+            report["headSize"].as_u64(),
+            report["unprovenRecords"].as_u64()
+        ),
+        (Some(5), Some(0), Some(5), Some(0))
     );
 
     // A third party needs only the verifier key.
@@ -119,26 +142,50 @@ fn a_denied_run_records_the_denial_and_no_instantiate() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
-#[test]
-fn an_edited_record_fails_audit_verify_naming_it() {
-    let home = tempfile::tempdir().unwrap();
-    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
-    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
-    let path = home.path().join("audit/log.jsonl");
+/// Turns the last recorded exit status 0 into 1.
+fn edit_last_exit_status(home: &Path) {
+    let path = home.join("audit/log.jsonl");
     let original = std::fs::read_to_string(&path).unwrap();
-    // Turn the second run's recorded exit status 0 into 1.
     let at = original.rfind("\"detail\":0").unwrap();
     let edited = format!("{}\"detail\":1{}", &original[..at], &original[at + 10..]);
     assert_ne!(edited, original);
     std::fs::write(&path, edited).unwrap();
+}
+
+#[test]
+fn an_edited_record_fails_audit_verify_naming_it() {
+    // With every run's checkpoint kept, the failure names the run: its first record (5) and
+    // the kept checkpoint that signed its end (size 10).
+    let kept = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            warrant_keeping(kept.path(), 0, RUN_EXAMPLE).status.code(),
+            Some(0)
+        );
+    }
+    edit_last_exit_status(kept.path());
+    let out = warrant(kept.path(), &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(122), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("record 5 ")
+            && said.contains("up to size 10 do not match the root signed by checkpoint 1"),
+        "{said}"
+    );
+
+    // By default the runs' checkpoints replace the head until 1,000 records are reached: the
+    // head names the records since the last kept checkpoint (here, none: from record 0).
+    let home = tempfile::tempdir().unwrap();
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    edit_last_exit_status(home.path());
     let out = warrant(home.path(), &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(122), "{}", text(&out.stdout));
-    // Each run ends with a checkpoint, so the failure names the run: its first record (5)
-    // and the checkpoint that signed its end (size 10).
+    let said = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("record 5 ") && text(&out.stderr).contains("up to size 10"),
-        "{}",
-        text(&out.stderr)
+        said.contains("record 0 (byte 0 of log.jsonl)")
+            && said.contains("up to size 10 do not match the root signed by the head checkpoint"),
+        "{said}"
     );
     // The broker opens the log from its last checkpoint (the `state` file), so an edit below
     // it is `audit verify`'s to find: the next run goes ahead, and verify still names it.
@@ -147,7 +194,7 @@ fn an_edited_record_fails_audit_verify_naming_it() {
     let out = warrant(home.path(), &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(122));
     assert!(
-        text(&out.stderr).contains("record 5 "),
+        text(&out.stderr).contains("record 0 ") && text(&out.stderr).contains("up to size 15"),
         "{}",
         text(&out.stderr)
     );
@@ -255,10 +302,13 @@ fn a_run_makes_exactly_one_sync_before_the_effect() {
     assert_eq!(audit.syncs(), before);
     drop(audit);
     let report = audits::verify(&dir, &public, broker::audit::ORIGIN).unwrap();
+    // Both runs' checkpoints were written as the head, the second replacing the first.
     assert_eq!(
         (report.size, report.checkpoints, report.unproven_records),
-        (8, 2, 0)
+        (8, 0, 0)
     );
+    assert_eq!(report.head.map(|h| h.size), Some(8));
+    assert!(!dir.join(audits::HEAD_TMP_FILE).exists());
 }
 
 /// How many times the writer is killed in `cargo test` (`scripts/audit-crash.sh` runs more).
@@ -366,8 +416,15 @@ fn lines(bytes: &[u8]) -> Vec<String> {
 #[test]
 fn audit_show_prints_a_timeline_filters_it_and_stops_at_a_failure() {
     let home = tempfile::tempdir().unwrap();
-    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
-    assert_eq!(warrant(home.path(), RUN_DENIED).status.code(), Some(123));
+    // A kept checkpoint every 5 records: the first run's is kept, the denied run's is the head.
+    assert_eq!(
+        warrant_keeping(home.path(), 5, RUN_EXAMPLE).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        warrant_keeping(home.path(), 5, RUN_DENIED).status.code(),
+        Some(123)
+    );
     let digest = records(home.path())[0]["body"]["digest"]
         .as_str()
         .unwrap()
@@ -451,8 +508,8 @@ fn audit_show_prints_a_timeline_filters_it_and_stops_at_a_failure() {
     let out = warrant(home.path(), &["audit", "show", "--since", "last tuesday"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 
-    // The denied run's records are edited: only the first run, which its checkpoint proves,
-    // is shown; then the failure, exit 122.
+    // The denied run's records are edited: only the first run, which its kept checkpoint
+    // proves, is shown; then the failure, at the head, exit 122.
     let path = home.path().join("audit/log.jsonl");
     let edited = on_disk.replace("\"allowed\":false", "\"allowed\":true");
     assert_ne!(edited, on_disk);
@@ -461,7 +518,7 @@ fn audit_show_prints_a_timeline_filters_it_and_stops_at_a_failure() {
     assert_eq!(out.status.code(), Some(122));
     assert_eq!(lines(&out.stdout).len(), 5);
     assert!(
-        text(&out.stderr).contains("record 5 "),
+        text(&out.stderr).contains("record 5 ") && text(&out.stderr).contains("head checkpoint"),
         "{}",
         text(&out.stderr)
     );
@@ -470,8 +527,13 @@ fn audit_show_prints_a_timeline_filters_it_and_stops_at_a_failure() {
 #[test]
 fn audit_prove_and_verify_proof_with_only_the_verifier_key() {
     let home = tempfile::tempdir().unwrap();
-    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
-    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    // Every run's checkpoint kept: sizes 5 and 10.
+    for _ in 0..2 {
+        assert_eq!(
+            warrant_keeping(home.path(), 0, RUN_EXAMPLE).status.code(),
+            Some(0)
+        );
+    }
     let key = home.path().join("verifier.txt");
     std::fs::write(&key, warrant(home.path(), &["audit", "key"]).stdout).unwrap();
     let key = key.to_str().unwrap();
@@ -616,4 +678,86 @@ fn audit_prove_and_verify_proof_with_only_the_verifier_key() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// By default a run's checkpoint is the head: a proof of a record under it names it, and stays
+/// valid, with the key alone, after the next run has replaced it; the replaced head's size is
+/// no longer a checkpoint of the log.
+#[test]
+fn a_proof_against_the_head_outlives_it() {
+    let home = tempfile::tempdir().unwrap();
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    let key = home.path().join("verifier.txt");
+    std::fs::write(&key, warrant(home.path(), &["audit", "key"]).stdout).unwrap();
+    let key = key.to_str().unwrap();
+    let proof = home.path().join("proof.json");
+    let out = warrant(
+        home.path(),
+        &[
+            "audit",
+            "prove",
+            "--index",
+            "3",
+            "--out",
+            proof.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("against the checkpoint of size 5"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
+    let third = tempfile::tempdir().unwrap();
+    let out = warrant(
+        third.path(),
+        &[
+            "audit",
+            "verify-proof",
+            proof.to_str().unwrap(),
+            "--key",
+            key,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .starts_with("verified: record 3 is in the log `warrant-audit` of 5 records"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Now the head is at 10, and 5 is no checkpoint.
+    let out = warrant(home.path(), &["audit", "prove", "--index", "3"]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["treeSize"].as_u64(), Some(10));
+    let out = warrant(
+        home.path(),
+        &["audit", "prove", "--from", "5", "--to", "10"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no checkpoint of size 5; nearest: 10 (the oldest)"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A head signed by another key is named by `audit verify`, and refuses the next run.
+    let other = tempfile::tempdir().unwrap();
+    assert_eq!(warrant(other.path(), RUN_EXAMPLE).status.code(), Some(0));
+    std::fs::copy(
+        other.path().join("audit/head"),
+        home.path().join("audit/head"),
+    )
+    .unwrap();
+    let out = warrant(home.path(), &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(122));
+    assert!(
+        text(&out.stderr)
+            .contains("the head checkpoint (file `head`): checkpoint not signed by the log's key"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = warrant(home.path(), RUN_EXAMPLE);
+    assert_eq!(out.status.code(), Some(121), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "the guest must not run");
 }
