@@ -36,7 +36,6 @@
 //! configuration, so a second run does not compile it again.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use std::collections::HashSet;
@@ -1005,23 +1004,24 @@ fn classify(
 }
 
 /// Advances the engine's epoch every [`limits::EPOCH_TICK`] until dropped: a deadline of `n`
-/// ticks set at any moment passes between `n - 1` and `n` ticks later.
+/// ticks set at any moment passes between `n - 1` and `n` ticks later. Dropping it wakes the
+/// thread at once (its sender closes), so a process does not wait out a tick to exit.
 struct Ticker {
-    stop: Arc<AtomicBool>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Ticker {
     fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             // The epoch follows the clock, not the number of sleeps: a thread that wakes late
             // (a loaded machine) catches up, so deadlines do not drift.
             let started = Instant::now();
             let mut ticks: u128 = 0;
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(limits::EPOCH_TICK);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(limits::EPOCH_TICK)
+            {
                 let due = started.elapsed().as_nanos() / limits::EPOCH_TICK.as_nanos().max(1);
                 while ticks < due {
                     engine.increment_epoch();
@@ -1030,7 +1030,7 @@ impl Ticker {
             }
         });
         Self {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
@@ -1038,7 +1038,8 @@ impl Ticker {
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        // Closing the channel ends the thread's wait.
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
