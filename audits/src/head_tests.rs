@@ -728,6 +728,63 @@ fn proofs_use_the_head_for_records_no_kept_checkpoint_covers() {
     ));
 }
 
+/// A head someone saved (the note of size 22, long replaced) still gets a consistency proof
+/// to the newest checkpoint; one this log never signed at that root (a rewritten log), one
+/// beyond the log, and one under another key are refused, each with its reason.
+#[test]
+fn a_saved_head_gets_a_consistency_proof_after_it_is_replaced() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &f.log, &f.checkpoints, Some(&f.head));
+    let note = |bytes: &[u8]| String::from_utf8(bytes[..bytes.len() - 1].to_vec()).unwrap();
+    let saved = note(&f.heads[&22]);
+    // No checkpoint of size 22 is left in the log.
+    assert!(matches!(
+        prove_consistency(dir.path(), &f.pk, ORIGIN, 22, 25),
+        Err(ProveError::NotACheckpoint { size: 22, .. })
+    ));
+    for to in [None, Some(25)] {
+        let p = prove_consistency_from(dir.path(), &f.pk, ORIGIN, &saved, to).unwrap();
+        assert_eq!((p.old_size, p.new_size), (22, 25));
+        assert_eq!(p.old_checkpoint, saved);
+        assert!(matches!(
+            verify_proof(&file(&p), ORIGIN, &f.pk),
+            Ok(Proven::Consistency { old, new }) if (old.size, new.size) == (22, 25)
+        ));
+    }
+    // To a kept checkpoint below it: backwards.
+    assert_eq!(
+        prove_consistency_from(dir.path(), &f.pk, ORIGIN, &saved, Some(20)),
+        Err(ProveError::Backwards { from: 22, to: 20 })
+    );
+
+    let signer = key(&f.der);
+    // The same key signed another root at 22: this log is not the one that note saw.
+    let forked = sign_checkpoint(&signer, ORIGIN, 22, f.roots[21]).note;
+    assert_eq!(
+        prove_consistency_from(dir.path(), &f.pk, ORIGIN, &forked, None),
+        Err(ProveError::Rewritten {
+            size: 22,
+            log_root: f.roots[22],
+            signed_root: f.roots[21]
+        })
+    );
+    let beyond = sign_checkpoint(&signer, ORIGIN, 30, f.roots[25]).note;
+    assert_eq!(
+        prove_consistency_from(dir.path(), &f.pk, ORIGIN, &beyond, None),
+        Err(ProveError::BeyondLog {
+            size: 30,
+            log_size: 25
+        })
+    );
+    let other = key(&new_key());
+    let foreign = sign_checkpoint(&other, ORIGIN, 22, f.roots[22]).note;
+    assert!(matches!(
+        prove_consistency_from(dir.path(), &f.pk, ORIGIN, &foreign, None),
+        Err(ProveError::ForeignCheckpoint(_))
+    ));
+}
+
 /// A proof as its file's bytes.
 fn file<T: serde::Serialize>(proof: &T) -> Vec<u8> {
     serde_json::to_vec(proof).unwrap()

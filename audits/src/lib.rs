@@ -216,7 +216,7 @@ pub use note::{
 };
 pub use proof::{
     ConsistencyProof, InclusionProof, ProofFailure, ProveError, Proven, prove_consistency,
-    prove_inclusion, verify_proof,
+    prove_consistency_from, prove_inclusion, verify_proof,
 };
 pub use record::{
     MAX_BODY_DEPTH, MAX_KIND_BYTES, MAX_RECORD_BYTES, RECOVERED_KIND, Record, RecordError,

@@ -141,6 +141,34 @@ pub enum ProveError {
         /// The smallest checkpoint size above it (kept or the head).
         above: Option<u64>,
     },
+    /// A checkpoint brought from elsewhere does not authenticate (malformed, another origin,
+    /// another key, a bad signature).
+    #[error("the checkpoint given is not one of this log's: {0}")]
+    ForeignCheckpoint(CheckpointProblem),
+    /// A checkpoint this log's key signed, whose root is not the root of this log at its
+    /// size: the log was rewritten (or forked) after that checkpoint was signed.
+    #[error(
+        "the log does not extend the checkpoint given: at size {size} its root is {}, the checkpoint signs {}",
+        B64.encode(log_root),
+        B64.encode(signed_root)
+    )]
+    Rewritten {
+        /// The checkpoint's size.
+        size: u64,
+        /// The root of this log's first `size` records.
+        log_root: Hash,
+        /// The root the checkpoint signs.
+        signed_root: Hash,
+    },
+    /// A checkpoint brought from elsewhere is larger than the log: records it signs were
+    /// cut off (or it was signed for another log under this key).
+    #[error("the checkpoint given signs {size} records; the log holds only {log_size}")]
+    BeyondLog {
+        /// The checkpoint's size.
+        size: u64,
+        /// The log's size.
+        log_size: u64,
+    },
     /// `from` is larger than `to`.
     #[error("a consistency proof goes from a smaller size to a larger one, not {from} to {to}")]
     Backwards {
@@ -396,6 +424,70 @@ pub fn prove_consistency(
         kind: CONSISTENCY_TYPE.to_owned(),
         old_size: from,
         old_checkpoint: old.note.clone(),
+        new_size: to,
+        new_checkpoint: new.note.clone(),
+        path: encode_path(&path),
+    })
+}
+
+/// Builds the consistency proof from a checkpoint kept elsewhere (`old_note`: a note this
+/// log's key signed, say the head a third party saved before it was replaced) to this log's
+/// checkpoint of size `to`, or its newest one. Any size works, not only those the log still
+/// holds a checkpoint for, and the proof carries `old_note` itself, so it checks as any other
+/// ([`verify_proof`]). The whole log is verified first, then the note is checked against it:
+/// a root that differs from the log's at that size means the log was rewritten since
+/// ([`ProveError::Rewritten`]).
+pub fn prove_consistency_from(
+    dir: &Path,
+    public_key: &[u8; 32],
+    origin: &str,
+    old_note: &str,
+    to: Option<u64>,
+) -> Result<ConsistencyProof, ProveError> {
+    let old =
+        open_checkpoint(old_note, origin, public_key).map_err(ProveError::ForeignCheckpoint)?;
+    let read = read_log(dir, public_key, origin, None)?;
+    let log_size = read.leaves.len() as u64;
+    let within = usize::try_from(old.size)
+        .ok()
+        .and_then(|n| read.leaves.get(..n))
+        .ok_or(ProveError::BeyondLog {
+            size: old.size,
+            log_size,
+        })?;
+    let log_root = crate::merkle::root(within);
+    if log_root != old.root {
+        return Err(ProveError::Rewritten {
+            size: old.size,
+            log_root,
+            signed_root: old.root,
+        });
+    }
+    let sizes = read.sizes();
+    let to = match to.or_else(|| sizes.last().copied()) {
+        Some(to) => to,
+        None => {
+            return Err(ProveError::NotACheckpoint {
+                size: old.size,
+                below: None,
+                above: None,
+            });
+        }
+    };
+    if old.size > to {
+        return Err(ProveError::Backwards { from: old.size, to });
+    }
+    let new = read.at(to).ok_or_else(|| ProveError::NotACheckpoint {
+        size: to,
+        below: sizes.iter().rev().find(|&&s| s < to).copied(),
+        above: sizes.iter().find(|&&s| s > to).copied(),
+    })?;
+    let path = consistency_proof(&read.leaves, old.size, to)
+        .map_err(|_| ProveError::Backwards { from: old.size, to })?;
+    Ok(ConsistencyProof {
+        kind: CONSISTENCY_TYPE.to_owned(),
+        old_size: old.size,
+        old_checkpoint: old_note.to_owned(),
         new_size: to,
         new_checkpoint: new.note.clone(),
         path: encode_path(&path),

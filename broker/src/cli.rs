@@ -220,18 +220,28 @@ enum AuditCommand {
         json: bool,
     },
     /// Write a self-contained proof: that record N is in the log (`--index N`, against the
-    /// smallest kept checkpoint covering it, else the head checkpoint), or that the log at
+    /// smallest kept checkpoint covering it, else the head checkpoint), that the log at
     /// checkpoint size N extends the log at checkpoint size M (`--from M --to N`; kept
-    /// checkpoint sizes or the head's)
+    /// checkpoint sizes or the head's), or that it extends a checkpoint kept elsewhere
+    /// (`--from-checkpoint FILE [--to N]`, exit 122 if the log no longer does)
     Prove {
         /// The record to prove
-        #[arg(long, value_name = "N", required_unless_present = "from", conflicts_with_all = ["from", "to"])]
+        #[arg(long, value_name = "N", required_unless_present_any = ["from", "from_checkpoint"], conflicts_with_all = ["from", "to", "from_checkpoint"])]
         index: Option<u64>,
         /// The earlier checkpoint size
-        #[arg(long, value_name = "M", requires = "to")]
+        #[arg(
+            long,
+            value_name = "M",
+            requires = "to",
+            conflicts_with = "from_checkpoint"
+        )]
         from: Option<u64>,
-        /// The later checkpoint size
-        #[arg(long, value_name = "N", requires = "from")]
+        /// A checkpoint of this log kept elsewhere (say a head since replaced): its note, or
+        /// a proof file whose newest checkpoint is taken
+        #[arg(long, value_name = "FILE")]
+        from_checkpoint: Option<PathBuf>,
+        /// The later checkpoint size (with `--from-checkpoint`, default: the newest)
+        #[arg(long, value_name = "N")]
         to: Option<u64>,
         /// Write the proof here (default: standard output)
         #[arg(long, value_name = "FILE")]
@@ -969,9 +979,25 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                 AuditCommand::Prove {
                     index,
                     from,
+                    from_checkpoint,
                     to,
                     out,
-                } => audit_prove(&dir, &public, index, from.zip(to), out.as_deref()),
+                } => {
+                    let what = match (index, from, from_checkpoint) {
+                        (Some(index), ..) => Ok(ProofAsked::Inclusion(index)),
+                        (None, Some(from), None) => to
+                            .map(|to| ProofAsked::Between(from, to))
+                            .ok_or_else(|| CliError::Usage("`--from M` needs `--to N`".into())),
+                        (None, None, Some(file)) => {
+                            saved_checkpoint(&file).map(|note| ProofAsked::Since(note, to))
+                        }
+                        _ => Err(CliError::Usage(
+                            "give `--index N`, `--from M --to N`, or `--from-checkpoint FILE`"
+                                .into(),
+                        )),
+                    }?;
+                    audit_prove(&dir, &public, what, out.as_deref())
+                }
                 AuditCommand::VerifyProof { file, json, .. } => {
                     audit_verify_proof(&file, &public, json)
                 }
@@ -1328,32 +1354,64 @@ fn audit_show(
 }
 
 /// `warrant audit prove`: an inclusion or a consistency proof, as JSON.
+/// What `warrant audit prove` is asked to prove.
+enum ProofAsked {
+    /// Record N is in the log.
+    Inclusion(u64),
+    /// The log at checkpoint size N extends the log at checkpoint size M.
+    Between(u64, u64),
+    /// The log (at checkpoint size N, or its newest) extends a checkpoint kept elsewhere.
+    Since(String, Option<u64>),
+}
+
+/// A checkpoint note from `file`: the note itself, or the newest checkpoint of a proof file
+/// (`newCheckpoint` of a consistency proof, `checkpoint` of an inclusion proof).
+fn saved_checkpoint(file: &Path) -> Result<String, CliError> {
+    let bytes = read_input(file, audits::proof::MAX_PROOF_BYTES as u64)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CliError::Usage(format!("`{}` is not UTF-8 text", file.display())))?;
+    let from_proof = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            ["newCheckpoint", "checkpoint"].iter().find_map(|k| {
+                v.get(*k)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            })
+        });
+    Ok(from_proof.unwrap_or_else(|| text.strip_suffix('\n').unwrap_or(&text).to_owned()))
+}
+
 fn audit_prove(
     dir: &Path,
     public: &[u8; 32],
-    index: Option<u64>,
-    range: Option<(u64, u64)>,
+    asked: ProofAsked,
     out: Option<&Path>,
 ) -> Result<Exit, CliError> {
     let origin = crate::audit::ORIGIN;
-    let made = match (index, range) {
-        (Some(index), _) => audits::prove_inclusion(dir, public, origin, index).map(|p| {
-            let what = format!(
-                "inclusion proof of record {index} against the checkpoint of size {}",
-                p.tree_size
-            );
-            (serde_json::to_value(p), what)
-        }),
-        (None, Some((from, to))) => {
-            audits::prove_consistency(dir, public, origin, from, to).map(|p| {
-                let what = format!("consistency proof from size {from} to size {to}");
+    let made = match asked {
+        ProofAsked::Inclusion(index) => {
+            audits::prove_inclusion(dir, public, origin, index).map(|p| {
+                let what = format!(
+                    "inclusion proof of record {index} against the checkpoint of size {}",
+                    p.tree_size
+                );
                 (serde_json::to_value(p), what)
             })
         }
-        (None, None) => {
-            return Err(CliError::Usage(
-                "give `--index N`, or `--from M --to N`".into(),
-            ));
+        ProofAsked::Between(from, to) => audits::prove_consistency(dir, public, origin, from, to)
+            .map(|p| {
+                let what = format!("consistency proof from size {from} to size {to}");
+                (serde_json::to_value(p), what)
+            }),
+        ProofAsked::Since(note, to) => {
+            audits::prove_consistency_from(dir, public, origin, &note, to).map(|p| {
+                let what = format!(
+                    "consistency proof from the checkpoint given (size {}) to size {}",
+                    p.old_size, p.new_size
+                );
+                (serde_json::to_value(p), what)
+            })
         }
     };
     let (value, what) = match made {
@@ -1366,6 +1424,10 @@ fn audit_prove(
                 "warrant: error: audit log `{}` fails verification: {failure}",
                 dir.display()
             );
+            return Ok(Exit::Verification);
+        }
+        Err(e @ (audits::ProveError::Rewritten { .. } | audits::ProveError::BeyondLog { .. })) => {
+            eprintln!("warrant: error: audit log `{}`: {e}", dir.display());
             return Ok(Exit::Verification);
         }
         Err(e) => return Err(CliError::Usage(e.to_string())),

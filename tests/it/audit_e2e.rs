@@ -741,6 +741,37 @@ fn a_proof_against_the_head_outlives_it() {
         "{}",
         text(&out.stderr)
     );
+    // But whoever kept the head of size 5 (here from the proof file) gets a consistency
+    // proof from it to the newest checkpoint, which checks with the key alone.
+    let since = home.path().join("since.json");
+    let out = warrant(
+        home.path(),
+        &[
+            "audit",
+            "prove",
+            "--from-checkpoint",
+            proof.to_str().unwrap(),
+            "--out",
+            since.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = warrant(
+        third.path(),
+        &[
+            "audit",
+            "verify-proof",
+            since.to_str().unwrap(),
+            "--key",
+            key,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("of 10 records") && text(&out.stdout).contains("of 5 records"),
+        "{}",
+        text(&out.stdout)
+    );
     // A head signed by another key is named by `audit verify`, and refuses the next run.
     let other = tempfile::tempdir().unwrap();
     assert_eq!(warrant(other.path(), RUN_EXAMPLE).status.code(), Some(0));
