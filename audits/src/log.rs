@@ -450,19 +450,25 @@ impl AuditLog {
             Err(_) => {}
         }
         // Best effort, after the checkpoint is durable: the next `open` may start here.
+        self.write_state(cp, Place::Kept { offset });
+        Ok(())
+    }
+
+    /// Writes the `state` file anchored at `cp`, just made durable at `place`, best effort
+    /// (a failure leaves an older, still valid starting point, or none).
+    fn write_state(&self, cp: &Checkpoint, place: Place) {
         let _written = state::write(
             &self.dir,
             &Anchor {
                 tree: self.tree.clone(),
                 log_len: self.log_len,
                 checkpoint: cp.clone(),
-                place: Place::Kept { offset },
+                place,
                 kept: self.checkpoint_count,
                 kept_size: self.kept_size,
                 checkpoints_len: self.checkpoints_len,
             },
         );
-        Ok(())
     }
 
     /// Replaces the head with `cp`: `head.tmp` written and synced through a sink, then renamed
@@ -497,18 +503,7 @@ impl AuditLog {
         }
         self.head = Some(cp.clone());
         // Best effort: the next `open` may start at the head.
-        let _written = state::write(
-            &self.dir,
-            &Anchor {
-                tree: self.tree.clone(),
-                log_len: self.log_len,
-                checkpoint: cp.clone(),
-                place: Place::Head,
-                kept: self.checkpoint_count,
-                kept_size: self.kept_size,
-                checkpoints_len: self.checkpoints_len,
-            },
-        );
+        self.write_state(cp, Place::Head);
         Ok(())
     }
 

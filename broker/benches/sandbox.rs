@@ -89,7 +89,8 @@ fn compare(
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
     p1::add_to_linker_sync(&mut linker, |cx| cx)?;
     let pre = linker.instantiate_pre(&module)?;
-    let bare = samples(runs, || {
+    // A store with a WASI context capturing stdout, and the deadline.
+    let store = || {
         let stdout = MemoryOutputPipe::new(1 << 20);
         let wasi = WasiCtxBuilder::new()
             .args(&["hello"])
@@ -97,6 +98,10 @@ fn compare(
             .build_p1();
         let mut store = Store::new(&engine, wasi);
         store.set_epoch_deadline(1000);
+        (store, stdout)
+    };
+    let bare = samples(runs, || {
+        let (mut store, stdout) = store();
         let instance = pre.instantiate(&mut store).ok();
         let start = instance.and_then(|i| i.get_typed_func::<(), ()>(&mut store, "_start").ok());
         black_box(start.map(|s| s.call(&mut store, ())));
@@ -110,13 +115,7 @@ fn compare(
         .enable_all()
         .build()?;
     let bare_async = samples(runs, || {
-        let stdout = MemoryOutputPipe::new(1 << 20);
-        let wasi = WasiCtxBuilder::new()
-            .args(&["hello"])
-            .stdout(stdout.clone())
-            .build_p1();
-        let mut store = Store::new(&engine, wasi);
-        store.set_epoch_deadline(1000);
+        let (mut store, stdout) = store();
         black_box(runtime.block_on(async {
             let instance = pre.instantiate_async(&mut store).await?;
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;

@@ -966,20 +966,17 @@ fn classify(
         };
     }
     let waited = error.is_some_and(|e| e.downcast_ref::<WaitedPastDeadline>().is_some());
-    if waited {
+    let past = if waited {
+        Some("was still waiting in a host call (a sleep, a poll, a blocking read) at")
+    } else if trap == Some(&Trap::Interrupt) {
+        Some("ran past")
+    } else {
+        None
+    };
+    if let Some(how) = past {
         return Outcome::Limited {
             limit: Limit::Deadline,
-            detail: format!(
-                "the guest was still waiting in a host call (a sleep, a poll, a blocking read) at its {:?} deadline",
-                limits.timeout
-            ),
-        };
-    }
-    let interrupted = trap == Some(&Trap::Interrupt);
-    if interrupted {
-        return Outcome::Limited {
-            limit: Limit::Deadline,
-            detail: format!("the guest ran past its {:?} deadline", limits.timeout),
+            detail: format!("the guest {how} its {:?} deadline", limits.timeout),
         };
     }
     if output_full {

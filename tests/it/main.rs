@@ -23,3 +23,15 @@ mod policy_props;
 mod registry;
 mod signing;
 mod tamper;
+
+/// The `warrant` CLI with `home` as its home (`WARRANT_HOME` and `HOME`) and no configuration or
+/// registry credentials from the environment.
+fn warrant_in(home: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warrant-it"));
+    command
+        .env("WARRANT_HOME", home)
+        .env("HOME", home)
+        .env_remove("WARRANT_CONFIG")
+        .env_remove("DOCKER_CONFIG");
+    command
+}

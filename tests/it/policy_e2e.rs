@@ -116,14 +116,10 @@ permit (principal, action == Warrant::Action::"env.read", resource == Warrant::E
 
 impl World {
     fn warrant(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_warrant-it"))
+        crate::warrant_in(self.home.path())
             .arg("--policies")
             .arg(&self.policies)
             .args(args)
-            .env("WARRANT_HOME", self.home.path())
-            .env("HOME", self.home.path())
-            .env_remove("WARRANT_CONFIG")
-            .env_remove("DOCKER_CONFIG")
             .output()
             .unwrap()
     }
