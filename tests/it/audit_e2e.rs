@@ -19,6 +19,28 @@ fn warrant(home: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `warrant audit prove ARGS… --out FILE` in `home`.
+fn prove_into(home: &Path, args: &[&str], file: &Path) -> Output {
+    let mut all = vec!["audit", "prove"];
+    all.extend_from_slice(args);
+    all.extend(["--out", file.to_str().unwrap()]);
+    warrant(home, &all)
+}
+
+/// `warrant audit verify-proof FILE --key KEY` in `home` (a third party's).
+fn verify_proof(home: &Path, file: &Path, key: &str) -> Output {
+    warrant(
+        home,
+        &[
+            "audit",
+            "verify-proof",
+            file.to_str().unwrap(),
+            "--key",
+            key,
+        ],
+    )
+}
+
 const RUN_EXAMPLE: &[&str] = &[
     "run",
     "--key",
@@ -542,17 +564,7 @@ fn audit_prove_and_verify_proof_with_only_the_verifier_key() {
 
     // Inclusion: record 7 (the second run's decide), against the checkpoint of size 10.
     let proof = home.path().join("proof.json");
-    let out = warrant(
-        home.path(),
-        &[
-            "audit",
-            "prove",
-            "--index",
-            "7",
-            "--out",
-            proof.to_str().unwrap(),
-        ],
-    );
+    let out = prove_into(home.path(), &["--index", "7"], &proof);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
     assert_eq!(
@@ -563,16 +575,7 @@ fn audit_prove_and_verify_proof_with_only_the_verifier_key() {
         ),
         (Some("warrant-audit-inclusion-v1"), Some(7), Some(10))
     );
-    let out = warrant(
-        third.path(),
-        &[
-            "audit",
-            "verify-proof",
-            proof.to_str().unwrap(),
-            "--key",
-            key,
-        ],
-    );
+    let out = verify_proof(third.path(), &proof, key);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let said = text(&out.stdout);
     assert!(
@@ -592,16 +595,7 @@ fn audit_prove_and_verify_proof_with_only_the_verifier_key() {
             .replace("\"allowed\":true", "\"allowed\":false")
     );
     std::fs::write(&tampered, edited.to_string()).unwrap();
-    let out = warrant(
-        third.path(),
-        &[
-            "audit",
-            "verify-proof",
-            tampered.to_str().unwrap(),
-            "--key",
-            key,
-        ],
-    );
+    let out = verify_proof(third.path(), &tampered, key);
     assert_eq!(out.status.code(), Some(122));
     assert!(
         text(&out.stderr).contains("the inclusion path does not lead from the record"),
@@ -662,16 +656,7 @@ fn audit_prove_and_verify_proof_with_only_the_verifier_key() {
     let other = tempfile::tempdir().unwrap();
     let other_key = other.path().join("verifier.txt");
     std::fs::write(&other_key, warrant(other.path(), &["audit", "key"]).stdout).unwrap();
-    let out = warrant(
-        third.path(),
-        &[
-            "audit",
-            "verify-proof",
-            proof.to_str().unwrap(),
-            "--key",
-            other_key.to_str().unwrap(),
-        ],
-    );
+    let out = verify_proof(third.path(), &proof, other_key.to_str().unwrap());
     assert_eq!(out.status.code(), Some(122));
     assert!(
         text(&out.stderr).contains("checkpoint not signed by the log's key"),
@@ -691,17 +676,7 @@ fn a_proof_against_the_head_outlives_it() {
     std::fs::write(&key, warrant(home.path(), &["audit", "key"]).stdout).unwrap();
     let key = key.to_str().unwrap();
     let proof = home.path().join("proof.json");
-    let out = warrant(
-        home.path(),
-        &[
-            "audit",
-            "prove",
-            "--index",
-            "3",
-            "--out",
-            proof.to_str().unwrap(),
-        ],
-    );
+    let out = prove_into(home.path(), &["--index", "3"], &proof);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("against the checkpoint of size 5"),
@@ -710,16 +685,7 @@ fn a_proof_against_the_head_outlives_it() {
     );
     assert_eq!(warrant(home.path(), RUN_EXAMPLE).status.code(), Some(0));
     let third = tempfile::tempdir().unwrap();
-    let out = warrant(
-        third.path(),
-        &[
-            "audit",
-            "verify-proof",
-            proof.to_str().unwrap(),
-            "--key",
-            key,
-        ],
-    );
+    let out = verify_proof(third.path(), &proof, key);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout)
@@ -744,28 +710,13 @@ fn a_proof_against_the_head_outlives_it() {
     // But whoever kept the head of size 5 (here from the proof file) gets a consistency
     // proof from it to the newest checkpoint, which checks with the key alone.
     let since = home.path().join("since.json");
-    let out = warrant(
+    let out = prove_into(
         home.path(),
-        &[
-            "audit",
-            "prove",
-            "--from-checkpoint",
-            proof.to_str().unwrap(),
-            "--out",
-            since.to_str().unwrap(),
-        ],
+        &["--from-checkpoint", proof.to_str().unwrap()],
+        &since,
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = warrant(
-        third.path(),
-        &[
-            "audit",
-            "verify-proof",
-            since.to_str().unwrap(),
-            "--key",
-            key,
-        ],
-    );
+    let out = verify_proof(third.path(), &since, key);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("of 10 records") && text(&out.stdout).contains("of 5 records"),
