@@ -26,6 +26,21 @@ fn grant(policy: &str, asks: &Asks) -> Grant {
     policies.grant(&facts, asks, true).unwrap()
 }
 
+/// Runs `component` with what `granted` allows; it must exit 0. Its stdout.
+fn granted_run(component: &[u8], granted: &Grant) -> String {
+    let f = Sandbox::new()
+        .unwrap()
+        .run(
+            component,
+            &[],
+            &RunLimits::of(granted, MIB),
+            &Handles::of(granted),
+        )
+        .unwrap();
+    assert_eq!(f.outcome, Outcome::Exited(0), "{:?}", f.stderr);
+    String::from_utf8(f.stdout).unwrap()
+}
+
 fn limits(timeout: Duration) -> RunLimits {
     RunLimits {
         memory_bytes: 16 * MIB,
@@ -172,17 +187,7 @@ fn a_component_gets_exactly_the_granted_preopens() {
             ..Asks::default()
         };
         let granted = grant(policy, &asks);
-        let f = Sandbox::new()
-            .unwrap()
-            .run(
-                &components::files("in.txt"),
-                &[],
-                &RunLimits::of(&granted, MIB),
-                &Handles::of(&granted),
-            )
-            .unwrap();
-        assert_eq!(f.outcome, Outcome::Exited(0), "{:?}", f.stderr);
-        String::from_utf8(f.stdout).unwrap()
+        granted_run(&components::files("in.txt"), &granted)
     };
     let read_only = format!(
         r#"@id("run") permit (principal, action == Warrant::Action::"instantiate", resource);
@@ -427,17 +432,7 @@ fn connect(target: &str, net: &[&str]) -> String {
     };
     let granted = grant(r#"@id("all") permit (principal, action, resource);"#, &asks);
     assert_eq!(granted.net().len(), net.len());
-    let f = Sandbox::new()
-        .unwrap()
-        .run(
-            &components::connect(target.parse().unwrap()),
-            &[],
-            &RunLimits::of(&granted, MIB),
-            &Handles::of(&granted),
-        )
-        .unwrap();
-    assert_eq!(f.outcome, Outcome::Exited(0), "{:?}", f.stderr);
-    String::from_utf8(f.stdout).unwrap()
+    granted_run(&components::connect(target.parse().unwrap()), &granted)
 }
 
 /// A component reaches exactly the granted `host:port` pairs: nothing without a grant, not
