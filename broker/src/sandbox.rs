@@ -252,7 +252,7 @@ pub struct Sandbox {
     runtime: Arc<GuestRuntime>,
     compile_deadline: Duration,
     /// Advances the engine's epoch (the deadlines' clock) while the sandbox lives.
-    _ticker: Ticker,
+    ticker: Arc<Ticker>,
 }
 
 /// A guest compiled and linked against WASI, ready to run any number of times
@@ -503,7 +503,7 @@ impl Sandbox {
             .build()
             .map_err(|e| SandboxError::Engine(format!("cannot start the guests' runtime: {e}")))?;
         Ok(Self {
-            _ticker: Ticker::start(engine.clone()),
+            ticker: Arc::new(Ticker::start(engine.clone())),
             engine,
             fuel,
             cache,
@@ -690,6 +690,7 @@ impl Sandbox {
             io,
             limits: limits.clone(),
             runtime: self.runtime.clone(),
+            _ticker: self.ticker.clone(),
         })
     }
 
@@ -812,6 +813,9 @@ pub struct Live {
     io: GuestIo,
     limits: RunLimits,
     runtime: Arc<GuestRuntime>,
+    /// The epoch goes on advancing while an instance lives, even past its sandbox: its
+    /// deadline must still come.
+    _ticker: Arc<Ticker>,
 }
 
 impl Live {
@@ -1291,6 +1295,44 @@ mod tests {
         let f = live.start();
         assert_eq!(f.outcome, Outcome::Exited(0));
         assert_eq!(f.stdout, b"hi\n");
+    }
+
+    /// An instance outlives the sandbox that made it, and its deadline still comes: the epoch
+    /// goes on advancing as long as an instance lives.
+    #[test]
+    fn an_instance_started_after_its_sandbox_is_dropped_still_stops_at_its_deadline() {
+        let sandbox = Sandbox::new().unwrap();
+        let looping = wat::parse_str(
+            r#"(module (memory (export "memory") 1) (func (export "_start") (loop br 0)))"#,
+        )
+        .unwrap();
+        let prepared = sandbox.prepare(&looping).unwrap();
+        let limits = RunLimits {
+            timeout: Duration::from_millis(100),
+            ..RunLimits::default()
+        };
+        let live = sandbox
+            .instantiate(&prepared, &[], &limits, &Handles::none())
+            .unwrap();
+        drop(prepared);
+        drop(sandbox);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(live.start().outcome);
+        });
+        let outcome = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the loop never stopped: no deadline without the sandbox");
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Limited {
+                    limit: Limit::Deadline,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
     }
 
     /// Components may connect only to granted addresses, and bind only implicitly (the
