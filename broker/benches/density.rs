@@ -4,9 +4,11 @@
 //! 20,000).
 //!
 //! Bare wasmtime: a `Store` with a WASI preview 1 context (captured stdout), instantiated.
-//! Warrant: the run's `Grant` from the decision cache, handles and limits from it, and
-//! `Sandbox::instantiate` (least-privilege context, captured stdout and stderr, the limiter,
-//! the deadline). Each side stops at its target or at the first failure, which is printed
+//! Warrant: the run's `Grant` from the decision cache, its `instantiate` record committed to an
+//! audit log (one fdatasync each, before the instance exists), handles and limits from the
+//! grant, and `Sandbox::instantiate` (least-privilege context, captured stdout and stderr, the
+//! limiter, the deadline). Verification is per artifact, not per instance: it is not in the
+//! loop. Each side stops at its target or at the first failure, which is printed
 //! (on-demand allocation maps memory per instance, so `vm.max_map_count` is the usual end).
 //! Each side runs in a process of its own (this one, started again), so neither inherits the
 //! other's freed heap.
@@ -109,9 +111,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prepared = sandbox.prepare(&wasm)?;
     let (policies, facts, asks) = common::hello_decision(&wasm)?;
     let args = vec!["hello".to_owned()];
+    // Every instance's grant is in the audit log, durable, before the instance exists.
+    let logs = tempfile::tempdir()?;
+    let mut audit = broker::audit::Audit::open(&logs.path().join("audit"), &logs.path().join("k"))
+        .map_err(|e| e.to_string())?;
     report(hold(target, || -> Result<Live, String> {
         let grant = policies
             .grant(&facts, &asks, false)
+            .map_err(|e| e.to_string())?;
+        audit
+            .record_before_effect(
+                "instantiate",
+                broker::audit::instantiate_body(&grant, 1 << 20),
+            )
             .map_err(|e| e.to_string())?;
         sandbox
             .instantiate(
