@@ -526,6 +526,8 @@ impl Sandbox {
         wasm: &[u8],
         how: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
     ) -> Result<T, SandboxError> {
+        // Every guest is compiled here: the size bound comes before anything else.
+        check_size(wasm)?;
         let (engine, bytes) = (self.engine.clone(), wasm.to_vec());
         let (done, compiled) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
@@ -572,9 +574,7 @@ impl Sandbox {
         limits: &RunLimits,
         handles: &Handles,
     ) -> Result<Finished, SandboxError> {
-        check_size(wasm)?;
-        let prepared = self.prepare_module(wasm)?;
-        self.run_prepared(&prepared, args, limits, handles)
+        self.run_prepared(&self.prepare_module(wasm)?, args, limits, handles)
     }
 
     /// Run a WASI 0.2 command component: instantiate and call `wasi:cli/run`, with `handles`
@@ -586,15 +586,12 @@ impl Sandbox {
         limits: &RunLimits,
         handles: &Handles,
     ) -> Result<Finished, SandboxError> {
-        check_size(wasm)?;
-        let prepared = self.prepare_component(wasm)?;
-        self.run_prepared(&prepared, args, limits, handles)
+        self.run_prepared(&self.prepare_component(wasm)?, args, limits, handles)
     }
 
     /// Compile (or find compiled, with a compile cache) and link a module or a component, as
     /// its bytes say.
     pub fn prepare(&self, wasm: &[u8]) -> Result<Prepared, SandboxError> {
-        check_size(wasm)?;
         match WasmKind::detect(wasm) {
             Some(WasmKind::Module) => self.prepare_module(wasm),
             Some(WasmKind::Component) => self.prepare_component(wasm),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use broker::policy::{Asks, DirAsk, Facts, Grant, Policies};
-use broker::sandbox::{Handles, Limit, Outcome, RunLimits, Sandbox};
+use broker::sandbox::{Finished, Handles, Limit, Outcome, RunLimits, Sandbox};
 use registry_client::{Digest, WasmKind};
 use tests::components;
 
@@ -41,6 +41,19 @@ fn granted_run(component: &[u8], granted: &Grant) -> String {
     String::from_utf8(f.stdout).unwrap()
 }
 
+/// Runs `component` with no handles and a 10 s deadline.
+fn run_ungranted(component: &[u8]) -> Finished {
+    Sandbox::new()
+        .unwrap()
+        .run(
+            component,
+            &[],
+            &limits(Duration::from_secs(10)),
+            &Handles::none(),
+        )
+        .unwrap()
+}
+
 fn limits(timeout: Duration) -> RunLimits {
     RunLimits {
         memory_bytes: 16 * MIB,
@@ -66,15 +79,7 @@ fn a_component_runs_through_wasi_cli_run() {
 
 #[test]
 fn a_component_whose_run_fails_exits_1() {
-    let f = Sandbox::new()
-        .unwrap()
-        .run(
-            &components::failing(),
-            &[],
-            &limits(Duration::from_secs(10)),
-            &Handles::none(),
-        )
-        .unwrap();
+    let f = run_ungranted(&components::failing());
     assert_eq!(f.outcome, Outcome::Exited(1));
 }
 
@@ -147,15 +152,7 @@ permit (principal, action == Warrant::Action::"env.read", resource == Warrant::E
     assert_eq!(f.outcome, Outcome::Exited(0));
     assert_eq!(String::from_utf8_lossy(&f.stdout), "GREETING=hello\n");
 
-    let none = Sandbox::new()
-        .unwrap()
-        .run(
-            &components::env(),
-            &[],
-            &limits(Duration::from_secs(10)),
-            &Handles::none(),
-        )
-        .unwrap();
+    let none = run_ungranted(&components::env());
     assert_eq!(none.outcome, Outcome::Exited(0));
     assert!(none.stdout.is_empty(), "{:?}", none.stdout);
 }
@@ -215,15 +212,7 @@ fn a_component_gets_exactly_the_granted_preopens() {
         "pwnednts of in.txt"
     );
 
-    let none = Sandbox::new()
-        .unwrap()
-        .run(
-            &components::files("in.txt"),
-            &[],
-            &limits(Duration::from_secs(10)),
-            &Handles::none(),
-        )
-        .unwrap();
+    let none = run_ungranted(&components::files("in.txt"));
     assert_eq!(none.outcome, Outcome::Exited(0));
     assert_eq!(String::from_utf8_lossy(&none.stdout), "preopen: none");
 }
