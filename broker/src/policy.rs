@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity,
@@ -27,6 +27,12 @@ use sha2::{Digest as _, Sha256};
 
 use crate::attest::Provenance;
 use crate::verify::Signer;
+
+mod screen;
+#[cfg(test)]
+mod screen_tests;
+
+use screen::{Screen, Verdict, View};
 
 /// The schema Warrant builds entities for.
 pub const SCHEMA: &str = include_str!("../../policies/warrant.cedarschema");
@@ -480,6 +486,20 @@ impl Policies {
         } else {
             &facts.signers
         };
+        let digest = facts.digest.to_string();
+        let principal = match (
+            uid("Artifact", &digest),
+            uid("Repository", &facts.repository),
+            uid("Registry", &facts.registry),
+        ) {
+            (Ok(artifact), Ok(repository), Ok(registry)) => (artifact, repository, registry),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                return requests
+                    .iter()
+                    .map(|r| Decision::error(r, e.clone()))
+                    .collect();
+            }
+        };
         let authorizer = Authorizer::new();
         let mut entities = Stores::new(self, facts, signers, requests);
         let mut invariant: Option<Tally> = None;
@@ -501,16 +521,48 @@ impl Policies {
             };
             let mut evaluate = |group: &Group, tally: &mut Tally| {
                 let passes = [(&group.independent, 1), (&group.dependent, signers.len())];
-                for (set, evaluations) in passes {
-                    if set.is_empty() {
+                for (pass, evaluations) in passes {
+                    if pass.is_empty() {
                         continue;
                     }
-                    for signer in 0..evaluations {
-                        match entities.get(signer) {
-                            Ok(built) => {
-                                tally.add(set, &authorizer.is_authorized(cedar_request, set, built))
+                    for (index, signer) in signers.iter().enumerate().take(evaluations) {
+                        let view = View {
+                            facts,
+                            digest: &digest,
+                            signer,
+                            request,
+                            artifact: &principal.0,
+                            repository: &principal.1,
+                            registry: &principal.2,
+                        };
+                        let mut ask = Vec::new();
+                        for member in &pass.members {
+                            match member.screen.check(&view) {
+                                Verdict::Refuted => {}
+                                Verdict::Holds => tally.holds(member),
+                                Verdict::Ask => ask.push(member),
                             }
-                            Err(e) => tally.error(e.clone()),
+                        }
+                        if ask.is_empty() {
+                            continue;
+                        }
+                        let built = match entities.get(index) {
+                            Ok(built) => built,
+                            Err(e) => {
+                                tally.error(e.clone());
+                                continue;
+                            }
+                        };
+                        if ask.len() == pass.members.len() {
+                            let response =
+                                authorizer.is_authorized(cedar_request, &pass.all, built);
+                            tally.add(&pass.all, &response);
+                        } else {
+                            for member in ask {
+                                let response =
+                                    authorizer.is_authorized(cedar_request, &member.alone, built);
+                                tally.add(&member.alone, &response);
+                            }
                         }
                     }
                 }
@@ -838,19 +890,80 @@ const ACTIONS: [&str; 6] = [
 /// union of permits and of forbids.
 #[derive(Default)]
 struct Group {
-    independent: PolicySet,
-    dependent: PolicySet,
+    independent: Pass,
+    dependent: Pass,
 }
 
 impl Group {
-    fn add(&mut self, policy: &Policy) -> Result<(), String> {
-        let text = policy.to_cedar().unwrap_or_else(|| "signer".into());
-        let set = if reads_signer(&text) {
+    fn add(&mut self, member: &Arc<Member>) -> Result<(), String> {
+        let pass = if member.reads_signer {
             &mut self.dependent
         } else {
             &mut self.independent
         };
-        set.add(policy.clone()).map_err(|e| e.to_string())
+        pass.add(member)
+    }
+}
+
+/// Policies evaluated together: each with its screen and a set of its own, and all of them as
+/// one set (for when the screens settle none of them).
+#[derive(Default)]
+struct Pass {
+    members: Vec<Arc<Member>>,
+    all: PolicySet,
+}
+
+/// One policy, analysed once at load.
+struct Member {
+    id: String,
+    effect: Effect,
+    /// Its condition names the artifact's `signer` (see `reads_signer`).
+    reads_signer: bool,
+    /// Its outcome is the same for every request of a run (see `is_invariant`).
+    invariant: bool,
+    screen: Screen,
+    /// The policy alone.
+    alone: PolicySet,
+}
+
+impl Member {
+    fn new(policy: &Policy) -> Result<Self, String> {
+        let text = policy.to_cedar().unwrap_or_else(|| "signer".into());
+        // The JSON form of the conditions, read by the invariance check and the screen. Cedar
+        // makes it by parsing the policy's text again (most of the load time this adds), so
+        // only when there are conditions to read.
+        let json = if policy.has_non_scope_constraint() {
+            policy.to_json().ok()
+        } else {
+            Some(serde_json::json!({ "conditions": [] }))
+        };
+        let mut alone = PolicySet::new();
+        alone.add(policy.clone()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            id: policy.id().to_string(),
+            effect: policy.effect(),
+            reads_signer: reads_signer(&text),
+            invariant: is_invariant(policy, json.as_ref()),
+            screen: Screen::of(policy, json.as_ref()),
+            alone,
+        })
+    }
+
+    fn policy(&self) -> Option<&Policy> {
+        self.alone.policies().next()
+    }
+}
+
+impl Pass {
+    fn add(&mut self, member: &Arc<Member>) -> Result<(), String> {
+        let policy = member.policy().ok_or("an empty policy set")?;
+        self.all.add(policy.clone()).map_err(|e| e.to_string())?;
+        self.members.push(Arc::clone(member));
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.members.is_empty()
     }
 }
 
@@ -876,7 +989,7 @@ fn reads_signer(text: &str) -> bool {
 /// Does any condition of the policy read `action`, `resource` or `context`? Read from the
 /// policy's JSON form, where every use of a variable is `{"Var": "<name>"}`; a policy without
 /// a JSON form counts as reading them.
-fn reads_request(policy: &Policy) -> bool {
+fn reads_request(json: Option<&serde_json::Value>) -> bool {
     fn reads(value: &serde_json::Value) -> bool {
         match value {
             serde_json::Value::Object(map) => map.iter().any(|(key, value)| {
@@ -887,34 +1000,37 @@ fn reads_request(policy: &Policy) -> bool {
             _ => false,
         }
     }
-    match policy.to_json() {
-        Ok(json) => json.get("conditions").is_none_or(reads),
-        Err(_) => true,
+    match json {
+        Some(json) => json.get("conditions").is_none_or(reads),
+        None => true,
     }
 }
 
 /// Does the outcome of `policy` depend only on the principal (and so not on the request)?
-fn is_invariant(policy: &Policy) -> bool {
+fn is_invariant(policy: &Policy, json: Option<&serde_json::Value>) -> bool {
     matches!(policy.action_constraint(), ActionConstraint::Any)
         && matches!(policy.resource_constraint(), ResourceConstraint::Any)
-        && !reads_request(policy)
+        && !reads_request(json)
 }
 
 /// The policies that apply to every request and read only the principal, then for each
 /// action the other policies whose action scope admits it, indexed by resource scope.
 fn slice_by_action(set: &PolicySet) -> Result<(HashMap<&'static str, ActionIndex>, Group), String> {
-    // Classified once each: it serializes the policy to JSON.
-    let (invariant_policies, others): (Vec<&Policy>, Vec<&Policy>) =
-        set.policies().partition(|p| is_invariant(p));
+    let members = set
+        .policies()
+        .map(|p| Member::new(p).map(|m| (p, Arc::new(m))))
+        .collect::<Result<Vec<_>, String>>()?;
+    let (invariant_members, others): (Vec<_>, Vec<_>) =
+        members.iter().partition(|(_, m)| m.invariant);
     let mut invariant = Group::default();
-    for policy in invariant_policies {
-        invariant.add(policy)?;
+    for (_, member) in invariant_members {
+        invariant.add(member)?;
     }
     let mut slices = HashMap::new();
     for action in ACTIONS {
         let this = uid("Action", action)?;
         let mut index = ActionIndex::default();
-        for &policy in &others {
+        for &(policy, member) in &others {
             let admits = match policy.action_constraint() {
                 ActionConstraint::Any => true,
                 ActionConstraint::Eq(a) => a == this,
@@ -925,10 +1041,10 @@ fn slice_by_action(set: &PolicySet) -> Result<(HashMap<&'static str, ActionIndex
                 continue;
             }
             match policy.resource_constraint() {
-                ResourceConstraint::Any | ResourceConstraint::Is(_) => index.any.add(policy)?,
-                ResourceConstraint::Eq(r) => index.eq.entry(r).or_default().add(policy)?,
+                ResourceConstraint::Any | ResourceConstraint::Is(_) => index.any.add(member)?,
+                ResourceConstraint::Eq(r) => index.eq.entry(r).or_default().add(member)?,
                 ResourceConstraint::In(r) | ResourceConstraint::IsIn(_, r) => {
-                    index.within.entry(r).or_default().add(policy)?;
+                    index.within.entry(r).or_default().add(member)?;
                 }
             }
         }
@@ -973,6 +1089,19 @@ impl Tally {
         self.forbids.extend(other.forbids.iter().cloned());
         for error in &other.errors {
             self.error(error.clone());
+        }
+    }
+
+    /// A policy its screen found satisfied, as Cedar would have reported it.
+    fn holds(&mut self, member: &Member) {
+        match member.effect {
+            Effect::Permit => {
+                self.allowed_once = true;
+                self.permits.insert(member.id.clone());
+            }
+            Effect::Forbid => {
+                self.forbids.insert(member.id.clone());
+            }
         }
     }
 
@@ -1596,7 +1725,7 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
 
     impl Policies {
         /// The rule applied the plain way: the whole set, once per signer, entities checked.
-        fn evaluate_naive(&self, facts: &Facts, request: &Request) -> Decision {
+        pub(super) fn evaluate_naive(&self, facts: &Facts, request: &Request) -> Decision {
             let none = [Signer::none()];
             let signers: &[Signer] = if facts.signers.is_empty() {
                 &none
