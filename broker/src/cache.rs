@@ -168,6 +168,62 @@ impl VerdictCache {
     }
 }
 
+/// Policy sets that passed strict validation, remembered by their
+/// [`crate::policy::validation_key`], so that a later run loading exactly the same sources with
+/// the same Warrant skips validation and the schema. Authenticated like verdicts: an entry is
+/// the HMAC-SHA256 of its key under a secret of its own (`key`, 0600), so write access to the
+/// directory does not make an unvalidated set pass; anything wrong is a miss and the set is
+/// validated afresh. Entries do not expire: validation is a function of the key's inputs.
+pub struct ValidatedPolicies {
+    dir: PathBuf,
+    key: hmac::Key,
+}
+
+impl ValidatedPolicies {
+    /// Open (creating) the memo in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, CacheError> {
+        create_private_dir(dir)?;
+        let key_path = dir.join("key");
+        let secret = match read_key(&key_path)? {
+            Some(secret) => secret,
+            None => create_key(&key_path)?,
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+        })
+    }
+
+    fn path(&self, key: &[u8; 32]) -> PathBuf {
+        self.dir.join(format!("{}.valid", hex::encode(key)))
+    }
+}
+
+impl crate::policy::ValidationMemo for ValidatedPolicies {
+    fn vouches(&self, key: &[u8; 32]) -> bool {
+        let mut text = String::new();
+        let read =
+            std::fs::File::open(self.path(key)).and_then(|f| f.take(128).read_to_string(&mut text));
+        read.is_ok()
+            && hex::decode(text.trim_ascii())
+                .is_ok_and(|mac| hmac::verify(&self.key, key, &mac).is_ok())
+    }
+
+    fn remember(&self, key: &[u8; 32]) {
+        let path = self.path(key);
+        let tag = hmac::sign(&self.key, key);
+        let written = tempfile::NamedTempFile::new_in(&self.dir).and_then(|mut temp| {
+            temp.write_all(format!("{}\n", hex::encode(tag.as_ref())).as_bytes())?;
+            temp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        });
+        // Only a saving: a set not remembered is validated again next time.
+        if let Err(e) = written {
+            tracing::debug!(path = %path.display(), error = %e, "validated policy set not remembered");
+        }
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -225,6 +281,45 @@ fn create_key(path: &Path) -> Result<Vec<u8>, CacheError> {
 mod tests {
     use super::*;
     use crate::verify::{Signer, Trust};
+
+    /// A remembered key is vouched for; a key never remembered, an entry copied to another
+    /// key's name, an edited entry, and an entry made under another secret are not.
+    #[test]
+    fn validated_policies_vouch_only_for_what_they_remembered() {
+        use crate::policy::ValidationMemo as _;
+        let dir = tempfile::tempdir().unwrap();
+        let memo = ValidatedPolicies::open(dir.path()).unwrap();
+        let (a, b) = ([1_u8; 32], [2_u8; 32]);
+        assert!(!memo.vouches(&a));
+        memo.remember(&a);
+        assert!(memo.vouches(&a));
+        assert!(!memo.vouches(&b));
+        // Copying a's entry to b's name does not make b valid: the MAC covers the key.
+        std::fs::copy(memo.path(&a), memo.path(&b)).unwrap();
+        assert!(!memo.vouches(&b));
+        // An edited entry is not vouched for.
+        let entry = std::fs::read_to_string(memo.path(&a)).unwrap();
+        let edited = entry.replacen(
+            &entry[..1],
+            if entry.starts_with('0') { "1" } else { "0" },
+            1,
+        );
+        std::fs::write(memo.path(&a), edited).unwrap();
+        assert!(!memo.vouches(&a));
+        // An entry made under another secret is not either.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = ValidatedPolicies::open(other_dir.path()).unwrap();
+        other.remember(&a);
+        std::fs::copy(other.path(&a), memo.path(&a)).unwrap();
+        assert!(!memo.vouches(&a));
+        // The secret is private.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     const REPO: &str = "registry.example/plugins/a";
 

@@ -621,11 +621,25 @@ impl Context {
             .or_else(|| self.config.policies.clone())
     }
 
-    /// The policy directory's policies, strictly validated; none (everything denied) when no
-    /// directory is configured.
+    /// The policy directory's policies, strictly validated (or exactly these sources validated
+    /// before, as the data directory's authenticated memo vouches); none (everything denied)
+    /// when no directory is configured.
     fn policies(&self) -> Result<crate::policy::Policies, CliError> {
         match self.policy_dir() {
-            Some(dir) => Ok(crate::policy::Policies::load(&dir)?),
+            Some(dir) => {
+                let memo_dir = crate::config::data_dir().join("validated-policies");
+                let memo = match crate::cache::ValidatedPolicies::open(&memo_dir) {
+                    Ok(memo) => Some(memo),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "policy validation memo unavailable");
+                        None
+                    }
+                };
+                let memo = memo
+                    .as_ref()
+                    .map(|m| m as &dyn crate::policy::ValidationMemo);
+                Ok(crate::policy::Policies::load_with(&dir, memo)?)
+            }
             None => {
                 tracing::warn!(
                     "no policy directory (`--policies DIR`): every request will be denied"
@@ -638,8 +652,7 @@ impl Context {
 
 fn run(cli: Cli) -> Result<Exit, CliError> {
     let ctx = Context::new(&cli.global)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;

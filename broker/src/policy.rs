@@ -101,7 +101,8 @@ pub struct Policies {
     all: PolicySet,
     /// Check built entities against the schema (tests).
     check_entities: bool,
-    schema: Schema,
+    /// Parsed when first needed: validation needs it, deciding does not.
+    schema: std::sync::OnceLock<Schema>,
     hash: String,
     sources: BTreeMap<String, (PathBuf, usize)>,
     cache: Mutex<DecisionCache>,
@@ -120,6 +121,36 @@ impl std::fmt::Debug for Policies {
             .field("hash", &self.hash)
             .finish_non_exhaustive()
     }
+}
+
+/// Remembers which exact policy sources passed strict validation before, so that loading them
+/// again can skip it (and parsing the schema, the larger part of a fresh process's policy
+/// work). Implemented by the CLI over an authenticated directory
+/// ([`crate::cache::ValidatedPolicies`]).
+pub trait ValidationMemo {
+    /// Whether sources with this [`validation_key`] passed strict validation before.
+    fn vouches(&self, key: &[u8; 32]) -> bool;
+    /// Remember that sources with this key passed.
+    fn remember(&self, key: &[u8; 32]);
+}
+
+/// What strict validation of `sources` depends on, hashed: this build's Warrant and Cedar
+/// versions, the schema, and every source's name and text, in order.
+pub fn validation_key(sources: &[(PathBuf, String)]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    field(b"warrant strict validation 1");
+    field(env!("CARGO_PKG_VERSION").as_bytes());
+    field(cedar_policy::get_sdk_version().to_string().as_bytes());
+    field(SCHEMA.as_bytes());
+    for (path, text) in sources {
+        field(path.as_os_str().as_encoded_bytes());
+        field(text.as_bytes());
+    }
+    hasher.finalize().into()
 }
 
 fn schema() -> Result<Schema, PolicyError> {
@@ -180,6 +211,12 @@ impl Policies {
     /// Load and strictly validate every `*.cedar` file in `dir` (sorted by name). A
     /// `warrant.cedarschema` in `dir`, if any, must be the schema Warrant builds entities for.
     pub fn load(dir: &Path) -> Result<Self, PolicyError> {
+        Self::load_with(dir, None)
+    }
+
+    /// As [`Policies::load`], skipping strict validation when `memo` vouches that exactly these
+    /// sources passed it before (and remembering them when they pass now).
+    pub fn load_with(dir: &Path, memo: Option<&dyn ValidationMemo>) -> Result<Self, PolicyError> {
         let read_err = |path: &Path, reason: String| PolicyError::Read {
             path: path.to_owned(),
             reason,
@@ -211,12 +248,22 @@ impl Policies {
             let text = read_bounded(&path)?;
             texts.push((path, text));
         }
-        Self::from_sources(&texts)
+        Self::from_sources_with(&texts, memo)
     }
 
     /// Load policies from (file name, text) pairs, as [`Policies::load`] does from files.
     pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Self, PolicyError> {
-        let schema = schema()?;
+        Self::from_sources_with(sources, None)
+    }
+
+    /// As [`Policies::from_sources`], with a [`ValidationMemo`] (see [`Policies::load_with`]).
+    pub fn from_sources_with(
+        sources: &[(PathBuf, String)],
+        memo: Option<&dyn ValidationMemo>,
+    ) -> Result<Self, PolicyError> {
+        let key = memo.map(|_| validation_key(sources));
+        let vouched = memo.zip(key.as_ref()).is_some_and(|(m, k)| m.vouches(k));
+        let schema_cell = std::sync::OnceLock::new();
         let mut problems = Vec::new();
         let mut set = PolicySet::new();
         let mut where_is: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
@@ -317,7 +364,8 @@ impl Policies {
                 }
             }
         }
-        if problems.is_empty() {
+        if problems.is_empty() && !vouched {
+            let schema = schema()?;
             let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
             // The line of what is wrong: the diagnostic's own position in the policy's file
             // when it has one, else the policy's first line.
@@ -362,6 +410,13 @@ impl Policies {
                 )
             });
             problems.extend(found);
+            if problems.is_empty() {
+                // Validated now: remembered, and the schema kept.
+                if let (Some(memo), Some(key)) = (memo, key.as_ref()) {
+                    memo.remember(key);
+                }
+                let _ = schema_cell.set(schema);
+            }
         }
         if !problems.is_empty() {
             return Err(PolicyError::Invalid(problems));
@@ -383,7 +438,7 @@ impl Policies {
             #[cfg(test)]
             all: set.clone(),
             check_entities: false,
-            schema,
+            schema: schema_cell,
             hash: format!("sha256:{}", hex::encode(hasher.finalize())),
             sources: where_is,
             cache: Mutex::new(DecisionCache::default()),
@@ -629,13 +684,20 @@ impl Policies {
             }
         };
         let action = uid("Action", request.action())?;
-        CedarRequest::new(artifact, action, resource, context, Some(&self.schema))
-            .map_err(|e| e.to_string())
+        // Not checked against the schema: the shapes are fixed by this function, and
+        // `every_request_conforms_to_the_schema` checks each one.
+        CedarRequest::new(artifact, action, resource, context, None).map_err(|e| e.to_string())
     }
 
     /// The schema to check built entities against: none at run time (see `entities`).
     fn entity_schema(&self) -> Option<&Schema> {
-        self.check_entities.then_some(&self.schema)
+        if !self.check_entities {
+            return None;
+        }
+        if self.schema.get().is_none() {
+            let _ = self.schema.set(schema().ok()?);
+        }
+        self.schema.get()
     }
 
     /// The artifact entity as seen by the evaluation for `signer`.
@@ -1678,6 +1740,146 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
         }
     }
 
+    /// A memo that vouches for the keys it was told, and counts what it was asked.
+    #[derive(Default)]
+    struct Memo {
+        known: std::sync::Mutex<Vec<[u8; 32]>>,
+        vouch_all: bool,
+    }
+
+    impl ValidationMemo for Memo {
+        fn vouches(&self, key: &[u8; 32]) -> bool {
+            self.vouch_all || self.known.lock().unwrap().contains(key)
+        }
+        fn remember(&self, key: &[u8; 32]) {
+            self.known.lock().unwrap().push(*key);
+        }
+    }
+
+    /// Ill-typed (a string compared with a number), but parses and has an id.
+    const ILL_TYPED: &str =
+        "@id(\"bad\")\npermit (principal, action, resource) when { principal.digest > 3 };";
+
+    /// Validation is skipped exactly when the memo vouches for the exact sources: a valid set
+    /// is remembered under its key, an invalid one is refused and never remembered, and a memo
+    /// that vouches for anything shows what it is trusted with (why it must be authenticated).
+    #[test]
+    fn the_validation_memo_is_asked_for_the_exact_sources() {
+        let sources = |text: &str| vec![(PathBuf::from("p.cedar"), text.to_owned())];
+        let memo = Memo::default();
+        let valid = sources(PERMIT_RELEASE);
+        Policies::from_sources_with(&valid, Some(&memo)).unwrap();
+        assert_eq!(*memo.known.lock().unwrap(), vec![validation_key(&valid)]);
+        // Vouched now: loads without validating (and without the schema).
+        let again = Policies::from_sources_with(&valid, Some(&memo)).unwrap();
+        assert!(again.schema.get().is_none());
+        assert_eq!(memo.known.lock().unwrap().len(), 1);
+        // Invalid: refused and not remembered.
+        let invalid = sources(ILL_TYPED);
+        assert!(matches!(
+            Policies::from_sources_with(&invalid, Some(&memo)),
+            Err(PolicyError::Invalid(_))
+        ));
+        assert_eq!(memo.known.lock().unwrap().len(), 1);
+        // A memo that vouches for everything lets the ill-typed set through: the memo is
+        // trusted with exactly that, so the CLI's is authenticated and keyed by content.
+        let credulous = Memo {
+            vouch_all: true,
+            ..Memo::default()
+        };
+        assert!(Policies::from_sources_with(&invalid, Some(&credulous)).is_ok());
+        // Parse errors and ids are checked whatever the memo says.
+        assert!(
+            Policies::from_sources_with(
+                &sources("permit (principal, action, resource);"),
+                Some(&credulous)
+            )
+            .is_err()
+        );
+        assert!(
+            Policies::from_sources_with(&sources("permit (principal"), Some(&credulous)).is_err()
+        );
+    }
+
+    /// The key changes with any byte of any source, its name, and the order of sources.
+    #[test]
+    fn the_validation_key_covers_every_source_byte_and_name() {
+        let a = (PathBuf::from("a.cedar"), PERMIT_RELEASE.to_owned());
+        let b = (PathBuf::from("b.cedar"), ILL_TYPED.to_owned());
+        let base = validation_key(&[a.clone(), b.clone()]);
+        assert_ne!(base, validation_key(&[b.clone(), a.clone()]));
+        assert_ne!(base, validation_key(std::slice::from_ref(&a)));
+        assert_ne!(
+            base,
+            validation_key(&[(PathBuf::from("c.cedar"), a.1.clone()), b.clone()])
+        );
+        // Moving a byte from one source to the next is a different key too.
+        let (head, tail) = PERMIT_RELEASE.split_at(10);
+        assert_ne!(
+            validation_key(&[
+                (a.0.clone(), head.to_owned()),
+                (b.0.clone(), tail.to_owned())
+            ]),
+            validation_key(&[
+                (a.0.clone(), format!("{head}{}", &tail[..1])),
+                (b.0.clone(), tail[1..].to_owned())
+            ])
+        );
+        for at in 0..PERMIT_RELEASE.len() {
+            let mut bytes = PERMIT_RELEASE.as_bytes().to_vec();
+            bytes[at] ^= 1;
+            let Ok(flipped) = String::from_utf8(bytes) else {
+                continue;
+            };
+            assert_ne!(
+                base,
+                validation_key(&[(a.0.clone(), flipped), b.clone()]),
+                "byte {at}"
+            );
+        }
+        assert_eq!(base, validation_key(&[a, b]));
+    }
+
+    /// Requests are built without the schema's check (it costs a parse of the schema per
+    /// process): every kind of request passes that check.
+    #[test]
+    fn every_request_conforms_to_the_schema() {
+        let policies = load(&[("p.cedar", PERMIT_RELEASE)]).unwrap();
+        let schema = schema().unwrap();
+        let f = facts(vec![keyless(RELEASE)]);
+        for request in [
+            instantiate(),
+            Request::Instantiate {
+                memory_bytes: u64::MAX,
+                timeout_ms: u64::MAX,
+                fuel: u64::MAX,
+            },
+            Request::FsRead(PathBuf::from("/srv/data/in")),
+            Request::FsWrite(PathBuf::from("/")),
+            Request::EnvRead("LOG_LEVEL".into()),
+            Request::NetConnect("api.example:443".into()),
+            Request::HttpOutgoing("[::1]:443".into()),
+        ] {
+            let unchecked = policies.cedar_request(&f, &request).unwrap();
+            let (Some(principal), Some(action), Some(resource), Some(context)) = (
+                unchecked.principal(),
+                unchecked.action(),
+                unchecked.resource(),
+                unchecked.context(),
+            ) else {
+                panic!("{request}: a part is missing");
+            };
+            CedarRequest::new(
+                principal.clone(),
+                action.clone(),
+                resource.clone(),
+                context.clone(),
+                Some(&schema),
+            )
+            .unwrap_or_else(|e| panic!("{request}: {e}"));
+        }
+    }
+
     /// The stores after the first are copies with the artifact replaced: each equals the
     /// store built from scratch for its signer (ancestors included).
     #[test]
@@ -1744,7 +1946,7 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
             for signer in signers {
                 let entities = Entities::from_entities(
                     self.entities_unchecked(facts, signer, requests),
-                    Some(&self.schema),
+                    Some(self.schema.get_or_init(|| schema().unwrap())),
                 )
                 .unwrap();
                 let response =

@@ -308,6 +308,14 @@ fn imports_only_prompt_calls(module: &Module) -> bool {
 struct GuestRuntime(Option<tokio::runtime::Runtime>);
 
 impl GuestRuntime {
+    /// Makes this runtime the thread's current one while the guard lives. A guest called
+    /// directly makes only prompt calls, which WASI's synchronous bindings still run as
+    /// futures on the current runtime, ready at once; without one they would build and start
+    /// a multi-threaded runtime of their own in the process, with a worker per core.
+    fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
+        self.0.as_ref().map(tokio::runtime::Runtime::enter)
+    }
+
     fn block_on<F: Future>(&self, future: F) -> F::Output {
         match &self.0 {
             Some(runtime) => runtime.block_on(future),
@@ -674,6 +682,7 @@ impl Sandbox {
         let started = Instant::now();
         // The module's own start function runs here, and may wait in the host too.
         let instance = if prompt {
+            let _entered = self.runtime.enter();
             pre.instantiate(&mut store)
         } else {
             self.runtime
@@ -832,6 +841,7 @@ impl Live {
         let result = self.instance.and_then(|instance| {
             let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
             if self.prompt {
+                let _entered = self.runtime.enter();
                 start.call(&mut *store, ())
             } else {
                 self.runtime

@@ -323,3 +323,71 @@ fn directory_asks_are_canonical_or_refused() {
         assert_eq!(run(&bad).status.code(), Some(2), "{bad}");
     }
 }
+
+/// A policy set validated once is remembered under a MAC over its exact files: a second run
+/// skips validation, but a changed set is validated again, and an entry copied to the changed
+/// set's name (someone with write access to the data directory) does not let it load.
+#[test]
+fn a_forged_validation_memo_does_not_let_an_invalid_policy_set_load() {
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    let home = tempfile::tempdir().unwrap();
+    let policies = home.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let hello = std::fs::read_to_string(example.join("policies/hello.cedar")).unwrap();
+    std::fs::write(policies.join("hello.cedar"), &hello).unwrap();
+    let run = || {
+        crate::warrant_in(home.path())
+            .arg("run")
+            .arg("--key")
+            .arg(example.join("example-signer.pub"))
+            .arg("--policies")
+            .arg(&policies)
+            .arg(format!("oci-layout:{}", example.join("layout").display()))
+            .output()
+            .unwrap()
+    };
+    let memo = home.path().join("validated-policies");
+    let entries = || {
+        let mut names: Vec<String> = std::fs::read_dir(&memo)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".valid"))
+            .collect();
+        names.sort();
+        names
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let key = |files: &[(&str, &str)]| {
+        let sources: Vec<(std::path::PathBuf, String)> = files
+            .iter()
+            .map(|(name, body)| (policies.join(name), (*body).to_owned()))
+            .collect();
+        format!(
+            "{}.valid",
+            hex::encode(broker::policy::validation_key(&sources))
+        )
+    };
+    assert_eq!(entries(), vec![key(&[("hello.cedar", &hello)])]);
+    // The same files again: still one entry, still runs.
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(entries().len(), 1);
+    // An ill-typed policy beside it, with the valid set's entry copied to the new set's name.
+    let bad = "@id(\"bad\")\npermit (principal, action, resource) when { principal.digest > 3 };\n";
+    std::fs::write(policies.join("bad.cedar"), bad).unwrap();
+    let forged = key(&[("bad.cedar", bad), ("hello.cedar", &hello)]);
+    std::fs::copy(memo.join(&entries()[0]), memo.join(&forged)).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("bad.cedar:2: policy `bad`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    // Removed again: the remembered set runs without validating.
+    std::fs::remove_file(policies.join("bad.cedar")).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
