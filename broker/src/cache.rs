@@ -168,18 +168,20 @@ impl VerdictCache {
     }
 }
 
-/// Policy sets that passed strict validation, remembered by their
-/// [`crate::policy::validation_key`], so that a later run loading exactly the same sources with
-/// the same Warrant skips validation and the schema. Authenticated like verdicts: an entry is
-/// the HMAC-SHA256 of its key under a secret of its own (`key`, 0600), so write access to the
-/// directory does not make an unvalidated set pass; anything wrong is a miss and the set is
-/// validated afresh. Entries do not expire: validation is a function of the key's inputs.
-pub struct ValidatedPolicies {
+/// What policies concluded before, for exactly the same inputs, so that a later run can skip
+/// the work: policy sets that passed strict validation (by
+/// [`crate::policy::validation_key`]: `<key>.valid`), and runs whose every request was allowed
+/// (by [`crate::policy::decision_key`]: `<key>.run`, the decisions cited). Authenticated like
+/// verdicts, under a secret of its own (`key`, 0600): each entry carries an HMAC-SHA256 of a
+/// tag for its kind, its key and its body, so write access to the directory can neither make
+/// an unvalidated set pass nor grant a run anything; anything wrong is a miss, and the work is
+/// done afresh. Entries do not expire: both are functions of their keys' inputs.
+pub struct PolicyMemo {
     dir: PathBuf,
     key: hmac::Key,
 }
 
-impl ValidatedPolicies {
+impl PolicyMemo {
     /// Open (creating) the memo in `dir`.
     pub fn open(dir: &Path) -> Result<Self, CacheError> {
         create_private_dir(dir)?;
@@ -194,32 +196,64 @@ impl ValidatedPolicies {
         })
     }
 
-    fn path(&self, key: &[u8; 32]) -> PathBuf {
-        self.dir.join(format!("{}.valid", hex::encode(key)))
+    fn path(&self, kind: &str, key: &[u8; 32]) -> PathBuf {
+        self.dir.join(format!("{}.{kind}", hex::encode(key)))
     }
-}
 
-impl crate::policy::ValidationMemo for ValidatedPolicies {
-    fn vouches(&self, key: &[u8; 32]) -> bool {
+    /// What an entry's MAC covers: its kind, its key and its body.
+    fn signed(kind: &str, key: &[u8; 32], body: &str) -> Vec<u8> {
+        [kind.as_bytes(), &[0], key, body.as_bytes()].concat()
+    }
+
+    /// The body of the `kind` entry for `key`, if its MAC verifies. An entry is its body's
+    /// line, then the MAC's.
+    fn read(&self, kind: &str, key: &[u8; 32]) -> Option<String> {
         let mut text = String::new();
-        let read =
-            std::fs::File::open(self.path(key)).and_then(|f| f.take(128).read_to_string(&mut text));
-        read.is_ok()
-            && hex::decode(text.trim_ascii())
-                .is_ok_and(|mac| hmac::verify(&self.key, key, &mac).is_ok())
+        std::fs::File::open(self.path(kind, key))
+            .ok()?
+            .take(MAX_ENTRY_BYTES)
+            .read_to_string(&mut text)
+            .ok()?;
+        let (body, mac) = text.trim_end_matches('\n').rsplit_once('\n')?;
+        let mac = hex::decode(mac).ok()?;
+        hmac::verify(&self.key, &Self::signed(kind, key, body), &mac).ok()?;
+        Some(body.to_owned())
     }
 
-    fn remember(&self, key: &[u8; 32]) {
-        let path = self.path(key);
-        let tag = hmac::sign(&self.key, key);
+    fn write(&self, kind: &str, key: &[u8; 32], body: &str) {
+        let path = self.path(kind, key);
+        let tag = hmac::sign(&self.key, &Self::signed(kind, key, body));
         let written = tempfile::NamedTempFile::new_in(&self.dir).and_then(|mut temp| {
-            temp.write_all(format!("{}\n", hex::encode(tag.as_ref())).as_bytes())?;
+            temp.write_all(format!("{body}\n{}\n", hex::encode(tag.as_ref())).as_bytes())?;
             temp.persist(&path).map_err(|e| e.error)?;
             Ok(())
         });
-        // Only a saving: a set not remembered is validated again next time.
+        // Only a saving: what is not remembered is worked out again next time.
         if let Err(e) = written {
-            tracing::debug!(path = %path.display(), error = %e, "validated policy set not remembered");
+            tracing::debug!(path = %path.display(), error = %e, "not remembered");
+        }
+    }
+}
+
+impl crate::policy::ValidationMemo for PolicyMemo {
+    fn vouches(&self, key: &[u8; 32]) -> bool {
+        self.read("valid", key).is_some_and(|body| body == "valid")
+    }
+
+    fn remember(&self, key: &[u8; 32]) {
+        self.write("valid", key, "valid");
+    }
+}
+
+impl crate::policy::DecisionMemo for PolicyMemo {
+    fn recall(&self, key: &[u8; 32]) -> Option<String> {
+        self.read("run", key)
+    }
+
+    fn remember(&self, key: &[u8; 32], body: &str) {
+        // One line per entry: a body with a newline is not remembered.
+        if !body.contains('\n') {
+            self.write("run", key, body);
         }
     }
 }
@@ -286,32 +320,46 @@ mod tests {
     /// key's name, an edited entry, and an entry made under another secret are not.
     #[test]
     fn validated_policies_vouch_only_for_what_they_remembered() {
-        use crate::policy::ValidationMemo as _;
+        use crate::policy::{DecisionMemo, ValidationMemo};
         let dir = tempfile::tempdir().unwrap();
-        let memo = ValidatedPolicies::open(dir.path()).unwrap();
+        let memo = PolicyMemo::open(dir.path()).unwrap();
         let (a, b) = ([1_u8; 32], [2_u8; 32]);
         assert!(!memo.vouches(&a));
-        memo.remember(&a);
+        ValidationMemo::remember(&memo, &a);
         assert!(memo.vouches(&a));
         assert!(!memo.vouches(&b));
         // Copying a's entry to b's name does not make b valid: the MAC covers the key.
-        std::fs::copy(memo.path(&a), memo.path(&b)).unwrap();
+        std::fs::copy(memo.path("valid", &a), memo.path("valid", &b)).unwrap();
         assert!(!memo.vouches(&b));
         // An edited entry is not vouched for.
-        let entry = std::fs::read_to_string(memo.path(&a)).unwrap();
+        let entry = std::fs::read_to_string(memo.path("valid", &a)).unwrap();
         let edited = entry.replacen(
             &entry[..1],
             if entry.starts_with('0') { "1" } else { "0" },
             1,
         );
-        std::fs::write(memo.path(&a), edited).unwrap();
+        std::fs::write(memo.path("valid", &a), edited).unwrap();
         assert!(!memo.vouches(&a));
         // An entry made under another secret is not either.
         let other_dir = tempfile::tempdir().unwrap();
-        let other = ValidatedPolicies::open(other_dir.path()).unwrap();
-        other.remember(&a);
-        std::fs::copy(other.path(&a), memo.path(&a)).unwrap();
+        let other = PolicyMemo::open(other_dir.path()).unwrap();
+        ValidationMemo::remember(&other, &a);
+        std::fs::copy(other.path("valid", &a), memo.path("valid", &a)).unwrap();
         assert!(!memo.vouches(&a));
+        // A run entry is not a validation entry, nor the other way round.
+        let c = [3_u8; 32];
+        ValidationMemo::remember(&memo, &c);
+        std::fs::copy(memo.path("valid", &c), memo.path("run", &c)).unwrap();
+        assert_eq!(memo.recall(&c), None);
+        DecisionMemo::remember(&memo, &c, "valid");
+        assert_eq!(memo.recall(&c).as_deref(), Some("valid"));
+        std::fs::copy(memo.path("run", &c), memo.path("valid", &b)).unwrap();
+        assert!(!memo.vouches(&b));
+        // A run entry's body is covered too.
+        DecisionMemo::remember(&memo, &b, r#"{"determining":[["p"]]}"#);
+        let entry = std::fs::read_to_string(memo.path("run", &b)).unwrap();
+        std::fs::write(memo.path("run", &b), entry.replace("\"p\"", "\"q\"")).unwrap();
+        assert_eq!(memo.recall(&b), None);
         // The secret is private.
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(dir.path().join("key"))

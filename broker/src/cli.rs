@@ -627,14 +627,7 @@ impl Context {
     fn policies(&self) -> Result<crate::policy::Policies, CliError> {
         match self.policy_dir() {
             Some(dir) => {
-                let memo_dir = crate::config::data_dir().join("validated-policies");
-                let memo = match crate::cache::ValidatedPolicies::open(&memo_dir) {
-                    Ok(memo) => Some(memo),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "policy validation memo unavailable");
-                        None
-                    }
-                };
+                let memo = policy_memo();
                 let memo = memo
                     .as_ref()
                     .map(|m| m as &dyn crate::policy::ValidationMemo);
@@ -647,6 +640,108 @@ impl Context {
                 Ok(crate::policy::Policies::from_sources(&[])?)
             }
         }
+    }
+}
+
+/// The data directory's policy memo, if it can be opened (it only saves work).
+fn policy_memo() -> Option<crate::cache::PolicyMemo> {
+    let dir = crate::config::data_dir().join("policy-memo");
+    match crate::cache::PolicyMemo::open(&dir) {
+        Ok(memo) => Some(memo),
+        Err(e) => {
+            tracing::debug!(error = %e, "policy memo unavailable");
+            None
+        }
+    }
+}
+
+/// A run's policies: the directory's files, checked (strictly validated, or vouched for by
+/// the memo) before anything is fetched, and parsed only if the run's decisions are not
+/// remembered for exactly these files, facts and requests.
+struct RunPolicies {
+    sources: Vec<(PathBuf, String)>,
+    key: [u8; 32],
+    memo: Option<crate::cache::PolicyMemo>,
+    loaded: Option<crate::policy::Policies>,
+}
+
+impl RunPolicies {
+    fn open(ctx: &Context) -> Result<Self, CliError> {
+        let Some(dir) = ctx.policy_dir() else {
+            // Nothing to remember: everything is denied.
+            return Ok(Self {
+                sources: Vec::new(),
+                key: [0; 32],
+                memo: None,
+                loaded: Some(ctx.policies()?),
+            });
+        };
+        let sources = crate::policy::read_sources(&dir)?;
+        let key = crate::policy::validation_key(&sources);
+        let memo = policy_memo();
+        let vouched = memo
+            .as_ref()
+            .is_some_and(|m| crate::policy::ValidationMemo::vouches(m, &key));
+        let mut policies = Self {
+            sources,
+            key,
+            memo,
+            loaded: None,
+        };
+        // Not validated before: validated now, so that a bad set refuses the run early.
+        if !vouched {
+            policies.load()?;
+        }
+        Ok(policies)
+    }
+
+    fn load(&mut self) -> Result<&crate::policy::Policies, CliError> {
+        if self.loaded.is_none() {
+            let memo = self
+                .memo
+                .as_ref()
+                .map(|m| m as &dyn crate::policy::ValidationMemo);
+            self.loaded = Some(crate::policy::Policies::from_sources_with(
+                &self.sources,
+                memo,
+            )?);
+        }
+        self.loaded
+            .as_ref()
+            .ok_or_else(|| CliError::Usage("policies not loaded".into()))
+    }
+
+    /// The run's grant or denial, the hash of the policy set that decided it, and whether
+    /// the decisions were remembered rather than made now.
+    fn grant(
+        &mut self,
+        facts: &crate::policy::Facts,
+        asks: &Asks,
+        drop_denied: bool,
+    ) -> Result<
+        (
+            Result<crate::policy::Grant, crate::policy::Denial>,
+            String,
+            bool,
+        ),
+        CliError,
+    > {
+        if let Some(memo) = &self.memo
+            && let Some(grant) = crate::policy::remembered_grant(memo, &self.key, facts, asks)
+        {
+            let hash = grant.policy_hash().to_owned();
+            return Ok((Ok(grant), hash, true));
+        }
+        let key = self.key;
+        self.load()?;
+        let (Some(policies), memo) = (&self.loaded, &self.memo) else {
+            return Err(CliError::Usage("policies not loaded".into()));
+        };
+        let memo = memo
+            .as_ref()
+            .map(|m| (m as &dyn crate::policy::DecisionMemo, &key));
+        let granted = policies.grant_remembering(facts, asks, drop_denied, memo);
+        Ok((granted, policies.hash().to_owned(), false))
     }
 }
 
@@ -933,7 +1028,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             let reference: Reference = reference.parse()?;
             let trust = trust.load_with(&ctx.config, true)?;
             let asks = asks.asks(&ctx.config)?;
-            let policies = ctx.policies()?;
+            let mut policies = RunPolicies::open(&ctx)?;
             let cache = verdict_cache(&ctx.config)?;
             let client = ctx.client()?;
             let store = ctx.store()?;
@@ -948,7 +1043,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                 &reference,
                 &trust,
                 cache.as_ref(),
-                &policies,
+                &mut policies,
                 &asks,
                 drop_denied,
                 args,
@@ -1228,7 +1323,7 @@ fn run_audited(
     reference: &Reference,
     trust: &crate::verify::Trust,
     cache: Option<&crate::cache::VerdictCache>,
-    policies: &crate::policy::Policies,
+    policies: &mut RunPolicies,
     asks: &Asks,
     drop_denied: bool,
     args: Vec<String>,
@@ -1268,14 +1363,15 @@ fn run_audited(
        "attestations": attestations.verified}),
     )?;
     let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
-    let granted = policies.grant(&facts, asks, drop_denied);
+    let (granted, policy_hash, remembered) = policies.grant(&facts, asks, drop_denied)?;
     let decisions = match &granted {
         Ok(grant) => grant.decisions(),
         Err(denial) => &denial.decisions,
     };
     let decide = json!({
     "digest": facts.digest().to_string(),
-    "policyHash": policies.hash(),
+    "policyHash": policy_hash,
+    "remembered": remembered,
     "allowed": granted.is_ok(),
     "decisions": decisions,
     });

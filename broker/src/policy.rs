@@ -126,7 +126,7 @@ impl std::fmt::Debug for Policies {
 /// Remembers which exact policy sources passed strict validation before, so that loading them
 /// again can skip it (and parsing the schema, the larger part of a fresh process's policy
 /// work). Implemented by the CLI over an authenticated directory
-/// ([`crate::cache::ValidatedPolicies`]).
+/// ([`crate::cache::PolicyMemo`]).
 pub trait ValidationMemo {
     /// Whether sources with this [`validation_key`] passed strict validation before.
     fn vouches(&self, key: &[u8; 32]) -> bool;
@@ -217,40 +217,48 @@ impl Policies {
     /// As [`Policies::load`], skipping strict validation when `memo` vouches that exactly these
     /// sources passed it before (and remembering them when they pass now).
     pub fn load_with(dir: &Path, memo: Option<&dyn ValidationMemo>) -> Result<Self, PolicyError> {
-        let read_err = |path: &Path, reason: String| PolicyError::Read {
-            path: path.to_owned(),
-            reason,
-        };
-        let mut files = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| read_err(dir, e.to_string()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| read_err(dir, e.to_string()))?;
-            let path = entry.path();
-            match path.extension().and_then(|e| e.to_str()) {
-                Some("cedar") => files.push(path),
-                Some("cedarschema") => check_schema_file(&path)?,
-                _ => {}
-            }
-        }
-        if files.len() > limits::MAX_POLICY_FILES {
-            return Err(read_err(
-                dir,
-                format!(
-                    "{} policy files; at most {}",
-                    files.len(),
-                    limits::MAX_POLICY_FILES
-                ),
-            ));
-        }
-        files.sort();
-        let mut texts = Vec::with_capacity(files.len());
-        for path in files {
-            let text = read_bounded(&path)?;
-            texts.push((path, text));
-        }
-        Self::from_sources_with(&texts, memo)
+        Self::from_sources_with(&read_sources(dir)?, memo)
     }
+}
 
+/// Every `*.cedar` file in `dir` with its text, sorted by name (what [`Policies::load`] loads).
+/// A `warrant.cedarschema` in `dir`, if any, must be the schema Warrant builds entities for.
+pub fn read_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyError> {
+    let read_err = |path: &Path, reason: String| PolicyError::Read {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| read_err(dir, e.to_string()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| read_err(dir, e.to_string()))?;
+        let path = entry.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("cedar") => files.push(path),
+            Some("cedarschema") => check_schema_file(&path)?,
+            _ => {}
+        }
+    }
+    if files.len() > limits::MAX_POLICY_FILES {
+        return Err(read_err(
+            dir,
+            format!(
+                "{} policy files; at most {}",
+                files.len(),
+                limits::MAX_POLICY_FILES
+            ),
+        ));
+    }
+    files.sort();
+    let mut texts = Vec::with_capacity(files.len());
+    for path in files {
+        let text = read_bounded(&path)?;
+        texts.push((path, text));
+    }
+    Ok(texts)
+}
+
+impl Policies {
     /// Load policies from (file name, text) pairs, as [`Policies::load`] does from files.
     pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Self, PolicyError> {
         Self::from_sources_with(sources, None)
@@ -1801,6 +1809,76 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
         );
     }
 
+    #[derive(Default)]
+    struct Runs(std::sync::Mutex<HashMap<[u8; 32], String>>);
+
+    impl DecisionMemo for Runs {
+        fn recall(&self, key: &[u8; 32]) -> Option<String> {
+            self.0.lock().unwrap().get(key).cloned()
+        }
+        fn remember(&self, key: &[u8; 32], body: &str) {
+            self.0.lock().unwrap().insert(*key, body.to_owned());
+        }
+    }
+
+    /// A run whose every request is allowed is remembered, and the grant recalled for exactly
+    /// the same sources, facts and requests equals the one decided; any other facts, requests
+    /// or sources recall nothing, and a run with a denial (dropped or not) is not remembered.
+    #[test]
+    fn remembered_decisions_give_the_same_grant_for_exactly_the_same_run() {
+        let text = format!(
+            "{PERMIT_RELEASE}\n@id(\"env\")\npermit (principal, action == Warrant::Action::\"env.read\", resource == Warrant::EnvVar::\"LOG_LEVEL\");"
+        );
+        let sources = vec![(PathBuf::from("p.cedar"), text)];
+        let key = validation_key(&sources);
+        let policies = Policies::from_sources(&sources).unwrap();
+        let memo = Runs::default();
+        let f = facts(vec![keyless(RELEASE)]);
+        let asks = |env: &[&str], memory_bytes: u64| Asks {
+            memory_bytes,
+            timeout_ms: 1000,
+            fuel: None,
+            dirs: Vec::new(),
+            env: env
+                .iter()
+                .map(|n| ((*n).to_owned(), "v".to_owned()))
+                .collect(),
+            net: Vec::new(),
+        };
+        let allowed = asks(&["LOG_LEVEL"], 1 << 20);
+        assert!(remembered_grant(&memo, &key, &f, &allowed).is_none());
+        let decided = policies
+            .grant_remembering(&f, &allowed, false, Some((&memo, &key)))
+            .unwrap();
+        let recalled = remembered_grant(&memo, &key, &f, &allowed).unwrap();
+        let json = |g: &Grant| serde_json::to_string(g).unwrap();
+        assert_eq!(json(&recalled), json(&decided));
+        assert_eq!(recalled.decisions()[0].determining, vec!["release-may-run"]);
+        // Anything else recalls nothing.
+        assert!(remembered_grant(&memo, &key, &f, &asks(&["LOG_LEVEL"], 2 << 20)).is_none());
+        assert!(remembered_grant(&memo, &key, &f, &asks(&[], 1 << 20)).is_none());
+        let other = facts(vec![keyless(RELEASE), Signer::key("sha256:aa".into())]);
+        assert!(remembered_grant(&memo, &key, &other, &allowed).is_none());
+        assert!(remembered_grant(&memo, &[7; 32], &f, &allowed).is_none());
+        // Denied, or allowed only by dropping a denied request: not remembered.
+        let denied = asks(&["LOG_LEVEL", "SECRET"], 1 << 20);
+        assert!(
+            policies
+                .grant_remembering(&f, &denied, false, Some((&memo, &key)))
+                .is_err()
+        );
+        let dropped = policies
+            .grant_remembering(&f, &denied, true, Some((&memo, &key)))
+            .unwrap();
+        assert_eq!(dropped.env().len(), 1);
+        assert_eq!(memo.0.lock().unwrap().len(), 1);
+        assert!(remembered_grant(&memo, &key, &f, &denied).is_none());
+        // A remembered body that does not fit the requests is no grant.
+        let k = decision_key(&key, &f, &allowed.requests());
+        memo.remember(&k, r#"{"policyHash":"h","determining":[["a"]]}"#);
+        assert!(remembered_grant(&memo, &key, &f, &allowed).is_none());
+    }
+
     /// The key changes with any byte of any source, its name, and the order of sources.
     #[test]
     fn the_validation_key_covers_every_source_byte_and_name() {
@@ -2297,50 +2375,152 @@ impl Policies {
     /// read-only).
     pub fn grant(&self, facts: &Facts, asks: &Asks, drop_denied: bool) -> Result<Grant, Denial> {
         let decisions = self.decide_all(facts, &asks.requests());
-        let allowed =
-            |request: &Request| decisions.iter().any(|d| &d.request == request && d.allowed);
-        let denial = || Denial {
-            digest: facts.digest.clone(),
-            decisions: decisions.clone(),
-        };
-        let instantiate = decisions.first().is_some_and(|d| d.allowed);
-        if !instantiate || (!drop_denied && decisions.iter().any(|d| !d.allowed)) {
-            return Err(denial());
-        }
-        let dirs = asks
-            .dirs
-            .iter()
-            .filter(|d| allowed(&Request::FsRead(d.host.clone())))
-            .map(|d| DirGrant {
-                host: d.host.clone(),
-                guest: d.guest.clone(),
-                writable: !d.read_only && allowed(&Request::FsWrite(d.host.clone())),
-            })
-            .collect();
-        let env = asks
-            .env
-            .iter()
-            .filter(|(name, _)| allowed(&Request::EnvRead(name.clone())))
-            .cloned()
-            .collect();
-        let net = asks
-            .net
-            .iter()
-            .filter(|host| allowed(&Request::NetConnect((*host).clone())))
-            .cloned()
-            .collect();
-        Ok(Grant {
-            digest: facts.digest.clone(),
-            policy_hash: self.hash.clone(),
-            memory_bytes: asks.memory_bytes,
-            timeout_ms: asks.timeout_ms,
-            fuel: asks.fuel,
-            dirs,
-            env,
-            net,
-            decisions,
-        })
+        grant_from(facts, asks, drop_denied, decisions, &self.hash)
     }
+
+    /// As [`Policies::grant`], and when every request is allowed, remember the decisions in
+    /// `memo` for exactly these sources (their [`validation_key`], which must be that of the
+    /// sources these policies were loaded from), facts and requests.
+    pub fn grant_remembering(
+        &self,
+        facts: &Facts,
+        asks: &Asks,
+        drop_denied: bool,
+        memo: Option<(&dyn DecisionMemo, &[u8; 32])>,
+    ) -> Result<Grant, Denial> {
+        let grant = self.grant(facts, asks, drop_denied)?;
+        let all_allowed = grant
+            .decisions
+            .iter()
+            .all(|d| d.allowed && d.errors.is_empty());
+        if let (Some((memo, sources)), true) = (memo, all_allowed) {
+            let requests = asks.requests();
+            let run = RememberedRun {
+                policy_hash: self.hash.clone(),
+                determining: grant
+                    .decisions
+                    .iter()
+                    .map(|d| d.determining.clone())
+                    .collect(),
+            };
+            if let Ok(body) = serde_json::to_string(&run) {
+                memo.remember(&decision_key(sources, facts, &requests), &body);
+            }
+        }
+        Ok(grant)
+    }
+}
+
+/// Remembers runs whose every request was allowed, by [`decision_key`]: what the decisions
+/// were for exactly those policy files, facts and requests. Implemented by the CLI over an
+/// authenticated directory ([`crate::cache::PolicyMemo`]).
+pub trait DecisionMemo {
+    /// The body remembered under `key`, if it is authentic.
+    fn recall(&self, key: &[u8; 32]) -> Option<String>;
+    /// Remember `body` under `key`.
+    fn remember(&self, key: &[u8; 32], body: &str);
+}
+
+/// What a run's decisions depend on, hashed: the policy files (their [`validation_key`]),
+/// every fact policies see, and the requests in order (limits included).
+pub fn decision_key(sources: &[u8; 32], facts: &Facts, requests: &[Request]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    field(b"warrant decisions 1");
+    field(sources);
+    field(&serde_json::to_vec(facts).unwrap_or_default());
+    field(&serde_json::to_vec(requests).unwrap_or_default());
+    hasher.finalize().into()
+}
+
+/// A run's decisions as remembered: all allowed, without errors, citing these policies.
+#[derive(Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RememberedRun {
+    policy_hash: String,
+    determining: Vec<Vec<String>>,
+}
+
+/// The grant for a run whose decisions `memo` remembers for exactly these policy files
+/// (`sources`: their [`validation_key`]), facts and requests; `None` when it does not.
+pub fn remembered_grant(
+    memo: &dyn DecisionMemo,
+    sources: &[u8; 32],
+    facts: &Facts,
+    asks: &Asks,
+) -> Option<Grant> {
+    let requests = asks.requests();
+    let body = memo.recall(&decision_key(sources, facts, &requests))?;
+    let run: RememberedRun = serde_json::from_str(&body).ok()?;
+    if run.determining.len() != requests.len() {
+        return None;
+    }
+    let decisions = requests
+        .into_iter()
+        .zip(run.determining)
+        .map(|(request, determining)| Decision {
+            request,
+            allowed: true,
+            determining,
+            errors: Vec::new(),
+        })
+        .collect();
+    grant_from(facts, asks, false, decisions, &run.policy_hash).ok()
+}
+
+/// The grant `decisions` (one per `asks.requests()`, in order) make, or the denial.
+fn grant_from(
+    facts: &Facts,
+    asks: &Asks,
+    drop_denied: bool,
+    decisions: Vec<Decision>,
+    policy_hash: &str,
+) -> Result<Grant, Denial> {
+    let allowed = |request: &Request| decisions.iter().any(|d| &d.request == request && d.allowed);
+    let denial = || Denial {
+        digest: facts.digest.clone(),
+        decisions: decisions.clone(),
+    };
+    let instantiate = decisions.first().is_some_and(|d| d.allowed);
+    if !instantiate || (!drop_denied && decisions.iter().any(|d| !d.allowed)) {
+        return Err(denial());
+    }
+    let dirs = asks
+        .dirs
+        .iter()
+        .filter(|d| allowed(&Request::FsRead(d.host.clone())))
+        .map(|d| DirGrant {
+            host: d.host.clone(),
+            guest: d.guest.clone(),
+            writable: !d.read_only && allowed(&Request::FsWrite(d.host.clone())),
+        })
+        .collect();
+    let env = asks
+        .env
+        .iter()
+        .filter(|(name, _)| allowed(&Request::EnvRead(name.clone())))
+        .cloned()
+        .collect();
+    let net = asks
+        .net
+        .iter()
+        .filter(|host| allowed(&Request::NetConnect((*host).clone())))
+        .cloned()
+        .collect();
+    Ok(Grant {
+        digest: facts.digest.clone(),
+        policy_hash: policy_hash.to_owned(),
+        memory_bytes: asks.memory_bytes,
+        timeout_ms: asks.timeout_ms,
+        fuel: asks.fuel,
+        dirs,
+        env,
+        net,
+        decisions,
+    })
 }
 
 /// Parse `--dir HOST::GUEST[:ro]`: the host path must exist, be a directory, contain no `..`,

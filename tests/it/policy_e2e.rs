@@ -346,7 +346,7 @@ fn a_forged_validation_memo_does_not_let_an_invalid_policy_set_load() {
             .output()
             .unwrap()
     };
-    let memo = home.path().join("validated-policies");
+    let memo = home.path().join("policy-memo");
     let entries = || {
         let mut names: Vec<String> = std::fs::read_dir(&memo)
             .unwrap()
@@ -390,4 +390,85 @@ fn a_forged_validation_memo_does_not_let_an_invalid_policy_set_load() {
     std::fs::remove_file(policies.join("bad.cedar")).unwrap();
     let out = run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// A run whose every request was allowed is remembered under a MAC over its key and body: the
+/// next identical run is granted from the memo (an entry re-signed with the memo's own secret
+/// is what the run cites), while an entry edited without the secret is ignored and the run
+/// decided afresh.
+#[test]
+fn a_remembered_run_is_granted_from_its_entry_only_when_the_mac_holds() {
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    let home = tempfile::tempdir().unwrap();
+    let run = || {
+        crate::warrant_in(home.path())
+            .arg("run")
+            .arg("--key")
+            .arg(example.join("example-signer.pub"))
+            .arg("--policies")
+            .arg(example.join("policies"))
+            .arg(format!("oci-layout:{}", example.join("layout").display()))
+            .output()
+            .unwrap()
+    };
+    // What the newest `decide` record in the audit log cites.
+    let cited = || {
+        let log = std::fs::read_to_string(home.path().join("audit/log.jsonl")).unwrap();
+        let decide = log
+            .lines()
+            .rev()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["kind"] == "decide")
+            .unwrap();
+        (
+            decide["body"]["decisions"][0]["determining"].clone(),
+            decide["body"]["remembered"].clone(),
+        )
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let real = serde_json::json!(["hello-signed-by-example-key"]);
+    assert_eq!(cited(), (real.clone(), serde_json::json!(false)));
+    // The same run again: granted from the memo, and the audit says so.
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(cited(), (real.clone(), serde_json::json!(true)));
+    let memo = home.path().join("policy-memo");
+    let entries: Vec<std::path::PathBuf> = std::fs::read_dir(&memo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "run"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    let original = std::fs::read_to_string(entry).unwrap();
+    let (body, _mac) = original.trim_end().split_once('\n').unwrap();
+    let forged_body = body.replace("hello-signed-by-example-key", "forged");
+    assert_ne!(forged_body, body);
+    // Edited without the secret: ignored; decided afresh, and remembered right again.
+    std::fs::write(entry, format!("{forged_body}\n{}\n", _mac)).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(cited(), (real, serde_json::json!(false)));
+    assert_eq!(std::fs::read_to_string(entry).unwrap(), original);
+    // Re-signed with the memo's secret (which only Warrant's user can read): used as is.
+    let secret = std::fs::read(memo.join("key")).unwrap();
+    let name = entry.file_stem().unwrap().to_str().unwrap();
+    let key: [u8; 32] = hex::decode(name).unwrap().try_into().unwrap();
+    let signed = [b"run".as_slice(), &[0], &key, forged_body.as_bytes()].concat();
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+        &signed,
+    );
+    std::fs::write(
+        entry,
+        format!("{forged_body}\n{}\n", hex::encode(tag.as_ref())),
+    )
+    .unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        cited(),
+        (serde_json::json!(["forged"]), serde_json::json!(true))
+    );
 }
