@@ -79,15 +79,9 @@ struct Entry {
 impl VerdictCache {
     /// Open (creating) the cache in `dir`; entries older than `ttl` are misses.
     pub fn open(dir: &Path, ttl: Duration) -> Result<Self, CacheError> {
-        create_private_dir(dir)?;
-        let key_path = dir.join("key");
-        let secret = match read_key(&key_path)? {
-            Some(secret) => secret,
-            None => create_key(&key_path)?,
-        };
         Ok(Self {
             dir: dir.to_owned(),
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            key: open_keyed(dir)?,
             ttl,
         })
     }
@@ -184,15 +178,9 @@ pub struct PolicyMemo {
 impl PolicyMemo {
     /// Open (creating) the memo in `dir`.
     pub fn open(dir: &Path) -> Result<Self, CacheError> {
-        create_private_dir(dir)?;
-        let key_path = dir.join("key");
-        let secret = match read_key(&key_path)? {
-            Some(secret) => secret,
-            None => create_key(&key_path)?,
-        };
         Ok(Self {
             dir: dir.to_owned(),
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            key: open_keyed(dir)?,
         })
     }
 
@@ -256,6 +244,17 @@ impl crate::policy::DecisionMemo for PolicyMemo {
             self.write("run", key, body);
         }
     }
+}
+
+/// Creates `dir` (0700) if needed, and its MAC key `dir/key` (32 random bytes, 0600).
+fn open_keyed(dir: &Path) -> Result<hmac::Key, CacheError> {
+    create_private_dir(dir)?;
+    let key_path = dir.join("key");
+    let secret = match read_key(&key_path)? {
+        Some(secret) => secret,
+        None => create_key(&key_path)?,
+    };
+    Ok(hmac::Key::new(hmac::HMAC_SHA256, &secret))
 }
 
 fn unix_now() -> u64 {

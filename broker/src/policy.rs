@@ -2084,23 +2084,7 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
                 ..keyless("https://github.com/acme/z")
             },
         ];
-        let requests = [
-            instantiate(),
-            Request::Instantiate {
-                memory_bytes: 1 << 30,
-                timeout_ms: 1,
-                fuel: 0,
-            },
-            Request::FsRead(PathBuf::from("/srv/data/in/x")),
-            Request::FsRead(PathBuf::from("/etc")),
-            Request::FsWrite(PathBuf::from("/srv/data")),
-            Request::FsWrite(PathBuf::from("/srv/data/out")),
-            Request::EnvRead("LOG_LEVEL".into()),
-            Request::EnvRead("SECRET".into()),
-            Request::NetConnect("api.example:443".into()),
-            Request::NetConnect("other.example:443".into()),
-            Request::HttpOutgoing("api.example:443".into()),
-        ];
+        let requests = super::screen_tests::requests();
         let mut seed: u64 = 0x5eed;
         let mut next = |n: usize| {
             seed = seed

@@ -324,28 +324,35 @@ fn directory_asks_are_canonical_or_refused() {
     }
 }
 
+/// The README's example (`examples/hello`).
+fn example() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/hello")
+}
+
+/// `warrant run` of the example's layout with its key, under `policies`.
+fn run_example(home: &std::path::Path, policies: &std::path::Path) -> Output {
+    crate::warrant_in(home)
+        .arg("run")
+        .arg("--key")
+        .arg(example().join("example-signer.pub"))
+        .arg("--policies")
+        .arg(policies)
+        .arg(format!("oci-layout:{}", example().join("layout").display()))
+        .output()
+        .unwrap()
+}
+
 /// A policy set validated once is remembered under a MAC over its exact files: a second run
 /// skips validation, but a changed set is validated again, and an entry copied to the changed
 /// set's name (someone with write access to the data directory) does not let it load.
 #[test]
 fn a_forged_validation_memo_does_not_let_an_invalid_policy_set_load() {
-    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
     let home = tempfile::tempdir().unwrap();
     let policies = home.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
-    let hello = std::fs::read_to_string(example.join("policies/hello.cedar")).unwrap();
+    let hello = std::fs::read_to_string(example().join("policies/hello.cedar")).unwrap();
     std::fs::write(policies.join("hello.cedar"), &hello).unwrap();
-    let run = || {
-        crate::warrant_in(home.path())
-            .arg("run")
-            .arg("--key")
-            .arg(example.join("example-signer.pub"))
-            .arg("--policies")
-            .arg(&policies)
-            .arg(format!("oci-layout:{}", example.join("layout").display()))
-            .output()
-            .unwrap()
-    };
+    let run = || run_example(home.path(), &policies);
     let memo = home.path().join("policy-memo");
     let entries = || {
         let mut names: Vec<String> = std::fs::read_dir(&memo)
@@ -398,19 +405,8 @@ fn a_forged_validation_memo_does_not_let_an_invalid_policy_set_load() {
 /// decided afresh.
 #[test]
 fn a_remembered_run_is_granted_from_its_entry_only_when_the_mac_holds() {
-    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
     let home = tempfile::tempdir().unwrap();
-    let run = || {
-        crate::warrant_in(home.path())
-            .arg("run")
-            .arg("--key")
-            .arg(example.join("example-signer.pub"))
-            .arg("--policies")
-            .arg(example.join("policies"))
-            .arg(format!("oci-layout:{}", example.join("layout").display()))
-            .output()
-            .unwrap()
-    };
+    let run = || run_example(home.path(), &example().join("policies"));
     // What the newest `decide` record in the audit log cites.
     let cited = || {
         let log = std::fs::read_to_string(home.path().join("audit/log.jsonl")).unwrap();

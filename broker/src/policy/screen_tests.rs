@@ -339,7 +339,8 @@ fn signer_pool() -> Vec<Signer> {
     ]
 }
 
-fn requests() -> Vec<Request> {
+/// Every kind of request, at the boundaries the generated policies test.
+pub(super) fn requests() -> Vec<Request> {
     vec![
         Request::Instantiate {
             memory_bytes: 1 << 20,
