@@ -1,30 +1,38 @@
 #!/usr/bin/env python3
-"""A fresh `warrant run` process of a cached artifact against bare wasmtime, same module.
+"""A fresh `warrant run` process of a cached artifact against wasmtime, same module.
 
 `warrant run` of the README's example (an OCI image layout): resolve, verify (a cached verdict),
-decide (Cedar, in a fresh process), audit (one fsync before the guest, a signed checkpoint
-after), run with the compile cache warm. Bare wasmtime (`broker/examples/bare_run.rs`): the
-same engine configuration and compile cache, the module file read, instantiated, `_start`
-called. Each is run once to warm its caches, then timed; reported: median wall time and median
-peak RSS (`/usr/bin/time`), and the ratio. Usage (from the repository root):
+decide (the policy memo: validation vouched for, the run's decisions remembered), audit (one
+fsync before the guest, the outcome and a signed head checkpoint after), run with the compile
+cache warm. Against `broker/examples/bare_run.rs`, a minimal embedding of wasmtime with the same
+engine configuration and compile cache (the module file read, instantiated, `_start` called),
+and, with `--wasmtime PATH` (a `wasmtime` 48 CLI, e.g. from `cargo install wasmtime-cli
+--version 48.0.8 --locked`), `wasmtime run` of the same module with its own compile cache warm.
+
+Each command is run once to warm its caches; then the commands are alternated run by run (so a
+change in the machine's load falls on all of them alike) and the wall time around each process
+is taken here. Reported: median and 10th percentile wall time, median peak RSS (from
+`/usr/bin/time`, in separate runs), and the ratios. Usage (from the repository root):
 
   cargo build --release -p broker --bin warrant --example bare_run
-  python3 scripts/bench-run.py [--runs 31]
+  python3 scripts/bench-run.py [--runs 151] [--wasmtime PATH]
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
 LAYOUT = "examples/hello/layout"
 
-def timed(cmd, env):
-    """Wall time (measured here, around `/usr/bin/time`, the same overhead for both) and peak
-    RSS in KiB (`/usr/bin/time`'s, from wait4)."""
+def wall(cmd, env):
     start = time.perf_counter()
-    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wall = time.perf_counter() - start
+    out = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
     if out.returncode != 0:
         sys.exit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr.decode()}")
-    return wall, int(out.stderr.decode().strip().splitlines()[-1])
+    return elapsed
+
+def peak_rss_kib(cmd, env):
+    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return int(out.stderr.decode().strip().splitlines()[-1])
 
 def layer_path():
     index = json.load(open(os.path.join(LAYOUT, "index.json")))
@@ -32,29 +40,43 @@ def layer_path():
     m = json.load(open(os.path.join(LAYOUT, "blobs", "sha256", manifest)))
     return os.path.join(LAYOUT, "blobs", "sha256", m["layers"][0]["digest"].split(":")[1])
 
-def series(cmd, env, runs):
-    timed(cmd, env)  # warm the caches
-    samples = [timed(cmd, env) for _ in range(runs)]
-    return statistics.median(w for w, _ in samples), statistics.median(r for _, r in samples)
-
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=31)
+    ap.add_argument("--runs", type=int, default=151)
+    ap.add_argument("--wasmtime", help="a wasmtime CLI, to time `wasmtime run` of the same module")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="warrant-bench-run-")
-    env = dict(os.environ, WARRANT_HOME=home)
+    env = dict(os.environ, WARRANT_HOME=home, HOME=home)
     env.pop("WARRANT_CONFIG", None)
-    warrant = ["target/release/warrant", "run", "--key", "examples/hello/example-signer.pub",
-               "--policies", "examples/hello/policies", f"oci-layout:{LAYOUT}"]
-    bare = ["target/release/examples/bare_run", os.path.join(home, "bare-cache"), layer_path()]
-    w_wall, w_rss = series(warrant, env, args.runs)
-    b_wall, b_rss = series(bare, env, args.runs)
-    print(f"{args.runs} runs each, medians")
-    print("| | wall | peak RSS |")
-    print("|---|---:|---:|")
-    print(f"| bare wasmtime (compile cache warm) | {b_wall * 1000:.0f} ms | {b_rss / 1024:.1f} MiB |")
-    print(f"| warrant run (verdict and compile caches warm) | {w_wall * 1000:.0f} ms | {w_rss / 1024:.1f} MiB |")
-    print(f"| ratio | {w_wall / b_wall:.2f}× | {w_rss / b_rss:.2f}× |")
+    commands = [
+        ("bare wasmtime embedding (compile cache warm)",
+         ["target/release/examples/bare_run", os.path.join(home, "bare-cache"), layer_path()]),
+    ]
+    if args.wasmtime:
+        commands.append(("`wasmtime run` (its compile cache warm)",
+                         [args.wasmtime, "run", layer_path()]))
+    commands.append(("`warrant run` (every cache warm)",
+                     ["target/release/warrant", "run", "--key", "examples/hello/example-signer.pub",
+                      "--policies", "examples/hello/policies", f"oci-layout:{LAYOUT}"]))
+    for _, cmd in commands:
+        wall(cmd, env)  # warm the caches (twice: the second `warrant run` remembers its decisions)
+        wall(cmd, env)
+    samples = [[] for _ in commands]
+    for _ in range(args.runs):
+        for i, (_, cmd) in enumerate(commands):
+            samples[i].append(wall(cmd, env))
+    rss = [statistics.median(peak_rss_kib(cmd, env) for _ in range(5)) for _, cmd in commands]
+    medians = [statistics.median(s) for s in samples]
+    p10 = [sorted(s)[len(s) // 10] for s in samples]
+    print(f"{args.runs} runs each, alternated")
+    print("| | wall, median | p10 | peak RSS |")
+    print("|---|---:|---:|---:|")
+    for (name, _), m, p, r in zip(commands, medians, p10, rss):
+        print(f"| {name} | {m * 1000:.1f} ms | {p * 1000:.1f} ms | {r / 1024:.1f} MiB |")
+    warrant = len(commands) - 1
+    for i, (name, _) in enumerate(commands[:-1]):
+        print(f"| ratio to {name.split(' (')[0]} | {medians[warrant] / medians[i]:.2f}× | "
+              f"{p10[warrant] / p10[i]:.2f}× | {rss[warrant] / rss[i]:.2f}× |")
 
 if __name__ == "__main__":
     main()
