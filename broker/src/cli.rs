@@ -1392,13 +1392,34 @@ fn run_audited(
         .run
         .output_bytes
         .unwrap_or(crate::sandbox::limits::DEFAULT_OUTPUT_BYTES);
+    let wasm = checked_module(&fetched, reference, &grant)?;
+    let limits = RunLimits::of(&grant, output_bytes);
+    // Compiled code is kept in the data directory: a second run of this digest does not
+    // compile it again.
+    let compiled = crate::config::data_dir().join("compiled");
     // INVARIANT (audit before effect): the grant, and every record of this run before it,
-    // is committed (one fdatasync) before the guest is instantiated.
-    audit.record_before_effect(
-        "instantiate",
-        crate::audit::instantiate_body(&grant, output_bytes),
-    )?;
-    run_guest(&fetched, reference, args, &grant, output_bytes, audit)
+    // is committed (one fdatasync) before the guest is instantiated. The engine is built and
+    // the module compiled (or loaded from the compile cache) meanwhile, on another thread:
+    // neither runs guest code, and a failed commit drops them unused.
+    let (prepared, committed) = std::thread::scope(|scope| {
+        let preparing = scope.spawn(|| {
+            let sandbox = Sandbox::configured(limits.fuel.is_some(), Some(&compiled))?;
+            let prepared = sandbox.prepare(&wasm)?;
+            Ok::<_, crate::sandbox::SandboxError>((sandbox, prepared))
+        });
+        let committed = audit.record_before_effect(
+            "instantiate",
+            crate::audit::instantiate_body(&grant, output_bytes),
+        );
+        (preparing.join(), committed)
+    });
+    committed?;
+    let (sandbox, prepared) =
+        prepared.map_err(|_| CliError::Usage("preparing the guest panicked".into()))??;
+    let mut argv = vec![reference.to_string()];
+    argv.extend(args);
+    let finished = sandbox.run_prepared(&prepared, &argv, &limits, &Handles::of(&grant))?;
+    report_guest(&fetched, finished, audit)
 }
 
 /// A verifier key file, as `warrant audit key` prints it.
@@ -1636,14 +1657,12 @@ fn audit_verify_proof(file: &Path, public: &[u8; 32], json: bool) -> Result<Exit
     }
 }
 
-fn run_guest(
+/// The module's bytes, read from the store and checked to be what was verified and decided.
+fn checked_module(
     fetched: &Fetched,
     reference: &Reference,
-    args: Vec<String>,
     grant: &crate::policy::Grant,
-    output_bytes: u64,
-    audit: &mut crate::audit::Audit,
-) -> Result<Exit, CliError> {
+) -> Result<Vec<u8>, CliError> {
     // INVARIANT (grant binding): the grant was decided for this very digest.
     if grant.digest() != fetched.digest() {
         return Err(CliError::Usage(format!(
@@ -1652,7 +1671,6 @@ fn run_guest(
             fetched.digest()
         )));
     }
-    let limits = &RunLimits::of(grant, output_bytes);
     // INVARIANT (digest binding): the bytes handed to the engine are hashed here, in memory,
     // and must equal the layer digest of the manifest that was resolved.
     let path = fetched.module_path().to_owned();
@@ -1677,17 +1695,15 @@ fn run_guest(
             kind.map_or("not WebAssembly", registry_client::WasmKind::as_str)
         )));
     }
-    let mut argv = vec![reference.to_string()];
-    argv.extend(args);
-    // Compiled code is kept in the data directory: a second run of this digest does not
-    // compile it again.
-    let compiled = crate::config::data_dir().join("compiled");
-    let finished = Sandbox::configured(limits.fuel.is_some(), Some(&compiled))?.run(
-        &wasm,
-        &argv,
-        limits,
-        &Handles::of(grant),
-    )?;
+    Ok(wasm)
+}
+
+/// Forward the guest's captured output, record its outcome, and map it to the exit status.
+fn report_guest(
+    fetched: &Fetched,
+    finished: crate::sandbox::Finished,
+    audit: &mut crate::audit::Audit,
+) -> Result<Exit, CliError> {
     write_guest_output(
         &mut std::io::stdout(),
         &finished.stdout,
