@@ -696,19 +696,23 @@ impl RunPolicies {
     }
 
     fn load(&mut self) -> Result<&crate::policy::Policies, CliError> {
-        if self.loaded.is_none() {
-            let memo = self
-                .memo
-                .as_ref()
-                .map(|m| m as &dyn crate::policy::ValidationMemo);
-            self.loaded = Some(crate::policy::Policies::from_sources_with(
-                &self.sources,
-                memo,
-            )?);
-        }
-        self.loaded
-            .as_ref()
-            .ok_or_else(|| CliError::Usage("policies not loaded".into()))
+        Self::loaded(&mut self.loaded, &self.sources, self.memo.as_ref())
+    }
+
+    /// The policies in `slot`, loaded from `sources` first if they are not yet.
+    fn loaded<'a>(
+        slot: &'a mut Option<crate::policy::Policies>,
+        sources: &[(PathBuf, String)],
+        memo: Option<&crate::cache::PolicyMemo>,
+    ) -> Result<&'a crate::policy::Policies, CliError> {
+        let policies = match slot.take() {
+            Some(policies) => policies,
+            None => crate::policy::Policies::from_sources_with(
+                sources,
+                memo.map(|m| m as &dyn crate::policy::ValidationMemo),
+            )?,
+        };
+        Ok(slot.insert(policies))
     }
 
     /// The run's grant or denial, the hash of the policy set that decided it, and whether
@@ -732,14 +736,9 @@ impl RunPolicies {
             let hash = grant.policy_hash().to_owned();
             return Ok((Ok(grant), hash, true));
         }
-        let key = self.key;
-        self.load()?;
-        let (Some(policies), memo) = (&self.loaded, &self.memo) else {
-            return Err(CliError::Usage("policies not loaded".into()));
-        };
-        let memo = memo
-            .as_ref()
-            .map(|m| (m as &dyn crate::policy::DecisionMemo, &key));
+        let memo = self.memo.as_ref();
+        let policies = Self::loaded(&mut self.loaded, &self.sources, memo)?;
+        let memo = memo.map(|m| (m as &dyn crate::policy::DecisionMemo, &self.key));
         let granted = policies.grant_remembering(facts, asks, drop_denied, memo);
         Ok((granted, policies.hash().to_owned(), false))
     }

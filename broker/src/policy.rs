@@ -137,18 +137,28 @@ pub trait ValidationMemo {
 /// What strict validation of `sources` depends on, hashed: this build's Warrant and Cedar
 /// versions, the schema, and every source's name and text, in order.
 pub fn validation_key(sources: &[(PathBuf, String)]) -> [u8; 32] {
+    let cedar = cedar_policy::get_sdk_version().to_string();
+    let head: [&[u8]; 4] = [
+        b"warrant strict validation 1",
+        env!("CARGO_PKG_VERSION").as_bytes(),
+        cedar.as_bytes(),
+        SCHEMA.as_bytes(),
+    ];
+    hash_fields(
+        head.into_iter().chain(
+            sources
+                .iter()
+                .flat_map(|(path, text)| [path.as_os_str().as_encoded_bytes(), text.as_bytes()]),
+        ),
+    )
+}
+
+/// SHA-256 of `fields`, each prefixed with its length (so no two lists hash alike).
+fn hash_fields<'a>(fields: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
     let mut hasher = Sha256::new();
-    let mut field = |bytes: &[u8]| {
+    for bytes in fields {
         hasher.update((bytes.len() as u64).to_be_bytes());
         hasher.update(bytes);
-    };
-    field(b"warrant strict validation 1");
-    field(env!("CARGO_PKG_VERSION").as_bytes());
-    field(cedar_policy::get_sdk_version().to_string().as_bytes());
-    field(SCHEMA.as_bytes());
-    for (path, text) in sources {
-        field(path.as_os_str().as_encoded_bytes());
-        field(text.as_bytes());
     }
     hasher.finalize().into()
 }
@@ -429,13 +439,11 @@ impl Policies {
         if !problems.is_empty() {
             return Err(PolicyError::Invalid(problems));
         }
-        let mut hasher = Sha256::new();
-        for (id, text) in &texts {
-            hasher.update((id.len() as u64).to_be_bytes());
-            hasher.update(id.as_bytes());
-            hasher.update((text.len() as u64).to_be_bytes());
-            hasher.update(text.as_bytes());
-        }
+        let hash = hash_fields(
+            texts
+                .iter()
+                .flat_map(|(id, text)| [id.as_bytes(), text.as_bytes()]),
+        );
         let (by_action, invariant) = slice_by_action(&set).map_err(|reason| PolicyError::Read {
             path: PathBuf::from("(policy set)"),
             reason,
@@ -447,7 +455,7 @@ impl Policies {
             all: set.clone(),
             check_entities: false,
             schema: schema_cell,
-            hash: format!("sha256:{}", hex::encode(hasher.finalize())),
+            hash: format!("sha256:{}", hex::encode(hash)),
             sources: where_is,
             cache: Mutex::new(DecisionCache::default()),
         })
@@ -2408,16 +2416,14 @@ pub trait DecisionMemo {
 /// What a run's decisions depend on, hashed: the policy files (their [`validation_key`]),
 /// every fact policies see, and the requests in order (limits included).
 pub fn decision_key(sources: &[u8; 32], facts: &Facts, requests: &[Request]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        hasher.update((bytes.len() as u64).to_be_bytes());
-        hasher.update(bytes);
-    };
-    field(b"warrant decisions 1");
-    field(sources);
-    field(&serde_json::to_vec(facts).unwrap_or_default());
-    field(&serde_json::to_vec(requests).unwrap_or_default());
-    hasher.finalize().into()
+    let facts = serde_json::to_vec(facts).unwrap_or_default();
+    let requests = serde_json::to_vec(requests).unwrap_or_default();
+    hash_fields([
+        b"warrant decisions 1".as_slice(),
+        sources,
+        &facts,
+        &requests,
+    ])
 }
 
 /// A run's decisions as remembered: all allowed, without errors, citing these policies.
