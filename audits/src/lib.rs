@@ -43,8 +43,9 @@
 //! * `state` — a starting point for [`AuditLog::open`]: the Merkle frontier (the O(log n)
 //!   heads of the perfect subtrees) of the tree at the last checkpoint, kept or head, the
 //!   length of `log.jsonl` at that size and which checkpoint it is (an entry of `checkpoints`,
-//!   or the head); rewritten (`state.tmp`, renamed) after every checkpoint, not synced,
-//!   trusted only once checked (see "Recovery" and [`STATE_FILE`]).
+//!   or the head); rewritten in place after every checkpoint (a link planted at `state` is
+//!   replaced through `state.tmp` instead), not synced, trusted only once checked (see
+//!   "Recovery" and [`STATE_FILE`]).
 //! * `lock` — empty; the writer holds an exclusive `flock` on it.
 //!
 //! The signing key (Ed25519, PKCS#8, [`SigningKeyMaterial`]) is supplied by the caller; the
@@ -102,8 +103,11 @@
 //! `fdatasync`; [`AuditLog::checkpoint`] likewise (a kept checkpoint: one `write` and one
 //! `fdatasync` of `checkpoints`; the head: one `write` and one `fdatasync` of a fresh
 //! `head.tmp`, then a `rename` over `head`). An `Ok` is the acknowledgement. A checkpoint is
-//! only ever written for records already durable, so a crash cannot leave a checkpoint beyond
-//! the log. The directory is not synced after the head's rename (it would double the syncs of
+//! only ever published for records already durable, so a crash cannot leave a checkpoint
+//! beyond the log: a kept one is appended after the records' commit; a head over records still
+//! pending is written to `head.tmp` and synced *together* with the log (two threads, so the
+//! two `fdatasync`s cost about one in wall time), and renamed over `head` only once both
+//! syncs succeeded. The directory is not synced after the head's rename (it would double the syncs of
 //! a checkpoint): a crash right after it may leave the previous head in place — a valid
 //! signature over fewer durable records, whose newer records are then reported unproven until
 //! the next checkpoint — but never a partial head, since the data under either name was
@@ -114,8 +118,10 @@
 //! so far durable with one `fdatasync` and only then acknowledges them (`size` moves). A
 //! caller that must act on several records pays one sync for all of them: `warrant run` writes
 //! `pull`, `verify` and `decide` deferred and commits them with the `instantiate` record (or a
-//! denial's `decide`) in one sync, before the guest starts. [`AuditLog::checkpoint`] commits
-//! whatever is pending before it signs. Until its commit returns, a deferred record may or may
+//! denial's `decide`) in one sync, before the guest starts. [`AuditLog::checkpoint`] signs
+//! every record written and commits whatever is pending with it (for a head, the commit's
+//! sync and the head's overlap; the `outcome` record of a run and its end-of-run checkpoint
+//! cost one sync's time). Until its commit returns, a deferred record may or may
 //! not survive a crash: nothing it records may be acted on before then.
 //!
 //! Any write, sync or rename error poisons the handle ([`AuditError::Poisoned`] for every later

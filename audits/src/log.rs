@@ -392,34 +392,45 @@ impl AuditLog {
         Ok(index)
     }
 
-    /// Commits any pending records (see [`AuditLog::commit`]), then signs the tree head and
+    /// Signs the tree head over every record written (committing any pending ones) and
     /// returns it once durable, as a **kept** checkpoint or as the **head**:
     ///
     /// * kept, if the tree has grown by at least [`AuditLog::keep_every`] records since the last
-    ///   kept checkpoint (the first kept one once it holds that many): appended to
+    ///   kept checkpoint (the first kept one once it holds that many): the pending records are
+    ///   committed (see [`AuditLog::commit`]), then the checkpoint is appended to
     ///   `checkpoints` with one `write` and one `fdatasync`. A head left from before is then
     ///   removed (best effort: a head that stays behind signs an older size and still matches);
     /// * else the head: written whole to a fresh `head.tmp`, `fdatasync`ed, and renamed over
     ///   `head` (one `write`, one `fdatasync`, one `rename`), so `head` is always one whole
-    ///   signed checkpoint, the previous one until the rename. The directory is not synced:
-    ///   it would cost a second sync per checkpoint, and what a crash can undo is only the
-    ///   rename. The data under either name is synced, so after a crash `head` is the new
-    ///   checkpoint or the previous one — both signatures over durable records; in the second
-    ///   case the records after the previous head are reported unproven until the next
-    ///   checkpoint, none is lost, and `head.tmp` is deleted by the next `open`.
+    ///   signed checkpoint, the previous one until the rename. With records pending, the
+    ///   log's `fdatasync` (their commit) and `head.tmp`'s run at the same time, and the
+    ///   rename waits for both: the head is published only over durable records. The
+    ///   directory is not synced: it would cost a second sync per checkpoint, and what a
+    ///   crash can undo is only the rename. The data under either name is synced, so after a
+    ///   crash `head` is the new checkpoint or the previous one — both signatures over
+    ///   durable records; in the second case the records after the previous head are
+    ///   reported unproven until the next checkpoint, none is lost, and `head.tmp` is deleted
+    ///   by the next `open`.
     ///
-    /// If the commit succeeds and the checkpoint's own write, sync or rename then fails, the
-    /// records stay acknowledged (`size` counts them), the handle is poisoned, and only the
-    /// checkpoint is rolled back: `checkpoints` is cut back to its acknowledged length, the
-    /// previous head stays in place and `head.tmp` is deleted.
+    /// Pending records are acknowledged exactly when the log's sync succeeded: if it did and
+    /// the checkpoint's own write, sync or rename failed, the records stay acknowledged
+    /// (`size` counts them), the handle is poisoned, and only the checkpoint is rolled back:
+    /// `checkpoints` is cut back to its acknowledged length, the previous head stays in place
+    /// and `head.tmp` is deleted. A head whose `head.tmp` cannot be created or written
+    /// poisons the handle before the log is synced: the pending records are rolled back
+    /// unacknowledged, as by a failed commit.
     pub fn checkpoint(&mut self) -> Result<Checkpoint, AuditError> {
-        self.commit()?;
-        let size = self.tree.size();
-        let cp = sign_checkpoint(&self.key, &self.origin, size, self.tree.root());
+        if self.poisoned {
+            return Err(AuditError::Poisoned);
+        }
+        let size = self.written.size();
+        let kept = size >= self.kept_size.saturating_add(self.keep_every);
+        let cp = sign_checkpoint(&self.key, &self.origin, size, self.written.root());
         let mut entry = Vec::with_capacity(cp.note.len() + 1);
         entry.extend_from_slice(cp.note.as_bytes());
         entry.push(b'\n');
-        if size >= self.kept_size.saturating_add(self.keep_every) {
+        if kept {
+            self.commit()?;
             self.write_kept(&cp, &entry)?;
         } else {
             self.write_head(&cp, &entry)?;
@@ -471,8 +482,9 @@ impl AuditLog {
         );
     }
 
-    /// Replaces the head with `cp`: `head.tmp` written and synced through a sink, then renamed
-    /// over `head`.
+    /// Replaces the head with `cp`, which signs every record written: `head.tmp` is written
+    /// through a sink, synced together with the log (which commits the pending records), and
+    /// renamed over `head` once both syncs succeeded.
     fn write_head(&mut self, cp: &Checkpoint, entry: &[u8]) -> Result<(), AuditError> {
         let tmp = self.dir.join(HEAD_TMP_FILE);
         // Created afresh and exclusively: a file or symlink left (or planted) at `head.tmp` is
@@ -485,18 +497,34 @@ impl AuditLog {
                 .mode(0o600)
                 .open(&tmp),
         };
-        let file = match file {
-            Ok(file) => file,
+        let mut sink = match file {
+            Ok(file) => (self.make_sink)(file, Role::Head),
             Err(e) => return Err(self.poison(e)),
         };
-        let mut sink = (self.make_sink)(file, Role::Head);
-        self.syncs += 1;
-        let written = sink
-            .append(entry)
-            .and_then(|()| sink.sync())
-            .and_then(|()| sink.rename(&tmp, &self.dir.join(HEAD_FILE)));
+        if let Err(e) = sink.append(entry) {
+            drop(sink);
+            let _removed = std::fs::remove_file(&tmp);
+            return Err(self.poison(e));
+        }
+        let pending = self.written.size() != self.tree.size();
+        let (committed, synced) = if pending {
+            self.syncs += 2;
+            sync_both(&mut *self.log, &mut *sink)
+        } else {
+            self.syncs += 1;
+            (Ok(()), sink.sync())
+        };
+        let published = match committed {
+            Ok(()) => {
+                // The pending records are durable: acknowledged, whatever becomes of the head.
+                self.tree = self.written.clone();
+                self.log_len = self.written_len;
+                synced.and_then(|()| sink.rename(&tmp, &self.dir.join(HEAD_FILE)))
+            }
+            Err(e) => Err(e),
+        };
         drop(sink);
-        if let Err(e) = written {
+        if let Err(e) = published {
             // The previous head is untouched; the new one was never in place.
             let _removed = std::fs::remove_file(&tmp);
             return Err(self.poison(e));
@@ -621,5 +649,34 @@ impl AuditLog {
     /// Whether an I/O failure has poisoned this handle.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+}
+
+/// Syncs `first` and `second`: at the same time, on two threads, when both are plain files
+/// (two `fdatasync`s then cost about one in wall time); else (the tests' fault-injecting sinks,
+/// or no thread to be had) one after the other, `second` only if `first` succeeded.
+fn sync_both(first: &mut dyn Sink, second: &mut dyn Sink) -> (io::Result<()>, io::Result<()>) {
+    if let (Some(a), Some(b)) = (first.file(), second.file()) {
+        let together = std::thread::scope(|scope| {
+            let other = std::thread::Builder::new()
+                .name("audit-sync".into())
+                .spawn_scoped(scope, || b.sync_data())
+                .ok()?;
+            let here = a.sync_data();
+            let there = other
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the sync thread panicked")));
+            Some((here, there))
+        });
+        if let Some(results) = together {
+            return results;
+        }
+    }
+    match first.sync() {
+        Ok(()) => (Ok(()), second.sync()),
+        Err(e) => (
+            Err(e),
+            Err(io::Error::other("not synced: the first sync failed")),
+        ),
     }
 }

@@ -722,7 +722,8 @@ enum Group {
 }
 
 /// Batches of 3 and 2, a checkpoint that must commit a pending record first, a plain append,
-/// and a checkpoint with nothing pending: 15 calls.
+/// and a checkpoint with nothing pending: 15 calls with kept checkpoints, 17 with heads (a
+/// head's rename is one call more).
 const GROUP_STEPS: [Group; 11] = [
     Group::Deferred(0),
     Group::Deferred(1),
@@ -736,23 +737,30 @@ const GROUP_STEPS: [Group; 11] = [
     Group::Commit,
     Group::Checkpoint,
 ];
-const GROUP_CALLS: u64 = 15;
+fn group_calls(cadence: Cadence) -> u64 {
+    match cadence {
+        Cadence::Kept => 15,
+        Cadence::Head => 17,
+    }
+}
 
 /// What a group run acknowledged; `in_flight` are the records written (or being written when
 /// the failure came) but not acknowledged.
 struct GroupRun {
     acked: Vec<u64>,
     acked_checkpoints: u64,
+    /// The size of the acknowledged head, with heads.
+    acked_head: Option<u64>,
     in_flight: Vec<u64>,
     failed: Option<Group>,
 }
 
-fn run_group(log: &mut AuditLog) -> GroupRun {
-    // Kept checkpoints: two calls each (the head's path is covered by the `Step` tests).
-    log.set_keep_every(1);
+fn run_group(log: &mut AuditLog, cadence: Cadence) -> GroupRun {
+    log.set_keep_every(cadence.keep_every());
     let mut run = GroupRun {
         acked: vec![],
         acked_checkpoints: 0,
+        acked_head: None,
         in_flight: vec![],
         failed: None,
     };
@@ -781,7 +789,10 @@ fn run_group(log: &mut AuditLog) -> GroupRun {
             Group::Checkpoint => log.checkpoint().map(|cp| {
                 run.acked.append(&mut run.in_flight);
                 assert_eq!(cp.size, run.acked.len() as u64);
-                run.acked_checkpoints += 1;
+                match cadence {
+                    Cadence::Kept => run.acked_checkpoints += 1,
+                    Cadence::Head => run.acked_head = Some(cp.size),
+                }
             }),
         };
         if result.is_err() && matches!(step, Group::Checkpoint) {
@@ -819,23 +830,61 @@ fn bodies_of(read: &VerifiedLog) -> Vec<Value> {
 /// is pending first.
 #[test]
 fn group_commit_syncs_once_per_batch() {
+    for cadence in [Cadence::Kept, Cadence::Head] {
+        let dir = tempfile::tempdir().unwrap();
+        let der = new_key();
+        let plan = Plan::counting();
+        let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+        let run = run_group(&mut log, cadence);
+        assert!(run.failed.is_none());
+        assert_eq!(plan.calls(), group_calls(cadence));
+        // Commit, checkpoint (commit + its own), append, commit, checkpoint (its own only).
+        assert_eq!(plan.syncs(), 6);
+        assert_eq!(log.syncs(), 6);
+        // A commit with nothing pending syncs nothing.
+        assert_eq!(log.commit().unwrap(), 7);
+        assert_eq!(plan.calls(), group_calls(cadence));
+        drop(log);
+        let read = read_verified(dir.path(), &public(&der), ORIGIN).unwrap();
+        assert_eq!(bodies_of(&read), (0..7).map(body).collect::<Vec<_>>());
+        match cadence {
+            Cadence::Kept => assert_eq!((read.report.checkpoints, read.report.head), (2, None)),
+            Cadence::Head => assert_eq!(
+                (read.report.checkpoints, read.report.head.map(|h| h.size)),
+                (0, Some(7))
+            ),
+        }
+    }
+}
+
+/// With real files, a head over pending records is published after both syncs, which run
+/// together: the records are acknowledged, the head signs all of them, nothing is left at
+/// `head.tmp`, and a reopened log starts from the `state` the head left.
+#[test]
+fn a_head_over_pending_records_syncs_both_files_then_publishes() {
     let dir = tempfile::tempdir().unwrap();
     let der = new_key();
-    let plan = Plan::counting();
-    let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
-    let run = run_group(&mut log);
-    assert!(run.failed.is_none());
-    assert_eq!(plan.calls(), GROUP_CALLS);
-    // Commit, checkpoint (commit + its own), append, commit, checkpoint (its own only).
-    assert_eq!(plan.syncs(), 6);
-    assert_eq!(log.syncs(), 6);
-    // A commit with nothing pending syncs nothing.
-    assert_eq!(log.commit().unwrap(), 7);
-    assert_eq!(plan.calls(), GROUP_CALLS);
+    let (mut log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(0)).unwrap();
+    for i in 0..3 {
+        log.append_deferred(kind(i), body(i), time(i)).unwrap();
+    }
+    log.commit().unwrap();
+    for i in 3..5 {
+        log.append_deferred(kind(i), body(i), time(i)).unwrap();
+    }
+    let syncs = log.syncs();
+    let cp = log.checkpoint().unwrap();
+    assert_eq!((cp.size, log.size(), log.pending()), (5, 5, 0));
+    assert_eq!(log.syncs() - syncs, 2, "the log's sync and the head's");
+    assert_eq!(log.head().map(|h| h.size), Some(5));
+    assert!(!dir.path().join(HEAD_TMP_FILE).exists());
     drop(log);
     let read = read_verified(dir.path(), &public(&der), ORIGIN).unwrap();
-    assert_eq!(bodies_of(&read), (0..7).map(body).collect::<Vec<_>>());
-    assert_eq!(read.report.checkpoints, 2);
+    assert_eq!(bodies_of(&read), (0..5).map(body).collect::<Vec<_>>());
+    assert_eq!(read.report.head.map(|h| h.size), Some(5));
+    assert_eq!(read.report.unproven_records, 0);
+    let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(9)).unwrap();
+    assert_eq!((log.size(), log.started_from()), (5, 5));
 }
 
 /// The shape of one `warrant run`: pull, verify, decide and instantiate written deferred and
@@ -870,55 +919,62 @@ fn a_run_shaped_sequence_makes_one_sync_before_the_effect() {
     );
 }
 
-/// The k-th write or sync of the group sequence fails, for every k, with EIO, ENOSPC and a short
-/// write (45 cases): the call errs, the handle is poisoned with nothing pending, and after a
-/// reopen the log verifies and holds exactly the acknowledged records and checkpoints — none
-/// of the records written but not committed.
+/// The k-th write, sync or rename of the group sequence fails, for every k, with EIO, ENOSPC
+/// and a short write, with kept checkpoints (45 cases) and with heads (51 cases): the call
+/// errs, the handle is poisoned with nothing pending, and after a reopen the log verifies and
+/// holds exactly the acknowledged records, checkpoints and head — none of the records written
+/// but not committed, and no `head.tmp`.
 #[test]
 fn group_commit_each_failure_leaves_exactly_the_acknowledged_records() {
     let der = new_key();
     let pk = public(&der);
     let mut cases = 0;
-    for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
-        for k in 1..=GROUP_CALLS {
-            let dir = tempfile::tempdir().unwrap();
-            let plan = Plan::new(k, fault, false);
-            let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
-            let run = run_group(&mut log);
-            assert!(run.failed.is_some(), "{fault:?} at call {k} went unnoticed");
-            drop(log);
+    for cadence in [Cadence::Kept, Cadence::Head] {
+        for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
+            for k in 1..=group_calls(cadence) {
+                let what = format!("{cadence:?}: {fault:?} at call {k}");
+                let dir = tempfile::tempdir().unwrap();
+                let plan = Plan::new(k, fault, false);
+                let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
+                let run = run_group(&mut log, cadence);
+                assert!(run.failed.is_some(), "{what} went unnoticed");
+                drop(log);
+                assert!(!dir.path().join(HEAD_TMP_FILE).exists(), "{what}");
 
-            let (log, recovery) =
-                AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
-            assert_eq!(recovery, Recovery::default(), "{fault:?} at {k}");
-            assert_eq!(log.size(), run.acked.len() as u64);
-            drop(log);
-            let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
-            let want: Vec<Value> = run.acked.iter().map(|&i| body(i)).collect();
-            assert_eq!(bodies_of(&read), want, "{fault:?} at call {k}");
-            assert_eq!(
-                read.report.checkpoints, run.acked_checkpoints,
-                "{fault:?} at call {k}"
-            );
-            cases += 1;
+                let (log, recovery) =
+                    AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
+                assert_eq!(recovery, Recovery::default(), "{what}");
+                assert_eq!(log.size(), run.acked.len() as u64);
+                drop(log);
+                let read = read_verified(dir.path(), &pk, ORIGIN).unwrap();
+                let want: Vec<Value> = run.acked.iter().map(|&i| body(i)).collect();
+                assert_eq!(bodies_of(&read), want, "{what}");
+                assert_eq!(read.report.checkpoints, run.acked_checkpoints, "{what}");
+                assert_eq!(read.report.head.map(|h| h.size), run.acked_head, "{what}");
+                cases += 1;
+            }
         }
     }
-    assert_eq!(cases, 45);
+    assert_eq!(cases, 45 + 51);
 }
 
-/// A dead disk under group commit: every call from the k-th on fails, so the rollback fails too.
+/// A dead disk under group commit, with kept checkpoints and with heads: every call from the
+/// k-th on fails, so the rollback fails too.
 /// Every acknowledged record survives; beyond them there can only be a prefix of the records
 /// in flight (written but never acknowledged), a partial one being cut on open.
 #[test]
 fn group_commit_dead_disk_never_loses_acknowledged_records() {
     let der = new_key();
     let pk = public(&der);
-    for fault in [Fault::Eio, Fault::Enospc, Fault::Short] {
-        for k in 1..=GROUP_CALLS {
+    for (cadence, fault) in [Cadence::Kept, Cadence::Head]
+        .into_iter()
+        .flat_map(|c| [Fault::Eio, Fault::Enospc, Fault::Short].map(|f| (c, f)))
+    {
+        for k in 1..=group_calls(cadence) {
             let dir = tempfile::tempdir().unwrap();
             let plan = Plan::new(k, fault, true);
             let (mut log, _) = open_with_plan(dir.path(), &der, &plan).unwrap();
-            let run = run_group(&mut log);
+            let run = run_group(&mut log, cadence);
             let failed = run.failed.unwrap();
             drop(log);
 
@@ -950,6 +1006,13 @@ fn group_commit_dead_disk_never_loses_acknowledged_records() {
                 "{fault:?} from call {k}: {} checkpoints",
                 read.report.checkpoints
             );
+            // A head whose write, sync or rename failed never replaces the previous one.
+            assert_eq!(
+                read.report.head.map(|h| h.size),
+                run.acked_head,
+                "{cadence:?}: {fault:?} from call {k}"
+            );
+            assert!(!dir.path().join(HEAD_TMP_FILE).exists());
         }
     }
 }
@@ -1138,21 +1201,65 @@ fn a_lying_state_file_is_ignored() {
     assert_eq!(log.started_from(), 150);
 }
 
-/// The state is written through a fresh `state.tmp`: a symlink planted there is replaced, not
-/// followed.
+/// The state is rewritten in place only when it is a plain file of its own: a symlink or a
+/// hard link planted at `state` is replaced (through a fresh `state.tmp`, where a planted
+/// symlink is removed in turn), never written through.
 #[test]
-fn a_symlink_at_state_tmp_is_not_followed() {
+fn a_link_planted_at_state_or_state_tmp_is_not_written_through() {
+    let der = new_key();
+    for plant in ["symlink at state", "hard link at state", "symlinks at both"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (victim, tmp_victim) = (dir.path().join("victim"), dir.path().join("tmp-victim"));
+        fs::write(&victim, b"keep me").unwrap();
+        fs::write(&tmp_victim, b"keep me too").unwrap();
+        let log_dir = dir.path().join("log");
+        let (mut log, _) = AuditLog::open_at(&log_dir, ORIGIN, key(&der), time(0)).unwrap();
+        match plant {
+            "hard link at state" => fs::hard_link(&victim, log_dir.join("state")).unwrap(),
+            _ => std::os::unix::fs::symlink(&victim, log_dir.join("state")).unwrap(),
+        }
+        if plant == "symlinks at both" {
+            std::os::unix::fs::symlink(&tmp_victim, log_dir.join("state.tmp")).unwrap();
+        }
+        log.append("pull", body(0), time(0)).unwrap();
+        log.checkpoint().unwrap();
+        drop(log);
+        assert_eq!(fs::read(&victim).unwrap(), b"keep me", "{plant}");
+        assert_eq!(fs::read(&tmp_victim).unwrap(), b"keep me too", "{plant}");
+        let meta = fs::symlink_metadata(log_dir.join("state")).unwrap();
+        assert!(meta.is_file(), "{plant}: the state is a file again");
+        assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1, "{plant}");
+        let (log, _) = AuditLog::open_at(&log_dir, ORIGIN, key(&der), time(1)).unwrap();
+        assert_eq!(
+            log.started_from(),
+            1,
+            "{plant}: the state written is believed"
+        );
+    }
+}
+
+/// A state rewritten in place over a longer one keeps no stale tail: the next open believes it.
+#[test]
+fn a_shorter_state_written_in_place_leaves_no_stale_tail() {
     let der = new_key();
     let dir = tempfile::tempdir().unwrap();
-    let victim = dir.path().join("victim");
-    fs::write(&victim, b"keep me").unwrap();
-    let (mut log, _) =
-        AuditLog::open_at(&dir.path().join("log"), ORIGIN, key(&der), time(0)).unwrap();
-    std::os::unix::fs::symlink(&victim, dir.path().join("log/state.tmp")).unwrap();
-    log.append("pull", body(0), time(0)).unwrap();
+    let (mut log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(0)).unwrap();
+    // 7 records: a frontier of three heads; 8: one head, a shorter file.
+    for i in 0..7 {
+        log.append(kind(i), body(i), time(i)).unwrap();
+    }
     log.checkpoint().unwrap();
+    let longer = fs::metadata(dir.path().join("state")).unwrap().len();
+    log.append(kind(7), body(7), time(7)).unwrap();
+    log.checkpoint().unwrap();
+    let shorter = fs::read(dir.path().join("state")).unwrap();
+    assert!(
+        (shorter.len() as u64) < longer,
+        "{longer} then {}",
+        shorter.len()
+    );
+    assert!(serde_json::from_slice::<Value>(&shorter).is_ok());
     drop(log);
-    assert_eq!(fs::read(&victim).unwrap(), b"keep me");
-    let (log, _) = AuditLog::open_at(&dir.path().join("log"), ORIGIN, key(&der), time(1)).unwrap();
-    assert_eq!(log.started_from(), 1);
+    let (log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(9)).unwrap();
+    assert_eq!((log.size(), log.started_from()), (8, 8));
 }

@@ -18,6 +18,11 @@ pub(crate) trait Sink: Send {
     fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
     }
+    /// The plain file underneath, when syncing it directly is all [`Sink::sync`] does (so two
+    /// sinks can be synced at the same time); `None` for a sink that must see every call.
+    fn file(&self) -> Option<&File> {
+        None
+    }
 }
 
 /// The real thing.
@@ -44,6 +49,10 @@ impl Sink for FileSink {
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
+    }
+
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
     }
 }
 

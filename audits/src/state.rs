@@ -1,8 +1,9 @@
 //! The `state` file: a starting point for `open`, so that opening a log costs what was appended
 //! since the last checkpoint rather than the whole log.
 //!
-//! It is one JSON object, rewritten (to `state.tmp`, then renamed over `state`) after every
-//! checkpoint and after a full scan that found one. It anchors to the checkpoint just written
+//! It is one JSON object, rewritten in place after every checkpoint and after a full scan that
+//! found one (through a new `state.tmp` renamed over `state` when `state` is not a plain file
+//! of its own: a symlink or a hard link planted there is replaced, never written through). It anchors to the checkpoint just written
 //! (or the last one the scan matched), which is either a kept checkpoint, an entry of
 //! `checkpoints` (version 1):
 //!
@@ -88,6 +89,28 @@ pub(crate) fn write(dir: &Path, anchor: &Anchor) -> io::Result<()> {
         }),
     }
     .to_string();
+    // In place: the file is never synced and is checked before it is trusted, so a torn or
+    // stale one only costs the next `open` a full read. A rename over it would cost every
+    // checkpoint the old file's deletion and, on ext4, a writeback of the new one: about 20
+    // times the write.
+    let path = dir.join(STATE_FILE);
+    if let Ok(mut file) = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    {
+        let own = file
+            .metadata()
+            .is_ok_and(|m| m.is_file() && std::os::unix::fs::MetadataExt::nlink(&m) == 1);
+        if own {
+            // Longer text first, then the length: a shorter state never keeps a stale tail.
+            return file
+                .write_all(text.as_bytes())
+                .and_then(|()| file.set_len(text.len() as u64));
+        }
+    }
     let tmp = dir.join(STATE_TMP);
     // Created afresh and exclusively: a file or symlink left (or planted) at `state.tmp` is
     // removed, never written through.
