@@ -1027,6 +1027,9 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             let reference: Reference = reference.parse()?;
             let trust = trust.load_with(&ctx.config, true)?;
             let asks = asks.asks(&ctx.config)?;
+            // The engine depends on nothing but whether fuel is metered: it is built while
+            // the artifact is resolved, verified and decided.
+            let engine = EngineStart::spawn(asks.fuel.is_some());
             let mut policies = RunPolicies::open(&ctx)?;
             let cache = verdict_cache(&ctx.config)?;
             let client = ctx.client()?;
@@ -1047,6 +1050,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                 drop_denied,
                 args,
                 &mut audit,
+                engine,
             );
             // The run's result is reported first (a refusal's records are already durable),
             // then the end-of-run checkpoint is signed, off the critical path.
@@ -1307,6 +1311,44 @@ fn verdict_cache(config: &Config) -> Result<Option<crate::cache::VerdictCache>, 
     }
 }
 
+/// The sandbox of a `warrant run`, built on a thread of its own from the start of the run.
+/// Compiled code is kept in the data directory: a second run of a digest does not compile it
+/// again.
+struct EngineStart {
+    fuel: bool,
+    building: Option<std::thread::JoinHandle<Result<Sandbox, crate::sandbox::SandboxError>>>,
+}
+
+impl EngineStart {
+    fn compile_cache() -> PathBuf {
+        crate::config::data_dir().join("compiled")
+    }
+
+    /// Starts building a sandbox that meters fuel when `fuel` (if no thread can be had, the
+    /// sandbox is built when it is needed).
+    fn spawn(fuel: bool) -> Self {
+        let building = std::thread::Builder::new()
+            .name("warrant-engine".into())
+            .spawn(move || Sandbox::configured(fuel, Some(&Self::compile_cache())))
+            .ok();
+        Self { fuel, building }
+    }
+
+    /// The sandbox, metering fuel when `fuel`: the one built in the background if it was
+    /// started for the same, else one built now.
+    fn sandbox(self, fuel: bool) -> Result<Sandbox, CliError> {
+        let built = match self.building {
+            Some(thread) if self.fuel == fuel => thread.join().unwrap_or_else(|_| {
+                Err(crate::sandbox::SandboxError::Engine(
+                    "building the engine panicked".into(),
+                ))
+            }),
+            _ => Sandbox::configured(fuel, Some(&Self::compile_cache())),
+        };
+        Ok(built?)
+    }
+}
+
 /// The audited part of `run`: resolve, verify, decide and run, recording each stage in
 /// `audit`. Records are written deferred (group commit); the grant (or a refusal) is committed
 /// with one `fdatasync` before it takes effect.
@@ -1327,6 +1369,7 @@ fn run_audited(
     drop_denied: bool,
     args: Vec<String>,
     audit: &mut crate::audit::Audit,
+    engine: EngineStart,
 ) -> Result<Exit, CliError> {
     let (resolved, verified) = resolve_verified(&runtime, client, store, reference, trust, cache)?;
     audit.record(
@@ -1393,28 +1436,17 @@ fn run_audited(
         .unwrap_or(crate::sandbox::limits::DEFAULT_OUTPUT_BYTES);
     let wasm = checked_module(&fetched, reference, &grant)?;
     let limits = RunLimits::of(&grant, output_bytes);
-    // Compiled code is kept in the data directory: a second run of this digest does not
-    // compile it again.
-    let compiled = crate::config::data_dir().join("compiled");
+    let sandbox = engine.sandbox(limits.fuel.is_some())?;
     // INVARIANT (audit before effect): the grant, and every record of this run before it,
-    // is committed (one fdatasync) before the guest is instantiated. The engine is built and
-    // the module compiled (or loaded from the compile cache) meanwhile, on another thread:
-    // neither runs guest code, and a failed commit drops them unused.
-    let (prepared, committed) = std::thread::scope(|scope| {
-        let preparing = scope.spawn(|| {
-            let sandbox = Sandbox::configured(limits.fuel.is_some(), Some(&compiled))?;
-            let prepared = sandbox.prepare(&wasm)?;
-            Ok::<_, crate::sandbox::SandboxError>((sandbox, prepared))
-        });
-        let committed = audit.record_before_effect(
-            "instantiate",
-            crate::audit::instantiate_body(&grant, output_bytes),
-        );
-        (preparing.join(), committed)
-    });
-    committed?;
-    let (sandbox, prepared) =
-        prepared.map_err(|_| CliError::Usage("preparing the guest panicked".into()))??;
+    // is committed (one fdatasync) before the guest is instantiated. The module is compiled
+    // (or loaded from the compile cache) and linked meanwhile, on another thread: that runs
+    // no guest code, and a failed commit drops it unused.
+    let preparing = sandbox.start_prepare(wasm)?;
+    audit.record_before_effect(
+        "instantiate",
+        crate::audit::instantiate_body(&grant, output_bytes),
+    )?;
+    let prepared = preparing.wait()?;
     let mut argv = vec![reference.to_string()];
     argv.extend(args);
     let finished = sandbox.run_prepared(&prepared, &argv, &limits, &Handles::of(&grant))?;

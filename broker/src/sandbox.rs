@@ -511,7 +511,7 @@ impl Sandbox {
             .build()
             .map_err(|e| SandboxError::Engine(format!("cannot start the guests' runtime: {e}")))?;
         Ok(Self {
-            ticker: Arc::new(Ticker::start(engine.clone())),
+            ticker: Arc::new(Ticker::start(engine.clone())?),
             engine,
             fuel,
             cache,
@@ -526,34 +526,42 @@ impl Sandbox {
         self.compile_deadline = deadline;
     }
 
-    /// Compiles (or finds compiled) `wasm` with `how` on a thread of its own, waiting at most
-    /// the compile deadline. Past it the guest is refused; the thread, which nothing can
-    /// interrupt, finishes in the background and its result is dropped.
-    fn compile<T: Send + 'static>(
+    /// Starts preparing `wasm` with `how` (compiling it, or finding it compiled, and linking
+    /// it) on a thread of its own; [`Preparing::wait`] waits for it at most the compile
+    /// deadline, counted from here.
+    fn start(
         &self,
-        wasm: &[u8],
-        how: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
-    ) -> Result<T, SandboxError> {
+        wasm: Vec<u8>,
+        how: fn(&Engine, &[u8]) -> Result<Prepared, SandboxError>,
+    ) -> Result<Preparing, SandboxError> {
         // Every guest is compiled here: the size bound comes before anything else.
-        check_size(wasm)?;
-        let (engine, bytes) = (self.engine.clone(), wasm.to_vec());
-        let (done, compiled) = std::sync::mpsc::sync_channel(1);
+        check_size(&wasm)?;
+        let engine = self.engine.clone();
+        let (done, prepared) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("warrant-compile".into())
             .spawn(move || {
                 // The receiver is gone when the deadline passed: nothing to report to.
-                let _ = done.send(how(&engine, &bytes));
+                let _ = done.send(how(&engine, &wasm));
             })
             .map_err(|e| SandboxError::Engine(format!("cannot start compiling: {e}")))?;
-        match compiled.recv_timeout(self.compile_deadline) {
-            Ok(result) => result.map_err(|e| SandboxError::Load(format!("{e:#}"))),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                Err(SandboxError::CompileDeadline(self.compile_deadline))
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(SandboxError::Engine(
-                "the compiling thread ended without a result".into(),
-            )),
-        }
+        Ok(Preparing {
+            prepared,
+            until: Instant::now() + self.compile_deadline,
+            deadline: self.compile_deadline,
+        })
+    }
+
+    /// Starts preparing a guest, a module or a component as its bytes say, on a thread of its
+    /// own, so that the caller can do something else meanwhile (`warrant run` commits the
+    /// audit log). Nothing runs guest code until [`Sandbox::run_prepared`].
+    pub fn start_prepare(&self, wasm: Vec<u8>) -> Result<Preparing, SandboxError> {
+        self.start(wasm, prepare_any)
+    }
+
+    /// Whether this engine meters fuel (needed for [`RunLimits::fuel`]).
+    pub fn meters_fuel(&self) -> bool {
+        self.fuel
     }
 
     /// How many guests were found compiled in the compile cache, when there is one.
@@ -598,48 +606,17 @@ impl Sandbox {
     }
 
     /// Compile (or find compiled, with a compile cache) and link a module or a component, as
-    /// its bytes say.
+    /// its bytes say, waiting at most the compile deadline.
     pub fn prepare(&self, wasm: &[u8]) -> Result<Prepared, SandboxError> {
-        match WasmKind::detect(wasm) {
-            Some(WasmKind::Module) => self.prepare_module(wasm),
-            Some(WasmKind::Component) => self.prepare_component(wasm),
-            None => Err(SandboxError::Load(
-                "not WebAssembly: the bytes do not start with a Wasm preamble".into(),
-            )),
-        }
+        self.start(wasm.to_vec(), prepare_any)?.wait()
     }
 
     fn prepare_module(&self, wasm: &[u8]) -> Result<Prepared, SandboxError> {
-        let module = self.compile(wasm, |engine, bytes| Module::new(engine, bytes))?;
-        let prompt = imports_only_prompt_calls(&module);
-        let mut linker: Linker<Host> = Linker::new(&self.engine);
-        if prompt {
-            p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
-        } else {
-            p1::add_to_linker_async(&mut linker, |h: &mut Host| &mut h.wasi)
-        }
-        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&module)
-            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
-        Ok(Prepared {
-            guest: PreparedGuest::Module { pre, prompt },
-        })
+        self.start(wasm.to_vec(), prepare_module)?.wait()
     }
 
     fn prepare_component(&self, wasm: &[u8]) -> Result<Prepared, SandboxError> {
-        let component = self.compile(wasm, |engine, bytes| Component::new(engine, bytes))?;
-        let mut linker: wasmtime::component::Linker<ComponentHost> =
-            wasmtime::component::Linker::new(&self.engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(CommandPre::new)
-            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
-        Ok(Prepared {
-            guest: PreparedGuest::Component(pre),
-        })
+        self.start(wasm.to_vec(), prepare_component)?.wait()
     }
 
     /// Run a prepared guest once, with `handles` and nothing else, in a store of its own.
@@ -797,6 +774,75 @@ impl Sandbox {
 }
 
 /// Refuses guests over [`limits::MAX_GUEST_BYTES`] before compiling anything.
+/// A guest being compiled and linked on a thread of its own ([`Sandbox::start_prepare`]).
+pub struct Preparing {
+    prepared: std::sync::mpsc::Receiver<Result<Prepared, SandboxError>>,
+    until: Instant,
+    deadline: Duration,
+}
+
+impl Preparing {
+    /// The prepared guest, once compiled and linked. Past the compile deadline (counted from
+    /// the start) the guest is refused ([`SandboxError::CompileDeadline`]); the thread, which
+    /// nothing can interrupt, finishes in the background and its result is dropped.
+    pub fn wait(self) -> Result<Prepared, SandboxError> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        match self.prepared.recv_timeout(left) {
+            Ok(result) => result,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(SandboxError::CompileDeadline(self.deadline))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(SandboxError::Engine(
+                "the compiling thread ended without a result".into(),
+            )),
+        }
+    }
+}
+
+fn prepare_any(engine: &Engine, wasm: &[u8]) -> Result<Prepared, SandboxError> {
+    match WasmKind::detect(wasm) {
+        Some(WasmKind::Module) => prepare_module(engine, wasm),
+        Some(WasmKind::Component) => prepare_component(engine, wasm),
+        None => Err(SandboxError::Load(
+            "not WebAssembly: the bytes do not start with a Wasm preamble".into(),
+        )),
+    }
+}
+
+fn prepare_module(engine: &Engine, wasm: &[u8]) -> Result<Prepared, SandboxError> {
+    let module = Module::new(engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+    let prompt = imports_only_prompt_calls(&module);
+    let mut linker: Linker<Host> = Linker::new(engine);
+    if prompt {
+        p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
+    } else {
+        p1::add_to_linker_async(&mut linker, |h: &mut Host| &mut h.wasi)
+    }
+    .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    let pre = linker
+        .instantiate_pre(&module)
+        .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+    Ok(Prepared {
+        guest: PreparedGuest::Module { pre, prompt },
+    })
+}
+
+fn prepare_component(engine: &Engine, wasm: &[u8]) -> Result<Prepared, SandboxError> {
+    let component =
+        Component::new(engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+    let mut linker: wasmtime::component::Linker<ComponentHost> =
+        wasmtime::component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .and_then(CommandPre::new)
+        .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+    Ok(Prepared {
+        guest: PreparedGuest::Component(pre),
+    })
+}
+
 fn check_size(wasm: &[u8]) -> Result<(), SandboxError> {
     if u64::try_from(wasm.len()).unwrap_or(u64::MAX) > limits::MAX_GUEST_BYTES {
         return Err(SandboxError::Load(format!(
@@ -1015,42 +1061,33 @@ fn classify(
 /// ticks set at any moment passes between `n - 1` and `n` ticks later. Dropping it wakes the
 /// thread at once (its sender closes), so a process does not wait out a tick to exit.
 struct Ticker {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Dropping it (with the sandbox) closes the channel, which ends the thread's wait; the
+    /// thread then ends on its own and is not waited for.
+    _stop: std::sync::mpsc::Sender<()>,
 }
 
 impl Ticker {
-    fn start(engine: Engine) -> Self {
+    fn start(engine: Engine) -> Result<Self, SandboxError> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            // The epoch follows the clock, not the number of sleeps: a thread that wakes late
-            // (a loaded machine) catches up, so deadlines do not drift.
-            let started = Instant::now();
-            let mut ticks: u128 = 0;
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(limits::EPOCH_TICK)
-            {
-                let due = started.elapsed().as_nanos() / limits::EPOCH_TICK.as_nanos().max(1);
-                while ticks < due {
-                    engine.increment_epoch();
-                    ticks = ticks.saturating_add(1);
+        std::thread::Builder::new()
+            .name("warrant-epoch".into())
+            .spawn(move || {
+                // The epoch follows the clock, not the number of sleeps: a thread that wakes
+                // late (a loaded machine) catches up, so deadlines do not drift.
+                let started = Instant::now();
+                let mut ticks: u128 = 0;
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(limits::EPOCH_TICK)
+                {
+                    let due = started.elapsed().as_nanos() / limits::EPOCH_TICK.as_nanos().max(1);
+                    while ticks < due {
+                        engine.increment_epoch();
+                        ticks = ticks.saturating_add(1);
+                    }
                 }
-            }
-        });
-        Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread's wait.
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+            })
+            .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(Self { _stop: stop })
     }
 }
 
