@@ -422,7 +422,7 @@ impl TrustArgs {
         let root = crate::verify::load_trusted_root(root_path)?;
         let trust = crate::verify::Trust::new(keys, identities, &root)?;
         Ok(if any_identity {
-            trust.accepting_any_identity(&root)?
+            trust.accepting_any_identity()
         } else {
             trust
         })
@@ -1025,48 +1025,60 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             args,
         } => {
             let reference: Reference = reference.parse()?;
-            let trust = trust.load_with(&ctx.config, true)?;
             let asks = asks.asks(&ctx.config)?;
             // The engine depends on nothing but whether fuel is metered: it is built while
             // the artifact is resolved, verified and decided.
             let engine = EngineStart::spawn(asks.fuel.is_some());
-            let mut policies = RunPolicies::open(&ctx)?;
-            let cache = verdict_cache(&ctx.config)?;
-            let client = ctx.client()?;
-            let store = ctx.store()?;
-            // The audit log is opened (and a torn tail repaired) before anything is fetched: a
-            // log that cannot be written refuses the run.
-            let mut audit = ctx.audit()?;
-            let ran = run_audited(
-                &ctx,
-                runtime,
-                &client,
-                &store,
-                &reference,
-                &trust,
-                cache.as_ref(),
-                &mut policies,
-                &asks,
-                drop_denied,
-                args,
-                &mut audit,
-                engine,
-            );
-            // The run's result is reported first (a refusal's records are already durable),
-            // then the end-of-run checkpoint is signed, off the critical path.
-            let exit = match ran {
-                Ok(exit) => exit,
-                Err(e) => {
-                    eprintln!("warrant: error: {e}");
-                    if matches!(e, CliError::Audit(_)) {
-                        // The log refused a write: it is poisoned, there is nothing to sign.
-                        return Ok(e.exit());
+            std::thread::scope(|scope| {
+                // The audit log is opened (and a torn tail repaired) before anything is
+                // fetched: a log that cannot be written refuses the run. It is opened on
+                // another thread while the trust, the policies and the store are read; the
+                // scope waits for it whatever happens.
+                let opening = std::thread::Builder::new()
+                    .name("warrant-audit".into())
+                    .spawn_scoped(scope, || ctx.audit());
+                let trust = trust.load_with(&ctx.config, true)?;
+                let mut policies = RunPolicies::open(&ctx)?;
+                let cache = verdict_cache(&ctx.config)?;
+                let client = ctx.client()?;
+                let store = ctx.store()?;
+                let mut audit = match opening {
+                    Ok(thread) => thread.join().unwrap_or_else(|_| {
+                        Err(CliError::Usage("opening the audit log panicked".into()))
+                    }),
+                    Err(_) => ctx.audit(),
+                }?;
+                let ran = run_audited(
+                    &ctx,
+                    runtime,
+                    &client,
+                    &store,
+                    &reference,
+                    &trust,
+                    cache.as_ref(),
+                    &mut policies,
+                    &asks,
+                    drop_denied,
+                    args,
+                    &mut audit,
+                    engine,
+                );
+                // The run's result is reported first (a refusal's records are already
+                // durable), then the end-of-run checkpoint is signed.
+                let exit = match ran {
+                    Ok(exit) => exit,
+                    Err(e) => {
+                        eprintln!("warrant: error: {e}");
+                        if matches!(e, CliError::Audit(_)) {
+                            // The log refused a write: it is poisoned, there is nothing to sign.
+                            return Ok(e.exit());
+                        }
+                        e.exit()
                     }
-                    e.exit()
-                }
-            };
-            audit.finish()?;
-            Ok(exit)
+                };
+                audit.finish()?;
+                Ok(exit)
+            })
         }
         Command::Audit { command } => {
             let (dir, key_path) = ctx.audit_paths();

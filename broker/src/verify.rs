@@ -162,6 +162,8 @@ pub struct Trust {
     identities: Vec<Identity>,
     any_identity: bool,
     verifier: Verifier,
+    /// `sha256:` of the trusted root's JSON, for [`Trust::id`].
+    root_digest: String,
     id: String,
 }
 
@@ -188,13 +190,15 @@ impl Trust {
             .iter()
             .map(|k| (DerPublicKey::new(k.spki_der().to_vec()), k.fingerprint()))
             .collect();
-        let id = trust_id(root, &bundle_keys, &identities, false)?;
+        let root_digest = root_digest(root)?;
+        let id = trust_id(&root_digest, &bundle_keys, &identities, false);
         Ok(Self {
             keys,
             bundle_keys,
             identities,
             any_identity: false,
             verifier: verifier(root)?,
+            root_digest,
             id,
         })
     }
@@ -202,10 +206,15 @@ impl Trust {
     /// When no identity is given, accept a keyless signature by **any** identity the trusted
     /// root certifies, as a fact for policies to judge (`warrant run`). Given identities still
     /// restrict keyless signatures to themselves.
-    pub fn accepting_any_identity(mut self, root: &TrustedRoot) -> Result<Self, VerifyError> {
+    pub fn accepting_any_identity(mut self) -> Self {
         self.any_identity = self.identities.is_empty();
-        self.id = trust_id(root, &self.bundle_keys, &self.identities, self.any_identity)?;
-        Ok(self)
+        self.id = trust_id(
+            &self.root_digest,
+            &self.bundle_keys,
+            &self.identities,
+            self.any_identity,
+        );
+        self
     }
 
     /// True when the operator named a signer (a key or an identity): then at least one
@@ -340,16 +349,11 @@ fn ci_claims(claims: &sigstore_verify::crypto::FulcioCiClaims) -> BTreeMap<Strin
 /// `sha256:` over a canonical statement of the trust: the root's JSON, the sorted key
 /// fingerprints, the sorted identity pairs, whether any identity is accepted.
 fn trust_id(
-    root: &TrustedRoot,
+    root_digest: &str,
     keys: &[(DerPublicKey, String)],
     identities: &[Identity],
     any_identity: bool,
-) -> Result<String, VerifyError> {
-    let root = serde_json::to_vec(root).map_err(|e| VerifyError::Trust {
-        what: "trusted root",
-        path: PathBuf::from("(given)"),
-        reason: e.to_string(),
-    })?;
+) -> String {
     let mut keys: Vec<&str> = keys.iter().map(|(_, f)| f.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
@@ -361,15 +365,25 @@ fn trust_id(
     identities.dedup();
     let statement = serde_json::json!({
         "v": 1,
-        "root": hex::encode(Sha256::digest(&root)),
+        "root": root_digest,
         "keys": keys,
         "identities": identities,
         "anyIdentity": any_identity,
     });
-    Ok(format!(
+    format!(
         "sha256:{}",
         hex::encode(Sha256::digest(statement.to_string().as_bytes()))
-    ))
+    )
+}
+
+/// Hex SHA-256 of the trusted root's JSON (as serialized again from its parsed form).
+fn root_digest(root: &TrustedRoot) -> Result<String, VerifyError> {
+    let root = serde_json::to_vec(root).map_err(|e| VerifyError::Trust {
+        what: "trusted root",
+        path: PathBuf::from("(given)"),
+        reason: e.to_string(),
+    })?;
+    Ok(hex::encode(Sha256::digest(&root)))
 }
 
 fn verifier(root: &TrustedRoot) -> Result<Verifier, VerifyError> {
@@ -494,13 +508,15 @@ pub fn verify_bundle_text(
             })?;
             let fingerprint = key_fingerprint(key.as_bytes());
             let bundle_keys = vec![(key, fingerprint)];
+            let root_digest = root_digest(trusted_root)?;
             Trust {
-                id: trust_id(trusted_root, &bundle_keys, &[], false)?,
+                id: trust_id(&root_digest, &bundle_keys, &[], false),
                 keys: Vec::new(),
                 bundle_keys,
                 identities: Vec::new(),
                 any_identity: false,
                 verifier: verifier(trusted_root)?,
+                root_digest,
             }
         }
         SignerRequirement::Identity { identity, issuer } => Trust::new(
