@@ -559,11 +559,6 @@ impl Sandbox {
         self.start(wasm, prepare_any)
     }
 
-    /// Whether this engine meters fuel (needed for [`RunLimits::fuel`]).
-    pub fn meters_fuel(&self) -> bool {
-        self.fuel
-    }
-
     /// How many guests were found compiled in the compile cache, when there is one.
     pub fn compile_cache_hits(&self) -> Option<usize> {
         self.cache.as_ref().map(Cache::cache_hits)
@@ -773,7 +768,6 @@ impl Sandbox {
     }
 }
 
-/// Refuses guests over [`limits::MAX_GUEST_BYTES`] before compiling anything.
 /// A guest being compiled and linked on a thread of its own ([`Sandbox::start_prepare`]).
 pub struct Preparing {
     prepared: std::sync::mpsc::Receiver<Result<Prepared, SandboxError>>,
@@ -843,6 +837,7 @@ fn prepare_component(engine: &Engine, wasm: &[u8]) -> Result<Prepared, SandboxEr
     })
 }
 
+/// Refuses guests over [`limits::MAX_GUEST_BYTES`] before compiling anything.
 fn check_size(wasm: &[u8]) -> Result<(), SandboxError> {
     if u64::try_from(wasm.len()).unwrap_or(u64::MAX) > limits::MAX_GUEST_BYTES {
         return Err(SandboxError::Load(format!(
