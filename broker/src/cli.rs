@@ -475,7 +475,8 @@ impl CliError {
             Self::Config(_) | Self::Input { .. } | Self::Usage(_) | Self::Runtime(_) => Exit::Usage,
             Self::Registry(
                 registry_client::Error::InvalidReference { .. }
-                | registry_client::Error::InvalidDigest { .. },
+                | registry_client::Error::InvalidDigest { .. }
+                | registry_client::Error::Unsafe { .. },
             ) => Exit::Usage,
             Self::Registry(_) | Self::StoreCorrupt { .. } => Exit::Registry,
             Self::Sandbox(SandboxError::Load(_)) => Exit::Trap,

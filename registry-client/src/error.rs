@@ -165,6 +165,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A directory or file that must be the running user's alone is not: a symbolic link, not
+    /// the kind expected, owned by someone else, or writable (or, for a secret, readable) by
+    /// group or others. Nothing in it was used.
+    #[error("refusing `{path}`: {reason}", path = .path.display())]
+    Unsafe {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The local credentials file could not be read.
     #[error("cannot use credentials file `{path}`: {reason}", path = .path.display())]
     Credentials {
@@ -194,7 +205,10 @@ impl Error {
     /// True when the failure is local (disk, permissions) rather than caused by what a
     /// registry or layout sent.
     pub fn is_local(&self) -> bool {
-        matches!(self, Self::Io { .. } | Self::Credentials { .. })
+        matches!(
+            self,
+            Self::Io { .. } | Self::Credentials { .. } | Self::Unsafe { .. }
+        )
     }
 }
 

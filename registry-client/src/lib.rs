@@ -20,6 +20,7 @@ pub mod json;
 pub mod layout;
 pub mod limits;
 pub mod manifest;
+pub mod private_dir;
 mod pull;
 pub mod reference;
 mod remote;
@@ -30,6 +31,7 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub use layout::Layout;
 pub use manifest::{Descriptor, ImageIndex, ImageManifest, WasmConfig, WasmKind, WasmManifest};
+pub use private_dir::{PrivateDir, Secrecy};
 pub use pull::{
     Attachment, Fetched, NoProgress, Progress, Pushed, Referrers, ReferrersSource, Resolved,
     WasmArtifact, wasm_artifact,
