@@ -192,6 +192,7 @@
 //!   the smallest kept checkpoint covering the record, else the head), [`prove_consistency`]
 //!   (between kept checkpoint sizes or the head's), [`verify_proof`] (→ [`Proven`] or
 //!   [`ProofFailure`]).
+#![forbid(unsafe_code)]
 
 mod log;
 pub mod merkle;

@@ -71,7 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let cache_dir = tempfile::tempdir()?;
-    let cache = broker::cache::VerdictCache::open(cache_dir.path(), Duration::from_secs(3600))?;
+    let cache = broker::cache::VerdictCache::open(
+        &broker::state::State::open(cache_dir.path())?,
+        Duration::from_secs(3600),
+    )?;
     let trust = broker::verify::Trust::keys(std::slice::from_ref(&public))?;
     let verdict = cosign::Verdict {
         digest: digest.clone(),

@@ -229,7 +229,7 @@ async fn verify_one(
     if layer.media_type != MEDIA_TYPE_DSSE {
         return Err(format!(
             "media type `{}` is not `{MEDIA_TYPE_DSSE}`",
-            layer.media_type.chars().take(80).collect::<String>()
+            registry_client::text::excerpt(&layer.media_type, 80)
         ));
     }
     if layer.size > limits::MAX_ENVELOPE_BYTES {
@@ -254,7 +254,7 @@ pub fn open_envelope(bytes: &[u8], keys: &[PublicKey]) -> Result<(Vec<u8>, Signe
     if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO {
         return Err(format!(
             "payload type `{}` is not `{PAYLOAD_TYPE_IN_TOTO}`",
-            envelope.payload_type.chars().take(80).collect::<String>()
+            registry_client::text::excerpt(&envelope.payload_type, 80)
         ));
     }
     if envelope.signatures.len() > limits::MAX_ENVELOPE_SIGNATURES {
@@ -295,7 +295,7 @@ pub fn check_statement(
     if !STATEMENT_TYPES.contains(&statement.kind.as_str()) {
         return Err(format!(
             "statement type `{}` is not an in-toto statement",
-            statement.kind.chars().take(80).collect::<String>()
+            registry_client::text::excerpt(&statement.kind, 80)
         ));
     }
     let names_artifact = statement

@@ -22,6 +22,7 @@
 use std::path::{Path, PathBuf};
 
 use audits::{AuditLog, SigningKeyMaterial};
+use registry_client::{PrivateDir, Secrecy};
 use serde_json::{Value, json};
 
 /// The checkpoint origin (signed-note key name) of Warrant's audit logs.
@@ -37,6 +38,34 @@ pub const ENGINE: &str = "wasmtime 48.0.8";
 pub struct AuditFailure {
     path: PathBuf,
     reason: String,
+    /// A configuration to fix (exit 2): the log's directory or key is not private to the
+    /// user, or the key is missing where one was expected.
+    configuration: bool,
+}
+
+impl AuditFailure {
+    fn new(path: &Path, reason: impl std::fmt::Display) -> Self {
+        Self {
+            path: path.to_owned(),
+            reason: reason.to_string(),
+            configuration: false,
+        }
+    }
+
+    fn state(path: &Path, e: registry_client::Error) -> Self {
+        let configuration = matches!(e, registry_client::Error::Unsafe { .. });
+        Self {
+            path: path.to_owned(),
+            reason: e.to_string(),
+            configuration,
+        }
+    }
+
+    /// Whether this is a configuration to fix (exit 2: the log's directory or key is not
+    /// private to the user, or no key is where one was expected), not a log to repair.
+    pub fn is_configuration(&self) -> bool {
+        self.configuration
+    }
 }
 
 /// An open audit log for this process.
@@ -51,54 +80,110 @@ impl std::fmt::Debug for Audit {
     }
 }
 
-/// The checkpoint key at `path` (PKCS#8, Ed25519), created (mode 0600) when absent.
-pub fn load_or_create_key(path: &Path) -> Result<SigningKeyMaterial, AuditFailure> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let fail = |reason: String| AuditFailure {
-        path: path.to_owned(),
-        reason,
+/// Largest key file read (a PKCS#8 Ed25519 key is 83 bytes).
+const MAX_KEY_BYTES: u64 = 4096;
+
+/// The key file's private directory and its name in it.
+fn key_place(path: &Path, create: bool) -> Result<(PrivateDir, String), AuditFailure> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Err(AuditFailure::new(path, "not a key file path"));
     };
-    if !path.exists() {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
-        }
-        let pkcs8 = SigningKeyMaterial::generate_pkcs8().map_err(|e| fail(e.to_string()))?;
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(mut file) => file
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let dir = if create {
+        PrivateDir::create(parent)
+    } else {
+        PrivateDir::open(parent)
+    }
+    .map_err(|e| AuditFailure::state(path, e))?;
+    Ok((dir, name.to_owned()))
+}
+
+/// The checkpoint key at `path` (PKCS#8, Ed25519): a regular file of the user's, readable by
+/// nobody else, in a directory only the user can change. Never created: when it is missing,
+/// the log it would check cannot have been written here (`audit verify`, `show`, `prove` and
+/// `key` say so rather than invent a key).
+pub fn load_key(path: &Path) -> Result<SigningKeyMaterial, AuditFailure> {
+    let missing = || AuditFailure {
+        configuration: true,
+        ..AuditFailure::new(
+            path,
+            "there is no audit key here; it is created by the first `warrant run` that writes this log (to check a log with its verifier key alone, give `--key FILE`)",
+        )
+    };
+    let (dir, name) = match key_place(path, false) {
+        Err(AuditFailure {
+            configuration: false,
+            ..
+        }) => return Err(missing()),
+        other => other?,
+    };
+    let der = dir
+        .read(&name, MAX_KEY_BYTES, Secrecy::Secret)
+        .map_err(|e| AuditFailure::state(path, e))?
+        .ok_or_else(missing)?;
+    SigningKeyMaterial::from_pkcs8(&der).map_err(|e| AuditFailure::new(path, e))
+}
+
+/// The checkpoint key at `path` (see [`load_key`]), created (mode 0600, in a directory made
+/// 0700) when absent: what a run that writes the log uses.
+pub fn load_or_create_key(path: &Path) -> Result<SigningKeyMaterial, AuditFailure> {
+    SigningKeyMaterial::from_pkcs8(&key_der_or_create(path)?)
+        .map_err(|e| AuditFailure::new(path, e))
+}
+
+/// The PKCS#8 bytes of [`load_or_create_key`]'s key.
+fn key_der_or_create(path: &Path) -> Result<Vec<u8>, AuditFailure> {
+    use rustix::fs::OFlags;
+    use std::io::Write as _;
+    let (dir, name) = key_place(path, true)?;
+    let read = |dir: &PrivateDir| {
+        dir.read(&name, MAX_KEY_BYTES, Secrecy::Secret)
+            .map_err(|e| AuditFailure::state(path, e))
+    };
+    if read(&dir)?.is_none() {
+        let pkcs8 = SigningKeyMaterial::generate_pkcs8().map_err(|e| AuditFailure::new(path, e))?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+        match dir.open_file(&name, flags, 0o600, Secrecy::Secret) {
+            Ok(Some(mut file)) => file
                 .write_all(&pkcs8)
                 .and_then(|()| file.sync_all())
-                .map_err(|e| fail(e.to_string()))?,
+                .map_err(|e| AuditFailure::new(path, e))?,
             // Another process made it first: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(fail(e.to_string())),
+            Err(registry_client::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Ok(None) => return Err(AuditFailure::new(path, "the key vanished")),
+            Err(e) => return Err(AuditFailure::state(path, e)),
         }
     }
-    SigningKeyMaterial::load_pkcs8_file(path).map_err(|e| fail(e.to_string()))
+    read(&dir)?.ok_or_else(|| AuditFailure::new(path, "the key vanished"))
 }
 
 impl Audit {
     /// Open (creating) the log in `dir`, signing checkpoints with the key at `key_path`
     /// (created on first use). A torn tail from a crash is repaired and recorded.
     pub fn open(dir: &Path, key_path: &Path) -> Result<Self, AuditFailure> {
+        // INVARIANT (private state): the log's directory is the user's alone (and so is
+        // everything in it, which only the user can create), checked before anything in it is
+        // read or written; the audits crate then works inside it by path.
+        PrivateDir::create(dir).map_err(|e| AuditFailure::state(dir, e))?;
+        let der = key_der_or_create(key_path)?;
         // One writer at a time: another `warrant` holding the log is waited for, up to
         // `LOCK_WAIT`, then refused.
         let started = std::time::Instant::now();
         let (log, recovery) = loop {
-            match AuditLog::open(dir, ORIGIN, load_or_create_key(key_path)?) {
+            let key =
+                SigningKeyMaterial::from_pkcs8(&der).map_err(|e| AuditFailure::new(key_path, e))?;
+            match AuditLog::open(dir, ORIGIN, key) {
                 Err(audits::AuditError::Locked) if started.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 other => {
-                    break other.map_err(|e| AuditFailure {
-                        path: dir.to_owned(),
-                        reason: e.to_string(),
-                    })?;
+                    break other.map_err(|e| AuditFailure::new(dir, e))?;
                 }
             }
         };
@@ -115,10 +200,7 @@ impl Audit {
     }
 
     fn fail(&self, e: impl std::fmt::Display) -> AuditFailure {
-        AuditFailure {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
+        AuditFailure::new(&self.path, e)
     }
 
     /// Write a record without syncing it (group commit): it becomes durable with the next
@@ -223,18 +305,10 @@ pub fn parse_verifier_key(text: &str) -> Result<[u8; 32], String> {
 
 // ---- Reading: `warrant audit show`.
 
-/// Control characters (and nothing else) escaped, so that a record cannot move the terminal.
+/// A recorded value inside a timeline line: control and bidirectional characters (line
+/// breaks included) escaped, so that a record can neither move the terminal nor forge a line.
 fn clean(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    registry_client::text::one_line(text).into_owned()
 }
 
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {

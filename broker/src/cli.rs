@@ -18,6 +18,28 @@ use crate::progress::TerminalProgress;
 use crate::sandbox::{Handles, Outcome, RunLimits, Sandbox, SandboxError};
 use crate::verify::{BlobInput, SignerRequirement, VerifyError};
 
+/// `println!` for Warrant's own output: whatever untrusted text it carries is escaped
+/// ([`registry_client::text::for_terminal`]) so that it cannot move or rewrite the terminal.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        println!("{}", registry_client::text::for_terminal(&format!($($arg)*)))
+    };
+}
+
+/// `print!`, escaped as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        print!("{}", registry_client::text::for_terminal(&format!($($arg)*)))
+    };
+}
+
+/// `eprintln!`, escaped as [`outln!`].
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        eprintln!("{}", registry_client::text::for_terminal(&format!($($arg)*)))
+    };
+}
+
 /// No capability without a warrant: verify signed WebAssembly, decide what it may touch, and
 /// run it with exactly that.
 #[derive(Debug, Parser)]
@@ -467,6 +489,8 @@ enum CliError {
     Denied(Box<crate::policy::Denial>),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditFailure),
+    #[error("warrant's state: {0}")]
+    State(#[from] crate::state::StateError),
 }
 
 impl CliError {
@@ -491,7 +515,36 @@ impl CliError {
             Self::Sandbox(SandboxError::Engine(_)) => Exit::Usage,
             Self::Policy(_) => Exit::Usage,
             Self::Denied(_) => Exit::PolicyDenied,
+            Self::Audit(e) if e.is_configuration() => Exit::Usage,
             Self::Audit(_) => Exit::Registry,
+            Self::State(e) if state_unsafe(e) => Exit::Usage,
+            Self::State(_) => Exit::Registry,
+        }
+    }
+}
+
+/// Whether the state is not private to the user (a configuration to fix, exit 2) rather than
+/// unwritable.
+fn state_unsafe(e: &crate::state::StateError) -> bool {
+    use crate::state::StateError;
+    matches!(
+        e,
+        StateError::Path(registry_client::Error::Unsafe { .. }) | StateError::BadKey { .. }
+    )
+}
+
+/// A part of the state that only saves work: used when it opens, refused when it is not
+/// private to the user, and done without (with a warning) when it merely cannot be used.
+fn saving<T>(
+    what: &str,
+    opened: Result<T, crate::state::StateError>,
+) -> Result<Option<T>, CliError> {
+    match opened {
+        Ok(part) => Ok(Some(part)),
+        Err(e) if state_unsafe(&e) => Err(CliError::State(e)),
+        Err(e) => {
+            tracing::warn!("{what} unavailable, working without it: {e}");
+            Ok(None)
         }
     }
 }
@@ -514,7 +567,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(exit) => exit.into(),
         Err(e) => {
-            eprintln!("warrant: error: {e}");
+            errln!("warrant: error: {e}");
             e.exit().into()
         }
     }
@@ -523,34 +576,98 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // No colour codes, and whatever untrusted text a log line carries escaped on its way out.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_writer(|| SafeStderr)
         .try_init();
+}
+
+/// Standard error for log lines, each escaped ([`registry_client::text::for_terminal`]).
+struct SafeStderr;
+
+impl Write for SafeStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr()
+            .lock()
+            .write_all(registry_client::text::for_terminal(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// What every command needs: the configuration, resolved against the flags.
 struct Context {
     config: Config,
     store_path: PathBuf,
+    /// The store is the data directory's own (no `--store`, no `store` in the config).
+    store_in_state: bool,
     policies: Option<PathBuf>,
     audit_log: Option<PathBuf>,
+    /// The data directory, opened and checked on first use.
+    state: std::sync::OnceLock<crate::state::State>,
 }
 
 impl Context {
     fn new(global: &GlobalArgs) -> Result<Self, CliError> {
         let config = Config::discover(global.config.as_deref())?;
-        let store_path = global
-            .store
-            .clone()
-            .or_else(|| config.store.clone())
-            .unwrap_or_else(|| data_dir().join("store"));
+        let configured = global.store.clone().or_else(|| config.store.clone());
+        let store_in_state = configured.is_none();
+        let store_path = configured.unwrap_or_else(|| data_dir().join("store"));
         Ok(Self {
             config,
             store_path,
+            store_in_state,
             policies: global.policies.clone(),
             audit_log: global.audit_log.clone(),
+            state: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The data directory (`$WARRANT_HOME`, …), created 0700 and checked to be the user's
+    /// alone, opened once per process.
+    fn state(&self) -> Result<&crate::state::State, CliError> {
+        if let Some(state) = self.state.get() {
+            return Ok(state);
+        }
+        let opened = crate::state::State::open(&data_dir())?;
+        Ok(self.state.get_or_init(|| opened))
+    }
+
+    /// The verdict cache, or none when `[verify] cache_ttl` is zero.
+    fn verdict_cache(&self) -> Result<Option<crate::cache::VerdictCache>, CliError> {
+        let ttl = match &self.config.verify.cache_ttl {
+            Some(text) => parse_duration(text)?,
+            None => std::time::Duration::from_secs(3600),
+        };
+        if ttl.is_zero() {
+            return Ok(None);
+        }
+        saving(
+            "the verdict cache",
+            crate::cache::VerdictCache::open(self.state()?, ttl),
+        )
+    }
+
+    /// The policy memo.
+    fn policy_memo(&self) -> Result<Option<crate::cache::PolicyMemo>, CliError> {
+        saving(
+            "the policy memo",
+            crate::cache::PolicyMemo::open(self.state()?),
+        )
+    }
+
+    /// The compile cache.
+    fn compile_cache(&self) -> Result<Option<crate::compiled::CompileCache>, CliError> {
+        saving(
+            "the compile cache",
+            crate::compiled::CompileCache::open(self.state()?),
+        )
     }
 
     fn client(&self) -> Result<RegistryClient, CliError> {
@@ -579,6 +696,10 @@ impl Context {
     }
 
     fn store(&self) -> Result<Store, CliError> {
+        if self.store_in_state {
+            // The data directory is made (0700) and checked before the store is made in it.
+            self.state()?;
+        }
         Ok(Store::open(&self.store_path)?)
     }
 
@@ -628,7 +749,7 @@ impl Context {
     fn policies(&self) -> Result<crate::policy::Policies, CliError> {
         match self.policy_dir() {
             Some(dir) => {
-                let memo = policy_memo();
+                let memo = self.policy_memo()?;
                 let memo = memo
                     .as_ref()
                     .map(|m| m as &dyn crate::policy::ValidationMemo);
@@ -640,18 +761,6 @@ impl Context {
                 );
                 Ok(crate::policy::Policies::from_sources(&[])?)
             }
-        }
-    }
-}
-
-/// The data directory's policy memo, if it can be opened (it only saves work).
-fn policy_memo() -> Option<crate::cache::PolicyMemo> {
-    let dir = crate::config::data_dir().join("policy-memo");
-    match crate::cache::PolicyMemo::open(&dir) {
-        Ok(memo) => Some(memo),
-        Err(e) => {
-            tracing::debug!(error = %e, "policy memo unavailable");
-            None
         }
     }
 }
@@ -679,7 +788,7 @@ impl RunPolicies {
         };
         let sources = crate::policy::read_sources(&dir)?;
         let key = crate::policy::validation_key(&sources);
-        let memo = policy_memo();
+        let memo = ctx.policy_memo()?;
         let vouched = memo
             .as_ref()
             .is_some_and(|m| crate::policy::ValidationMemo::vouches(m, &key));
@@ -773,7 +882,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     "layer": { "digest": pushed.layer.digest, "size": pushed.layer.size },
                 }));
             } else {
-                println!("{}", pushed.manifest.digest);
+                outln!("{}", pushed.manifest.digest);
             }
             Ok(Exit::Success)
         }
@@ -786,7 +895,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             if json {
                 print_json(&fetched_json(&fetched));
             } else {
-                println!("{}", fetched.digest());
+                outln!("{}", fetched.digest());
             }
             Ok(Exit::Success)
         }
@@ -798,7 +907,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Keygen { out } => {
             let key = SigningKey::generate()?;
             let public = crate::keys::write_key_pair(&out, &key)?;
-            println!("{}", public.fingerprint());
+            outln!("{}", public.fingerprint());
             Ok(Exit::Success)
         }
         Command::Sign {
@@ -826,7 +935,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     "key": key.public_key().fingerprint(),
                 }));
             } else {
-                println!("{signature}");
+                outln!("{signature}");
             }
             Ok(Exit::Success)
         }
@@ -874,7 +983,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     "key": key.public_key().fingerprint(),
                 }));
             } else {
-                println!("{attestation}");
+                outln!("{attestation}");
             }
             Ok(Exit::Success)
         }
@@ -932,38 +1041,42 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     "attestations": attestations,
                 }));
             } else {
-                println!("digest    {}", verdict.digest);
+                outln!("digest    {}", verdict.digest);
                 for s in &verdict.signers {
                     if s.kind == crate::verify::SignerKind::Keyless {
-                        println!(
+                        outln!(
                             "verified  keyless signature by `{}` (issuer `{}`)",
-                            s.identity, s.issuer
+                            q(&s.identity),
+                            q(&s.issuer)
                         );
                         for (name, value) in &s.claims {
-                            println!("          {name} `{value}`");
+                            outln!("          {} `{}`", q(name), q(value));
                         }
                     } else {
-                        println!("verified  {} signature by `{}`", s.kind, s.identity);
+                        outln!("verified  {} signature by `{}`", s.kind, q(&s.identity));
                     }
                 }
                 for a in &attestations.verified {
-                    println!(
+                    outln!(
                         "attested  `{}` by `{}`",
-                        a.predicate_type, a.signer.identity
+                        q(&a.predicate_type),
+                        q(&a.signer.identity)
                     );
                     if let Some(p) = &a.provenance {
-                        println!(
+                        outln!(
                             "          builder `{}`, source `{}` at `{}`",
-                            p.builder_id, p.source_repository, p.source_ref
+                            q(&p.builder_id),
+                            q(&p.source_repository),
+                            q(&p.source_ref)
                         );
                     }
                 }
                 for r in verdict.rejected.iter().chain(&attestations.rejected) {
-                    println!("rejected  {}: {}", r.source, r.reason);
+                    outln!("rejected  {}: {}", q(&r.source), q(&r.reason));
                 }
             }
             if verdict.signers.is_empty() {
-                eprintln!(
+                errln!(
                     "warrant: error: verification failed: no signature of `{}` verified ({} rejected)",
                     verdict.digest,
                     verdict.rejected.len()
@@ -971,7 +1084,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                 return Ok(Exit::Verification);
             }
             if !missing.is_empty() {
-                eprintln!(
+                errln!(
                     "warrant: error: verification failed: no verified attestation of `{}` for `{}`",
                     missing
                         .iter()
@@ -1011,9 +1124,11 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             if json {
                 print_json(&json!({ "verified": true, "signer": signer }));
             } else {
-                println!(
+                outln!(
                     "verified: {} signature by `{}` (issuer `{}`)",
-                    signer.kind, signer.identity, signer.issuer
+                    signer.kind,
+                    signer.identity,
+                    signer.issuer
                 );
             }
             Ok(Exit::Success)
@@ -1029,7 +1144,9 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             let asks = asks.asks(&ctx.config)?;
             // The engine depends on nothing but whether fuel is metered: it is built while
             // the artifact is resolved, verified and decided.
-            let engine = EngineStart::spawn(asks.fuel.is_some());
+            // The state (checked to be the user's alone) is opened first: an unsafe state
+            // refuses the run before anything else.
+            let engine = EngineStart::spawn(asks.fuel.is_some(), ctx.compile_cache()?);
             std::thread::scope(|scope| {
                 // The audit log is opened (and a torn tail repaired) before anything is
                 // fetched: a log that cannot be written refuses the run. It is opened on
@@ -1040,7 +1157,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     .spawn_scoped(scope, || ctx.audit());
                 let trust = trust.load_with(&ctx.config, true)?;
                 let mut policies = RunPolicies::open(&ctx)?;
-                let cache = verdict_cache(&ctx.config)?;
+                let cache = ctx.verdict_cache()?;
                 let client = ctx.client()?;
                 let store = ctx.store()?;
                 let mut audit = match opening {
@@ -1069,7 +1186,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                 let exit = match ran {
                     Ok(exit) => exit,
                     Err(e) => {
-                        eprintln!("warrant: error: {e}");
+                        errln!("warrant: error: {e}");
                         if matches!(e, CliError::Audit(_)) {
                             // The log refused a write: it is poisoned, there is nothing to sign.
                             return Ok(e.exit());
@@ -1091,7 +1208,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     key: Some(path), ..
                 }
                 | AuditCommand::VerifyProof { key: path, .. } => read_verifier_key(path)?,
-                _ => crate::audit::load_or_create_key(&key_path)?.public_key(),
+                _ => crate::audit::load_key(&key_path)?.public_key(),
             };
             match command {
                 AuditCommand::Show {
@@ -1126,7 +1243,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     audit_verify_proof(&file, &public, json)
                 }
                 AuditCommand::Key => {
-                    println!("{}", audits::verifier_key(crate::audit::ORIGIN, &public));
+                    outln!("{}", audits::verifier_key(crate::audit::ORIGIN, &public));
                     Ok(Exit::Success)
                 }
                 AuditCommand::Verify { json, .. } => {
@@ -1143,7 +1260,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                                     "unprovenRecords": report.unproven_records,
                                 }));
                             } else {
-                                println!(
+                                outln!(
                                     "{}: intact: {} records, {} kept checkpoints{}, root {}{}",
                                     dir.display(),
                                     report.size,
@@ -1173,7 +1290,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                                     "failure": failure.to_string(),
                                 }));
                             }
-                            eprintln!(
+                            errln!(
                                 "warrant: error: audit log `{}` fails verification: {failure}",
                                 dir.display()
                             );
@@ -1194,7 +1311,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                         "hash": policies.hash(),
                     }));
                 } else {
-                    println!(
+                    outln!(
                         "{}: {} polic{} valid, {}",
                         dir.display(),
                         policies.len(),
@@ -1214,7 +1331,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                 let trust = trust.load_with(&ctx.config, true)?;
                 let asks = asks.asks(&ctx.config)?;
                 let policies = ctx.policies()?;
-                let cache = verdict_cache(&ctx.config)?;
+                let cache = ctx.verdict_cache()?;
                 let client = ctx.client()?;
                 let store = ctx.store()?;
                 let (_, verified) = resolve_verified(
@@ -1238,7 +1355,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                         "allowed": all,
                     }));
                 } else {
-                    print!(
+                    out!(
                         "{}",
                         crate::policy::explain_table(&facts, &policies, &decisions)
                     );
@@ -1258,14 +1375,14 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                     print_json(&serde_json::to_value(&report).unwrap_or_default());
                 } else {
                     for r in &report.results {
-                        println!(
+                        outln!(
                             "{}  {}: {}",
                             if r.passed { "pass" } else { "FAIL" },
                             r.name,
                             r.detail
                         );
                     }
-                    println!(
+                    outln!(
                         "policy tests: {} passed, {} failed",
                         report.passed(),
                         report.failed()
@@ -1304,59 +1421,35 @@ fn resolve_verified(
     })
 }
 
-/// The verdict cache under the data directory, or none when `[verify] cache_ttl` is zero.
-fn verdict_cache(config: &Config) -> Result<Option<crate::cache::VerdictCache>, CliError> {
-    let ttl = match &config.verify.cache_ttl {
-        Some(text) => parse_duration(text)?,
-        None => std::time::Duration::from_secs(3600),
-    };
-    if ttl.is_zero() {
-        return Ok(None);
-    }
-    let dir = crate::config::data_dir().join("verdicts");
-    match crate::cache::VerdictCache::open(&dir, ttl) {
-        Ok(cache) => Ok(Some(cache)),
-        Err(e) => {
-            // The cache only saves work; without it every run verifies afresh.
-            tracing::warn!("{e}; verifying without the cache");
-            Ok(None)
-        }
-    }
-}
-
 /// The sandbox of a `warrant run`, built on a thread of its own from the start of the run.
-/// Compiled code is kept in the data directory: a second run of a digest does not compile it
-/// again.
+/// Compiled code is kept in the state's compile cache: a second run of a digest does not
+/// compile it again.
 struct EngineStart {
     fuel: bool,
     building: Option<std::thread::JoinHandle<Result<Sandbox, crate::sandbox::SandboxError>>>,
 }
 
 impl EngineStart {
-    fn compile_cache() -> PathBuf {
-        crate::config::data_dir().join("compiled")
-    }
-
     /// Starts building a sandbox that meters fuel when `fuel` (if no thread can be had, the
     /// sandbox is built when it is needed).
-    fn spawn(fuel: bool) -> Self {
+    fn spawn(fuel: bool, cache: Option<crate::compiled::CompileCache>) -> Self {
         let building = std::thread::Builder::new()
             .name("warrant-engine".into())
-            .spawn(move || Sandbox::configured(fuel, Some(&Self::compile_cache())))
+            .spawn(move || Sandbox::configured(fuel, cache))
             .ok();
         Self { fuel, building }
     }
 
     /// The sandbox, metering fuel when `fuel`: the one built in the background if it was
     /// started for the same, else one built now.
-    fn sandbox(self, fuel: bool) -> Result<Sandbox, CliError> {
+    fn sandbox(self, fuel: bool, ctx: &Context) -> Result<Sandbox, CliError> {
         let built = match self.building {
             Some(thread) if self.fuel == fuel => thread.join().unwrap_or_else(|_| {
                 Err(crate::sandbox::SandboxError::Engine(
                     "building the engine panicked".into(),
                 ))
             }),
-            _ => Sandbox::configured(fuel, Some(&Self::compile_cache())),
+            _ => Sandbox::configured(fuel, ctx.compile_cache()?),
         };
         Ok(built?)
     }
@@ -1440,7 +1533,7 @@ fn run_audited(
     };
     audit.record("decide", decide)?;
     for d in grant.decisions().iter().filter(|d| !d.allowed) {
-        eprintln!("warrant: dropped `{}`: {}", d.request, d.explanation());
+        errln!("warrant: dropped `{}`: {}", d.request, d.explanation());
     }
     let output_bytes = ctx
         .config
@@ -1449,7 +1542,7 @@ fn run_audited(
         .unwrap_or(crate::sandbox::limits::DEFAULT_OUTPUT_BYTES);
     let wasm = checked_module(&fetched, reference, &grant)?;
     let limits = RunLimits::of(&grant, output_bytes);
-    let sandbox = engine.sandbox(limits.fuel.is_some())?;
+    let sandbox = engine.sandbox(limits.fuel.is_some(), ctx)?;
     // INVARIANT (audit before effect): the grant, and every record of this run before it,
     // is committed (one fdatasync) before the guest is instantiated. The module is compiled
     // (or loaded from the compile cache) and linked meanwhile, on another thread: that runs
@@ -1495,6 +1588,7 @@ fn audit_show(
         .map(|text| crate::audit::parse_since(text, std::time::SystemTime::now()))
         .transpose()
         .map_err(|e| CliError::Usage(format!("--since: {e}")))?;
+    let terminal = std::io::stdout().is_terminal();
     let mut stdout = std::io::stdout().lock();
     let mut closed = false;
     let result = audits::read_proven(dir, public, crate::audit::ORIGIN, &mut |record, line| {
@@ -1504,12 +1598,18 @@ fn audit_show(
         {
             return;
         }
-        let written = if json {
+        let written = if json && terminal {
+            // The record's value, with any control or bidirectional character in it escaped.
+            let text = String::from_utf8_lossy(line);
+            writeln!(stdout, "{}", registry_client::text::json(&text))
+        } else if json {
+            // The records themselves, byte for byte, for a program to read.
             stdout
                 .write_all(line)
                 .and_then(|()| stdout.write_all(b"\n"))
         } else {
-            writeln!(stdout, "{}", crate::audit::timeline_line(&record))
+            let line = crate::audit::timeline_line(&record);
+            writeln!(stdout, "{}", registry_client::text::for_terminal(&line))
         };
         // A closed pipe (`| head`) ends the output, not the check.
         closed = written.is_err();
@@ -1518,7 +1618,7 @@ fn audit_show(
     match result {
         Ok(_) => Ok(Exit::Success),
         Err(failure) => {
-            eprintln!(
+            errln!(
                 "warrant: error: audit log `{}` fails verification: {failure}; only the records proven before it were shown",
                 dir.display()
             );
@@ -1594,14 +1694,14 @@ fn audit_prove(
             return Err(CliError::Usage(format!("cannot write the proof: {e}")));
         }
         Err(audits::ProveError::Log(failure)) => {
-            eprintln!(
+            errln!(
                 "warrant: error: audit log `{}` fails verification: {failure}",
                 dir.display()
             );
             return Ok(Exit::Verification);
         }
         Err(e @ (audits::ProveError::Rewritten { .. } | audits::ProveError::BeyondLog { .. })) => {
-            eprintln!("warrant: error: audit log `{}`: {e}", dir.display());
+            errln!("warrant: error: audit log `{}`: {e}", dir.display());
             return Ok(Exit::Verification);
         }
         Err(e) => return Err(CliError::Usage(e.to_string())),
@@ -1615,9 +1715,10 @@ fn audit_prove(
                 path: path.to_owned(),
                 source,
             })?;
-            eprintln!("wrote the {what} to `{}`", path.display());
+            errln!("wrote the {what} to `{}`", path.display());
         }
-        None => print!("{text}"),
+        // The same JSON, with any control or bidirectional character escaped.
+        None => print!("{}", registry_client::text::json(&text)),
     }
     Ok(Exit::Success)
 }
@@ -1654,14 +1755,14 @@ fn audit_verify_proof(file: &Path, public: &[u8; 32], json: bool) -> Result<Exit
                     },
                 }));
             } else {
-                println!(
+                outln!(
                     "verified: record {} is in the log `{}` of {} records, root {}, checkpoint signed by key {key_id}",
                     record.index,
                     checkpoint.origin,
                     checkpoint.size,
                     hex::encode(checkpoint.root)
                 );
-                println!("{}", crate::audit::timeline_line(&record));
+                outln!("{}", crate::audit::timeline_line(&record));
             }
             Ok(Exit::Success)
         }
@@ -1677,7 +1778,7 @@ fn audit_verify_proof(file: &Path, public: &[u8; 32], json: bool) -> Result<Exit
                     "keyId": key_id,
                 }));
             } else {
-                println!(
+                outln!(
                     "verified: the log `{}` of {} records (root {}) extends its log of {} records (root {}); both checkpoints signed by key {key_id}",
                     new.origin,
                     new.size,
@@ -1692,7 +1793,7 @@ fn audit_verify_proof(file: &Path, public: &[u8; 32], json: bool) -> Result<Exit
             if json {
                 print_json(&json!({"verified": false, "failure": failure.to_string()}));
             }
-            eprintln!(
+            errln!(
                 "warrant: error: proof `{}` refused: {failure}",
                 file.display()
             );
@@ -1782,39 +1883,42 @@ fn report_guest(
         Outcome::Exited(status) => match u8::try_from(status) {
             Ok(s) if s <= MAX_GUEST_STATUS => Exit::Guest(s),
             _ => {
-                eprintln!(
+                errln!(
                     "warrant: guest `{digest}` exited with status {status}, outside 0–{MAX_GUEST_STATUS} (121–125 are warrant's own)"
                 );
                 Exit::Trap
             }
         },
         Outcome::Limited { limit, detail } => {
-            eprintln!(
+            errln!(
                 "warrant: guest `{digest}` stopped by its {limit:?} limit after {:?}: {detail}",
                 finished.elapsed
             );
             Exit::Limit
         }
         Outcome::Trapped(reason) => {
-            eprintln!("warrant: guest `{digest}` trapped: {reason}");
+            errln!("warrant: guest `{digest}` trapped: {reason}");
             Exit::Trap
         }
     })
 }
 
-/// Write guest output; on a terminal, neutralise control characters (escape sequences could
-/// rewrite the screen or the title) except newline, tab and carriage return.
+/// Write guest output; on a terminal, neutralise control characters (C0, DEL, C1: escape
+/// sequences could rewrite the screen or the title) and bidirectional formatting, except
+/// newline, tab and carriage return.
 fn write_guest_output(sink: &mut dyn Write, bytes: &[u8], terminal: bool) {
     if terminal {
-        let cleaned: Vec<u8> = bytes
-            .iter()
-            .map(|&b| match b {
-                b'\n' | b'\t' | b'\r' => b,
-                0x00..=0x1f | 0x7f => b'?',
-                _ => b,
+        // As UTF-8 (a byte that is not, such as a lone 8-bit `CSI`, becomes U+FFFD), with every
+        // control and bidirectional character but newline, tab and carriage return replaced.
+        let cleaned: String = String::from_utf8_lossy(bytes)
+            .chars()
+            .map(|c| match c {
+                '\n' | '\t' | '\r' => c,
+                c if registry_client::text::is_unsafe(c) => '?',
+                c => c,
             })
             .collect();
-        let _ = sink.write_all(&cleaned);
+        let _ = sink.write_all(cleaned.as_bytes());
     } else {
         let _ = sink.write_all(bytes);
     }
@@ -1875,23 +1979,23 @@ async fn inspect(
         }));
         return Ok(Exit::Success);
     }
-    println!("reference  {reference}");
-    println!("digest     {}", resolved.digest());
-    println!(
+    outln!("reference  {reference}");
+    outln!("digest     {}", resolved.digest());
+    outln!(
         "manifest   {} ({} bytes)",
         registry_client::manifest::MEDIA_TYPE_OCI_MANIFEST,
         resolved.manifest_bytes().len()
     );
-    println!(
+    outln!(
         "config     {} {} ({} bytes){}",
-        manifest.config.media_type,
+        q(&manifest.config.media_type),
         manifest.config.digest,
         manifest.config.size,
         match (config.get("os"), config.get("architecture")) {
             (Some(os), Some(arch)) => format!(
                 " os={} architecture={}",
-                os.as_str().unwrap_or("?"),
-                arch.as_str().unwrap_or("?")
+                q(os.as_str().unwrap_or("?")),
+                q(arch.as_str().unwrap_or("?"))
             ),
             _ => String::new(),
         }
@@ -1900,34 +2004,44 @@ async fn inspect(
         let title = layer
             .annotations
             .get(registry_client::manifest::ANNOTATION_TITLE)
-            .map(|t| format!(" {t}"))
+            .map(|t| format!(" {}", q(t)))
             .unwrap_or_default();
-        println!(
+        outln!(
             "layer      {} {} ({} bytes){title}",
-            layer.media_type, layer.digest, layer.size
+            q(&layer.media_type),
+            layer.digest,
+            layer.size
         );
     }
     match referrers {
-        Some(r) if r.manifests.is_empty() => println!("referrers  none ({:?})", r.source),
+        Some(r) if r.manifests.is_empty() => outln!("referrers  none ({:?})", r.source),
         Some(r) => {
             for d in &r.manifests {
-                println!(
+                outln!(
                     "referrer   {} {} ({:?})",
-                    d.artifact_type.as_deref().unwrap_or(&d.media_type),
+                    q(d.artifact_type.as_deref().unwrap_or(&d.media_type)),
                     d.digest,
                     r.source
                 );
             }
         }
-        None => println!("referrers  not listed for image layouts"),
+        None => outln!("referrers  not listed for image layouts"),
     }
     Ok(Exit::Success)
 }
 
+/// An untrusted value inside a line of output: control and bidirectional characters, line
+/// breaks included, escaped.
+fn q(text: &str) -> std::borrow::Cow<'_, str> {
+    registry_client::text::one_line(text)
+}
+
 fn print_json(value: &serde_json::Value) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("warrant: error: cannot print JSON: {e}"),
+        // The same JSON value, with any control or bidirectional character in its strings
+        // written as an escape.
+        Ok(s) => println!("{}", registry_client::text::json(&s)),
+        Err(e) => errln!("warrant: error: cannot print JSON: {e}"),
     }
 }
 
@@ -1957,5 +2071,12 @@ mod tests {
         let mut out = Vec::new();
         write_guest_output(&mut out, b"a\x1bb", false);
         assert_eq!(out, b"a\x1bb");
+        // C1 controls, as UTF-8 or as a lone 8-bit byte, and bidirectional overrides.
+        let mut out = Vec::new();
+        write_guest_output(&mut out, "c1\u{9b}2J \u{202e}txt\n".as_bytes(), true);
+        assert_eq!(out, "c1?2J ?txt\n".as_bytes());
+        let mut out = Vec::new();
+        write_guest_output(&mut out, b"raw\x9b2J", true);
+        assert_eq!(out, "raw\u{fffd}2J".as_bytes());
     }
 }

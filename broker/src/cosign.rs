@@ -121,14 +121,14 @@ pub fn check_payload(bytes: &[u8], digest: &Digest) -> Result<(), String> {
     if payload.critical.kind != PAYLOAD_TYPE {
         return Err(format!(
             "payload type `{}` is not `{PAYLOAD_TYPE}`",
-            payload.critical.kind.chars().take(80).collect::<String>()
+            registry_client::text::excerpt(&payload.critical.kind, 80)
         ));
     }
     let named = &payload.critical.image.docker_manifest_digest;
     if named != &digest.to_string() {
         return Err(format!(
             "payload names `{}`, not the artifact `{digest}`",
-            named.chars().take(80).collect::<String>()
+            registry_client::text::excerpt(named, 80)
         ));
     }
     Ok(())
@@ -328,7 +328,7 @@ async fn verify_one(
     if layer.media_type != MEDIA_TYPE_SIMPLE_SIGNING {
         return Err(format!(
             "media type `{}` is not `{MEDIA_TYPE_SIMPLE_SIGNING}`",
-            layer.media_type.chars().take(80).collect::<String>()
+            registry_client::text::excerpt(&layer.media_type, 80)
         ));
     }
     let Some(encoded) = layer.annotations.get(ANNOTATION_SIGNATURE) else {
@@ -438,8 +438,8 @@ pub fn keyless_bundle(
         return Err(format!(
             "transparency-log entry kind `{}` {} is not supported (only `hashedrekord`, which \
              cosign has written since 2022)",
-            kind.kind.chars().take(40).collect::<String>(),
-            kind.api_version.chars().take(40).collect::<String>()
+            registry_client::text::excerpt(&kind.kind, 40),
+            registry_client::text::excerpt(&kind.api_version, 40)
         ));
     }
     let log_id =

@@ -7,6 +7,7 @@ pub mod attest;
 pub mod audit;
 pub mod cache;
 pub mod cli;
+pub mod compiled;
 pub mod config;
 pub mod cosign;
 pub mod exit;
@@ -17,6 +18,7 @@ pub mod policy_tests;
 pub mod progress;
 pub mod referrers;
 pub mod sandbox;
+pub mod state;
 pub mod verify;
 
 pub use exit::Exit;

@@ -2226,15 +2226,133 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
     }
 }
 
-/// A directory the operator asks to give the guest.
+/// A host directory held open from the moment it was asked for, so that the directory a
+/// policy decides on and the one the guest is given are the same object: the guest gets this
+/// handle, never a path looked up again.
+///
+/// INVARIANT (one object): the path a `--dir` is decided by is the canonical path of this
+/// very directory, checked (device and inode) after it was opened.
+#[derive(Clone)]
+pub struct HostDir {
+    fd: Arc<std::os::fd::OwnedFd>,
+    dev: u64,
+    ino: u64,
+}
+
+impl std::fmt::Debug for HostDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::os::fd::AsRawFd as _;
+        f.debug_struct("HostDir")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("dev", &self.dev)
+            .field("ino", &self.ino)
+            .finish()
+    }
+}
+
+impl PartialEq for HostDir {
+    fn eq(&self, other: &Self) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+}
+
+impl Eq for HostDir {}
+
+impl HostDir {
+    /// Open the directory `path` names (symbolic links in it followed, as the operator wrote
+    /// it), and find its canonical path: the path of the object held, checked to be so after
+    /// the open. A directory swapped while this runs is refused, never decided by one path and
+    /// opened by another.
+    pub fn open(path: &Path) -> Result<(Self, PathBuf), String> {
+        use rustix::fs::{Mode, OFlags};
+        use std::os::unix::fs::MetadataExt as _;
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(rustix::fs::CWD, path, flags, Mode::empty()).map_err(|e| {
+            if e == rustix::io::Errno::NOTDIR {
+                format!("`{}` is not a directory", path.display())
+            } else {
+                format!("`{}`: {}", path.display(), std::io::Error::from(e))
+            }
+        })?;
+        let held = rustix::fs::fstat(&fd)
+            .map_err(|e| format!("`{}`: {}", path.display(), std::io::Error::from(e)))?;
+        let canonical =
+            std::fs::canonicalize(path).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        let named =
+            std::fs::metadata(&canonical).map_err(|e| format!("`{}`: {e}", canonical.display()))?;
+        if (named.dev(), named.ino()) != (held.st_dev, held.st_ino) {
+            return Err(format!(
+                "`{}` changed while it was being opened; refused",
+                path.display()
+            ));
+        }
+        Ok((
+            Self {
+                fd: Arc::new(fd),
+                dev: held.st_dev,
+                ino: held.st_ino,
+            },
+            canonical,
+        ))
+    }
+
+    /// A path that opens exactly this directory, whatever has happened to its name since:
+    /// its descriptor in `/proc/self/fd` (which the kernel resolves to the open directory
+    /// itself, not by name). Where there is no `/proc`, opening it fails, and the guest is
+    /// refused rather than given a directory by name.
+    pub fn descriptor_path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd as _;
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+}
+
+/// A directory the operator asks to give the guest, held open since it was asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirAsk {
-    /// The host directory: absolute, canonical (symlinks resolved), UTF-8.
-    pub host: PathBuf,
+    /// The host directory: absolute, canonical (symlinks resolved), UTF-8; the path of `dir`.
+    host: PathBuf,
+    /// The directory itself.
+    dir: HostDir,
     /// Where the guest sees it.
-    pub guest: String,
+    guest: String,
     /// Only `fs.read` is asked.
-    pub read_only: bool,
+    read_only: bool,
+}
+
+impl DirAsk {
+    /// Ask for the directory at `host` (opened now: see [`HostDir::open`]; no `..`, UTF-8)
+    /// as `guest`, read-only when `read_only`.
+    pub fn open(host: &Path, guest: &str, read_only: bool) -> Result<Self, String> {
+        if host.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(format!(
+                "`..` is not accepted in the host path `{}`",
+                host.display()
+            ));
+        }
+        let (dir, canonical) = HostDir::open(host)?;
+        path_text(&canonical)?;
+        Ok(Self {
+            host: canonical,
+            dir,
+            guest: guest.to_owned(),
+            read_only,
+        })
+    }
+
+    /// The canonical host path asked for.
+    pub fn host(&self) -> &Path {
+        &self.host
+    }
+
+    /// Where the guest sees it.
+    pub fn guest(&self) -> &str {
+        &self.guest
+    }
+
+    /// Only `fs.read` is asked.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
 }
 
 /// Everything the operator asks for one run: limits and handles.
@@ -2277,8 +2395,11 @@ impl Asks {
 /// A directory granted to the guest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DirGrant {
-    /// The host directory.
+    /// The host directory's canonical path, as decided.
     pub host: PathBuf,
+    /// The directory itself, held open since it was asked for: what the guest is given.
+    #[serde(skip)]
+    pub dir: HostDir,
     /// Where the guest sees it.
     pub guest: String,
     /// `fs.write` was granted too.
@@ -2484,6 +2605,7 @@ fn grant_from(
         .filter(|d| allowed(&Request::FsRead(d.host.clone())))
         .map(|d| DirGrant {
             host: d.host.clone(),
+            dir: d.dir.clone(),
             guest: d.guest.clone(),
             writable: !d.read_only && allowed(&Request::FsWrite(d.host.clone())),
         })
@@ -2513,9 +2635,9 @@ fn grant_from(
     })
 }
 
-/// Parse `--dir HOST::GUEST[:ro]`: the host path must exist, be a directory, contain no `..`,
-/// and be UTF-8; it is canonicalised (symlinks resolved), and that path is what is asked for
-/// and, if granted, opened.
+/// Parse `--dir HOST::GUEST[:ro]`: the host path must be a directory, contain no `..`, and be
+/// UTF-8; it is opened now, and its canonical path (symlinks resolved) is what is asked for;
+/// if granted, the guest gets the directory opened here ([`HostDir`]).
 pub fn parse_dir_ask(text: &str) -> Result<DirAsk, String> {
     let Some((host, guest)) = text.split_once("::") else {
         return Err(format!(
@@ -2531,26 +2653,7 @@ pub fn parse_dir_ask(text: &str) -> Result<DirAsk, String> {
             "`--dir {text}`: both the host and the guest path are needed"
         ));
     }
-    let host_path = Path::new(host);
-    if host_path
-        .components()
-        .any(|c| matches!(c, Component::ParentDir))
-    {
-        return Err(format!(
-            "`--dir {text}`: `..` is not accepted in the host path"
-        ));
-    }
-    let canonical =
-        std::fs::canonicalize(host_path).map_err(|e| format!("`--dir {text}`: `{host}`: {e}"))?;
-    if !canonical.is_dir() {
-        return Err(format!("`--dir {text}`: `{host}` is not a directory"));
-    }
-    path_text(&canonical).map_err(|e| format!("`--dir {text}`: {e}"))?;
-    Ok(DirAsk {
-        host: canonical,
-        guest: guest.to_owned(),
-        read_only,
-    })
+    DirAsk::open(Path::new(host), guest, read_only).map_err(|e| format!("`--dir {text}`: {e}"))
 }
 
 /// An environment variable name: ASCII letters, digits and `_`, not starting with a digit.

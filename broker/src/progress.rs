@@ -48,7 +48,7 @@ impl registry_client::Progress for TerminalProgress {
         ) {
             bar.set_style(style);
         }
-        bar.set_message(what.chars().take(40).collect::<String>());
+        bar.set_message(registry_client::text::excerpt(what, 40));
         self.with_bar(|b| *b = Some(bar));
     }
 

@@ -115,7 +115,7 @@ async fn verify_one(
         [layer] => {
             return Err(format!(
                 "layer media type `{}` is not a Sigstore bundle",
-                layer.media_type.chars().take(80).collect::<String>()
+                registry_client::text::excerpt(&layer.media_type, 80)
             ));
         }
         layers => return Err(format!("{} layers, expected one bundle", layers.len())),
@@ -141,7 +141,7 @@ async fn verify_one(
             if envelope.payload_type != crate::attest::PAYLOAD_TYPE_IN_TOTO {
                 return Err(format!(
                     "DSSE payload type `{}` is not an in-toto statement",
-                    envelope.payload_type.chars().take(80).collect::<String>()
+                    registry_client::text::excerpt(&envelope.payload_type, 80)
                 ));
             }
             let attested = check_statement(envelope.payload.as_bytes().to_vec(), digest, signer)?;

@@ -32,8 +32,9 @@
 //! whose compilation outlasts the compile deadline ([`limits::COMPILE_DEADLINE`] unless
 //! [`Sandbox::set_compile_deadline`]) is refused while that thread finishes in the background
 //! (the CLI exits, which ends it). With a compile cache
-//! ([`Sandbox::configured`]) a guest's compiled code is kept, keyed by its bytes and the engine
-//! configuration, so a second run does not compile it again.
+//! ([`Sandbox::configured`], [`crate::compiled`]) a guest's compiled code is kept, named by its
+//! bytes and the engine configuration and authenticated, so a second run does not compile it
+//! again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,13 +43,11 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use registry_client::WasmKind;
-use std::os::unix::fs::DirBuilderExt as _;
-use std::path::Path;
 use wasmtime::component::{Component, ResourceTable};
 
 use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstancePre, Linker, Module, PoolingAllocationConfig,
-    ResourceLimiter, Store, Strategy, Trap,
+    Config, Engine, InstancePre, Linker, Module, PoolingAllocationConfig, ResourceLimiter, Store,
+    Strategy, Trap,
 };
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::bindings::{Command, CommandPre};
@@ -56,6 +55,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::compiled::{CompileCache, Compiled};
 use crate::policy::Grant;
 
 /// The sandbox's fixed bounds.
@@ -130,7 +130,8 @@ impl RunLimits {
 /// The handles a guest is given. Only a [`Grant`] makes any; [`Handles::none`] gives nothing.
 #[derive(Clone, Debug, Default)]
 pub struct Handles {
-    dirs: Vec<(std::path::PathBuf, String, bool)>,
+    /// Directories: held open since they were asked for, where the guest sees them, writable.
+    dirs: Vec<(crate::policy::HostDir, String, bool)>,
     env: Vec<(String, String)>,
     /// Granted `host:port` pairs (components only: WASI preview 1 has no sockets).
     net: Vec<String>,
@@ -148,7 +149,7 @@ impl Handles {
             dirs: grant
                 .dirs()
                 .iter()
-                .map(|d| (d.host.clone(), d.guest.clone(), d.writable))
+                .map(|d| (d.dir.clone(), d.guest.clone(), d.writable))
                 .collect(),
             env: grant.env().to_vec(),
             net: grant.net().to_vec(),
@@ -245,7 +246,7 @@ pub enum SandboxError {
 pub struct Sandbox {
     engine: Engine,
     fuel: bool,
-    cache: Option<Cache>,
+    cache: Option<Arc<CompileCache>>,
     /// Drives guests' host calls (timers, sockets, file I/O) and their deadlines. A
     /// current-thread runtime: the thread running a guest drives it, and several threads may
     /// run guests at once.
@@ -444,12 +445,14 @@ impl Sandbox {
         Self::configured(fuel, None)
     }
 
-    /// As [`Sandbox::with_fuel`], keeping compiled code in `compile_cache` (wasmtime's own
-    /// cache, keyed by the guest's bytes and the engine's configuration): a guest compiled
-    /// once is not compiled again by any later run with the same configuration. The directory
-    /// holds machine code this process will execute, so it must be as trusted as the binary
-    /// (Warrant creates it mode 0700 in its data directory).
-    pub fn configured(fuel: bool, compile_cache: Option<&Path>) -> Result<Self, SandboxError> {
+    /// As [`Sandbox::with_fuel`], keeping compiled code in `compile_cache` (named by the
+    /// guest's bytes and the engine's configuration, authenticated, in the user's private
+    /// state: see [`crate::compiled`]): a guest compiled once is not compiled again by any
+    /// later run with the same configuration.
+    pub fn configured(
+        fuel: bool,
+        compile_cache: Option<CompileCache>,
+    ) -> Result<Self, SandboxError> {
         Self::build(fuel, compile_cache, None)
     }
 
@@ -464,7 +467,7 @@ impl Sandbox {
 
     fn build(
         fuel: bool,
-        compile_cache: Option<&Path>,
+        compile_cache: Option<CompileCache>,
         pooling: Option<u32>,
     ) -> Result<Self, SandboxError> {
         let engine_error = |e: wasmtime::Error| SandboxError::Engine(format!("{e:#}"));
@@ -486,25 +489,6 @@ impl Sandbox {
                 );
             config.allocation_strategy(pool);
         }
-        let cache = match compile_cache {
-            Some(dir) => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| {
-                        SandboxError::Engine(format!(
-                            "cannot create the compile cache `{}`: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                let mut settings = CacheConfig::new();
-                settings.with_directory(dir);
-                Some(Cache::new(settings).map_err(engine_error)?)
-            }
-            None => None,
-        };
-        config.cache(cache.clone());
         let engine = Engine::new(&config).map_err(engine_error)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -514,7 +498,7 @@ impl Sandbox {
             ticker: Arc::new(Ticker::start(engine.clone())?),
             engine,
             fuel,
-            cache,
+            cache: compile_cache.map(Arc::new),
             runtime: Arc::new(GuestRuntime(Some(runtime))),
             compile_deadline: limits::COMPILE_DEADLINE,
         })
@@ -529,20 +513,17 @@ impl Sandbox {
     /// Starts preparing `wasm` with `how` (compiling it, or finding it compiled, and linking
     /// it) on a thread of its own; [`Preparing::wait`] waits for it at most the compile
     /// deadline, counted from here.
-    fn start(
-        &self,
-        wasm: Vec<u8>,
-        how: fn(&Engine, &[u8]) -> Result<Prepared, SandboxError>,
-    ) -> Result<Preparing, SandboxError> {
+    fn start(&self, wasm: Vec<u8>, how: PrepareFn) -> Result<Preparing, SandboxError> {
         // Every guest is compiled here: the size bound comes before anything else.
         check_size(&wasm)?;
         let engine = self.engine.clone();
+        let cache = self.cache.clone();
         let (done, prepared) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("warrant-compile".into())
             .spawn(move || {
                 // The receiver is gone when the deadline passed: nothing to report to.
-                let _ = done.send(how(&engine, &wasm));
+                let _ = done.send(how(&engine, cache.as_deref(), &wasm));
             })
             .map_err(|e| SandboxError::Engine(format!("cannot start compiling: {e}")))?;
         Ok(Preparing {
@@ -561,7 +542,7 @@ impl Sandbox {
 
     /// How many guests were found compiled in the compile cache, when there is one.
     pub fn compile_cache_hits(&self) -> Option<usize> {
-        self.cache.as_ref().map(Cache::cache_hits)
+        self.cache.as_ref().map(|c| c.hits())
     }
 
     /// Run a guest, a core module ([`Sandbox::run_module`]) or a component
@@ -768,6 +749,10 @@ impl Sandbox {
     }
 }
 
+/// How a guest is prepared: compiled (or found compiled) and linked, as a module, a component,
+/// or whichever its bytes say.
+type PrepareFn = fn(&Engine, Option<&CompileCache>, &[u8]) -> Result<Prepared, SandboxError>;
+
 /// A guest being compiled and linked on a thread of its own ([`Sandbox::start_prepare`]).
 pub struct Preparing {
     prepared: std::sync::mpsc::Receiver<Result<Prepared, SandboxError>>,
@@ -793,18 +778,50 @@ impl Preparing {
     }
 }
 
-fn prepare_any(engine: &Engine, wasm: &[u8]) -> Result<Prepared, SandboxError> {
+fn prepare_any(
+    engine: &Engine,
+    cache: Option<&CompileCache>,
+    wasm: &[u8],
+) -> Result<Prepared, SandboxError> {
     match WasmKind::detect(wasm) {
-        Some(WasmKind::Module) => prepare_module(engine, wasm),
-        Some(WasmKind::Component) => prepare_component(engine, wasm),
+        Some(WasmKind::Module) => prepare_module(engine, cache, wasm),
+        Some(WasmKind::Component) => prepare_component(engine, cache, wasm),
         None => Err(SandboxError::Load(
             "not WebAssembly: the bytes do not start with a Wasm preamble".into(),
         )),
     }
 }
 
-fn prepare_module(engine: &Engine, wasm: &[u8]) -> Result<Prepared, SandboxError> {
-    let module = Module::new(engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+/// `wasm` compiled as `kind`: from the compile cache when it holds exactly this, else by
+/// compiling it (and keeping the result).
+fn compile(
+    engine: &Engine,
+    cache: Option<&CompileCache>,
+    kind: WasmKind,
+    wasm: &[u8],
+) -> Result<Compiled, SandboxError> {
+    if let Some(compiled) = cache.and_then(|c| c.get(engine, kind, wasm)) {
+        return Ok(compiled);
+    }
+    let compiled = match kind {
+        WasmKind::Module => Module::new(engine, wasm).map(Compiled::Module),
+        WasmKind::Component => Component::new(engine, wasm).map(Compiled::Component),
+    }
+    .map_err(|e| load_error(&e))?;
+    if let Some(cache) = cache {
+        cache.put(engine, kind, wasm, &compiled);
+    }
+    Ok(compiled)
+}
+
+fn prepare_module(
+    engine: &Engine,
+    cache: Option<&CompileCache>,
+    wasm: &[u8],
+) -> Result<Prepared, SandboxError> {
+    let Compiled::Module(module) = compile(engine, cache, WasmKind::Module, wasm)? else {
+        return Err(SandboxError::Load("not a core module".into()));
+    };
     let prompt = imports_only_prompt_calls(&module);
     let mut linker: Linker<Host> = Linker::new(engine);
     if prompt {
@@ -815,15 +832,20 @@ fn prepare_module(engine: &Engine, wasm: &[u8]) -> Result<Prepared, SandboxError
     .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
     let pre = linker
         .instantiate_pre(&module)
-        .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        .map_err(|e| load_error(&e))?;
     Ok(Prepared {
         guest: PreparedGuest::Module { pre, prompt },
     })
 }
 
-fn prepare_component(engine: &Engine, wasm: &[u8]) -> Result<Prepared, SandboxError> {
-    let component =
-        Component::new(engine, wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+fn prepare_component(
+    engine: &Engine,
+    cache: Option<&CompileCache>,
+    wasm: &[u8],
+) -> Result<Prepared, SandboxError> {
+    let Compiled::Component(component) = compile(engine, cache, WasmKind::Component, wasm)? else {
+        return Err(SandboxError::Load("not a component".into()));
+    };
     let mut linker: wasmtime::component::Linker<ComponentHost> =
         wasmtime::component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -831,10 +853,16 @@ fn prepare_component(engine: &Engine, wasm: &[u8]) -> Result<Prepared, SandboxEr
     let pre = linker
         .instantiate_pre(&component)
         .and_then(CommandPre::new)
-        .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        .map_err(|e| load_error(&e))?;
     Ok(Prepared {
         guest: PreparedGuest::Component(pre),
     })
+}
+
+/// Why a guest cannot be loaded, from wasmtime's error: names the guest chose (its imports and
+/// exports) are in it, so it is made one safe line.
+fn load_error(e: &wasmtime::Error) -> SandboxError {
+    SandboxError::Load(registry_client::text::one_line(&format!("{e:#}")).into_owned())
 }
 
 /// Refuses guests over [`limits::MAX_GUEST_BYTES`] before compiling anything.
@@ -963,15 +991,18 @@ impl GuestIo {
         for (name, value) in &handles.env {
             builder.env(name, value);
         }
-        for (host, guest, writable) in &handles.dirs {
+        for (dir, guest, writable) in &handles.dirs {
             let perms = if *writable {
                 FsPerms::ReadWrite
             } else {
                 FsPerms::ReadOnly
             };
-            builder.preopened_dir(host, guest, perms).map_err(|e| {
-                SandboxError::Load(format!("cannot open `{}`: {e:#}", host.display()))
-            })?;
+            // INVARIANT (one object): the directory decided is the directory given. WASI
+            // opens a preopen by path; the path given is the held descriptor's, which the
+            // kernel resolves to that directory, not to whatever its name leads to now.
+            builder
+                .preopened_dir(dir.descriptor_path(), guest, perms)
+                .map_err(|e| SandboxError::Load(format!("cannot give `{guest}`: {e:#}")))?;
         }
         Ok(builder)
     }
@@ -1276,14 +1307,18 @@ mod tests {
         assert!(matches!(err, SandboxError::Load(_)));
     }
     /// A second engine with the same compile cache finds the guest compiled: the second run of
-    /// the same bytes does not compile again. Other bytes are compiled.
+    /// the same bytes does not compile again. Other bytes are compiled. An entry that is not
+    /// exactly what was written under its name — another guest's code copied over it, one
+    /// byte changed, cut short, or written under another state's key — is compiled afresh,
+    /// and the guest runs as itself.
     #[test]
     fn a_second_run_of_the_same_guest_is_not_compiled_again() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = dir.path().join("compiled");
+        let state = crate::state::State::open(&dir.path().join("data")).unwrap();
         let wasm = wat::parse_str(HELLO).unwrap();
-        let run = |wasm: &[u8]| {
-            let sandbox = Sandbox::configured(false, Some(&cache)).unwrap();
+        let run_in = |state: &crate::state::State, wasm: &[u8]| {
+            let cache = CompileCache::open(state).unwrap();
+            let sandbox = Sandbox::configured(false, Some(cache)).unwrap();
             let f = sandbox
                 .run(
                     wasm,
@@ -1293,15 +1328,76 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!(f.outcome, Outcome::Exited(0));
-            sandbox.compile_cache_hits().unwrap()
+            (sandbox.compile_cache_hits().unwrap(), f.stdout)
         };
-        assert_eq!(run(&wasm), 0, "first run: compiled");
-        assert_eq!(run(&wasm), 1, "second run: from the cache");
+        let run = |wasm: &[u8]| run_in(&state, wasm);
+        assert_eq!(run(&wasm), (0, b"hi\n".to_vec()), "first run: compiled");
+        assert_eq!(
+            run(&wasm),
+            (1, b"hi\n".to_vec()),
+            "second run: from the cache"
+        );
         let other = wat::parse_str(HELLO.replace("hi\\n", "ho\\n")).unwrap();
         assert_ne!(other, wasm);
-        assert_eq!(run(&other), 0, "other bytes: compiled");
+        let entries = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path().join("data/compiled"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = entries();
+        assert_eq!(run(&other), (0, b"ho\n".to_vec()), "other bytes: compiled");
+        let (mine, theirs) = {
+            let after = entries();
+            let theirs = after.iter().find(|p| !before.contains(p)).unwrap().clone();
+            (before[0].clone(), theirs)
+        };
+        let genuine = std::fs::read(&mine).unwrap();
+        // The other guest's code copied over this guest's entry.
+        std::fs::copy(&theirs, &mine).unwrap();
+        assert_eq!(
+            run(&wasm),
+            (0, b"hi\n".to_vec()),
+            "swapped: compiled afresh"
+        );
+        assert_eq!(
+            std::fs::read(&mine).unwrap(),
+            genuine,
+            "and the entry replaced"
+        );
+        // One byte of the code changed, the entry cut short, the MAC removed.
+        let mut patched = genuine.clone();
+        let middle = patched.len() / 2;
+        patched[middle] ^= 0x40;
+        for bad in [
+            patched,
+            genuine[..genuine.len() - 1].to_vec(),
+            genuine[..31].to_vec(),
+        ] {
+            std::fs::write(&mine, bad).unwrap();
+            assert_eq!(run(&wasm), (0, b"hi\n".to_vec()));
+        }
+        // The same guest's entry from another data directory (another MAC key).
+        let elsewhere = crate::state::State::open(&dir.path().join("elsewhere")).unwrap();
+        assert_eq!(run_in(&elsewhere, &wasm).0, 0);
+        let foreign = dir
+            .path()
+            .join("elsewhere/compiled")
+            .join(mine.file_name().unwrap());
+        std::fs::copy(&foreign, &mine).unwrap();
+        assert_eq!(
+            run(&wasm),
+            (0, b"hi\n".to_vec()),
+            "another key: compiled afresh"
+        );
+        assert_eq!(run(&wasm), (1, b"hi\n".to_vec()));
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("data/compiled"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
     }
 

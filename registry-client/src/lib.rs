@@ -11,6 +11,7 @@
 //!   atomic rename after size and digest matched ([`store::Ingest`]).
 //!
 //! It knows nothing of signatures, policies or Wasm execution.
+#![forbid(unsafe_code)]
 
 pub mod attached;
 pub mod auth;
@@ -25,6 +26,7 @@ mod pull;
 pub mod reference;
 mod remote;
 pub mod store;
+pub mod text;
 
 pub use auth::{Credential, Credentials};
 pub use digest::Digest;

@@ -16,7 +16,10 @@
 //!   cannot hang the open), and must be a regular file owned by the running user and not
 //!   writable by group or others; a secret also not readable by them.
 //!
-//! Every refusal is [`Error::Unsafe`], naming the path and what is wrong with it.
+//! Every refusal is [`Error::Unsafe`], naming the path and what is wrong with it. Something of
+//! another kind in a directory's or a file's place (a regular file where a directory should
+//! be, a FIFO where a file should be) is an [`Error::Io`]: unusable, but nobody else could have
+//! put it there.
 
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
@@ -88,6 +91,18 @@ fn kind_of(mode: u32) -> &'static str {
         0o060_000 => "a block device",
         _ => "of an unknown type",
     }
+}
+
+/// Something other than what was expected where a directory or file of the state should be:
+/// unusable (an I/O error), not a trust violation — nobody else could have put it there.
+fn wrong_kind(path: &Path, mode: u32, expected: &str) -> Error {
+    Error::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is {}, not {expected}", kind_of(mode)),
+        ),
+    )
 }
 
 /// The owner and write rules for the private directory or file `path` described by `meta`.
@@ -293,7 +308,7 @@ impl PrivateDir {
                 unsafe_path(&path, "it is a symbolic link")
             }
             Ok(stat) if matches!(errno, Errno::NOTDIR | Errno::LOOP | Errno::NXIO) => {
-                unsafe_path(&path, format!("it is {}", kind_of(stat.st_mode)))
+                wrong_kind(&path, stat.st_mode, "a directory")
             }
             _ => io(&path, errno),
         }
@@ -351,10 +366,7 @@ impl PrivateDir {
         };
         let meta = metadata(&fd, &path)?;
         if !meta.file_type().is_file() {
-            return Err(unsafe_path(
-                &path,
-                format!("it is {}, not a regular file", kind_of(meta.mode())),
-            ));
+            return Err(wrong_kind(&path, meta.mode(), "a regular file"));
         }
         check_owned(&path, &meta, secrecy)?;
         Ok(Some(File::from(fd)))
@@ -577,12 +589,16 @@ mod tests {
                 .unwrap()
                 .success()
         );
-        let (_, reason) = refusal(dir.read("fifo", 100, Secrecy::Owner));
+        let unusable = |result: Result<Option<Vec<u8>>, Error>| match result {
+            Err(Error::Io { source, .. }) => source.to_string(),
+            other => panic!("expected an i/o error, got {other:?}"),
+        };
+        let reason = unusable(dir.read("fifo", 100, Secrecy::Owner));
         assert_eq!(reason, "it is a FIFO, not a regular file");
 
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        let (_, reason) = refusal(dir.read("sub", 100, Secrecy::Owner));
-        assert!(reason.starts_with("it is a directory"), "{reason}");
+        let reason = unusable(dir.read("sub", 100, Secrecy::Owner));
+        assert_eq!(reason, "it is a directory, not a regular file");
         assert!(dir.read("missing", 100, Secrecy::Owner).unwrap().is_none());
     }
 

@@ -800,13 +800,9 @@ fn detail_suffix(detail: &str) -> String {
     }
 }
 
-/// Registry-supplied text made safe to print: control characters replaced, length capped.
+/// Registry-supplied text made safe to print ([`crate::text::one_line`]), length capped.
 pub(crate) fn sanitise(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    truncate_for_message(&cleaned)
+    truncate_for_message(&crate::text::one_line(s))
 }
 
 /// The root cause first, then the context around it, so a cut message keeps the cause.
@@ -827,11 +823,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     } else {
         format!("{root} (while: {context})")
     };
-    let cleaned: String = text
+    crate::text::one_line(&text)
         .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    cleaned.chars().take(MAX_TRANSPORT_MESSAGE_CHARS).collect()
+        .take(MAX_TRANSPORT_MESSAGE_CHARS)
+        .collect()
 }
 
 /// Longest transport error message kept.

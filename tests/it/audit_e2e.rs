@@ -655,7 +655,8 @@ fn audit_prove_and_verify_proof_with_only_the_verifier_key() {
     // Another log's key refuses the proof.
     let other = tempfile::tempdir().unwrap();
     let other_key = other.path().join("verifier.txt");
-    std::fs::write(&other_key, warrant(other.path(), &["audit", "key"]).stdout).unwrap();
+    let other_signer = broker::audit::load_or_create_key(&other.path().join("audit.key")).unwrap();
+    std::fs::write(&other_key, broker::audit::verifier_key(&other_signer)).unwrap();
     let out = verify_proof(third.path(), &proof, other_key.to_str().unwrap());
     assert_eq!(out.status.code(), Some(122));
     assert!(

@@ -176,11 +176,7 @@ fn a_component_gets_exactly_the_granted_preopens() {
         let asks = Asks {
             memory_bytes: 16 * MIB,
             timeout_ms: 10_000,
-            dirs: vec![DirAsk {
-                host: host.clone(),
-                guest: "/data".into(),
-                read_only,
-            }],
+            dirs: vec![DirAsk::open(&host, "/data", read_only).unwrap()],
             ..Asks::default()
         };
         let granted = grant(policy, &asks);

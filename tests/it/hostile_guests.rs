@@ -192,11 +192,7 @@ fn read_only(dir: &Path, timeout: Duration) -> (Handles, RunLimits) {
     let asks = Asks {
         memory_bytes: 16 * MIB,
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap(),
-        dirs: vec![DirAsk {
-            host: std::fs::canonicalize(dir).unwrap(),
-            guest: "/data".into(),
-            read_only: true,
-        }],
+        dirs: vec![DirAsk::open(dir, "/data", true).unwrap()],
         ..Asks::default()
     };
     let grant = grant(PERMIT_ALL, &asks);

@@ -447,13 +447,19 @@ fn a_remembered_run_is_granted_from_its_entry_only_when_the_mac_holds() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(cited(), (real, serde_json::json!(false)));
     assert_eq!(std::fs::read_to_string(entry).unwrap(), original);
-    // Re-signed with the memo's secret (which only Warrant's user can read): used as is.
-    let secret = std::fs::read(memo.join("key")).unwrap();
+    // Re-signed with the memo's MAC key (derived from the state's secret, which only
+    // Warrant's user can read): used as is. The MAC is defence in depth behind the state's
+    // privacy; whoever holds the secret is that user.
+    let master = std::fs::read(home.path().join("mac.key")).unwrap();
+    let secret = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &master),
+        b"warrant mac key: policy-memo",
+    );
     let name = entry.file_stem().unwrap().to_str().unwrap();
     let key: [u8; 32] = hex::decode(name).unwrap().try_into().unwrap();
     let signed = [b"run".as_slice(), &[0], &key, forged_body.as_bytes()].concat();
     let tag = ring::hmac::sign(
-        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_ref()),
         &signed,
     );
     std::fs::write(

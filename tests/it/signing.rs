@@ -444,7 +444,7 @@ async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
     let dir = tempfile::tempdir().unwrap();
     let store = registry_client::Store::open(dir.path()).unwrap();
     let cache = broker::cache::VerdictCache::open(
-        &dir.path().join("verdicts"),
+        &broker::state::State::open(&dir.path().join("data")).unwrap(),
         std::time::Duration::from_secs(3600),
     )
     .unwrap();
@@ -500,7 +500,7 @@ async fn a_cached_verdict_stands_in_only_for_its_digest_and_trust() {
     let dir = tempfile::tempdir().unwrap();
     let store = registry_client::Store::open(dir.path().join("store")).unwrap();
     let cache = VerdictCache::open(
-        &dir.path().join("verdicts"),
+        &broker::state::State::open(&dir.path().join("data")).unwrap(),
         std::time::Duration::from_secs(3600),
     )
     .unwrap();
