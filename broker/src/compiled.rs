@@ -38,6 +38,12 @@ pub const COMPILED_DIR: &str = "compiled";
 /// Largest entry read: compiled code runs to a few times its Wasm, and guests are at most
 /// [`crate::sandbox::limits::MAX_GUEST_BYTES`].
 pub const MAX_ENTRY_BYTES: u64 = 4 * crate::sandbox::limits::MAX_GUEST_BYTES;
+/// Most entries kept: past it, the oldest written are removed when a new one is kept.
+/// Compiling a guest again costs what it cost the first time; a directory that grew without
+/// bound would cost disk for every guest ever run.
+pub const MAX_ENTRIES: usize = 1024;
+/// Most bytes the entries take together, removed oldest first past it like [`MAX_ENTRIES`].
+pub const MAX_TOTAL_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Bytes of the MAC at the head of an entry.
 const MAC_BYTES: usize = 32;
 /// What the entry name's hash starts with: the format, so a new one never reads an old one.
@@ -65,6 +71,8 @@ pub struct CompileCache {
     dir: PrivateDir,
     key: hmac::Key,
     hits: AtomicUsize,
+    /// [`MAX_ENTRIES`] and [`MAX_TOTAL_BYTES`] (smaller in tests).
+    limits: (usize, u64),
 }
 
 impl std::fmt::Debug for CompileCache {
@@ -96,6 +104,7 @@ impl CompileCache {
             dir: state.subdir(COMPILED_DIR)?,
             key: state.mac_key(COMPILED_DIR)?,
             hits: AtomicUsize::new(0),
+            limits: (MAX_ENTRIES, MAX_TOTAL_BYTES),
         })
     }
 
@@ -208,5 +217,84 @@ impl CompileCache {
         if let Err(e) = self.dir.write_atomically(&name, &entry, 0o600, false) {
             tracing::debug!(error = %e, "compiled code not kept");
         }
+        self.evict();
+    }
+
+    /// Keep the cache within [`MAX_ENTRIES`] and [`MAX_TOTAL_BYTES`]: the entries written
+    /// longest ago go first. Only a saving, like the cache itself: nothing here can fail a run.
+    fn evict(&self) {
+        let Ok(names) = self.dir.names() else {
+            return;
+        };
+        let mut entries: Vec<((i64, i64), u64, String)> = names
+            .into_iter()
+            .filter_map(|name| {
+                let stat = self.dir.stat(&name).ok()??;
+                let size = u64::try_from(stat.st_size).unwrap_or(0);
+                let written = (
+                    stat.st_mtime,
+                    i64::try_from(stat.st_mtime_nsec).unwrap_or(0),
+                );
+                Some((written, size, name))
+            })
+            .collect();
+        let (max_entries, max_bytes) = self.limits;
+        let mut total: u64 = entries.iter().map(|(_, size, _)| size).sum();
+        if entries.len() <= max_entries && total <= max_bytes {
+            return;
+        }
+        entries.sort();
+        let mut left = entries.len();
+        for (_, size, name) in entries {
+            if left <= max_entries && total <= max_bytes {
+                break;
+            }
+            if self.dir.remove(&name).is_ok() {
+                left = left.saturating_sub(1);
+                total = total.saturating_sub(size);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(engine: &Engine, n: u32) -> (Vec<u8>, Compiled) {
+        let wasm = wat::parse_str(format!("(module (func (export \"f{n}\")))")).unwrap();
+        let module = wasmtime::Module::new(engine, &wasm).unwrap();
+        (wasm, Compiled::Module(module))
+    }
+
+    /// Past its bounds the cache drops the entries written longest ago, and keeps finding the
+    /// rest.
+    #[test]
+    fn the_oldest_entries_go_first_past_the_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let mut cache = CompileCache::open(&state).unwrap();
+        cache.limits = (2, u64::MAX);
+        let engine = Engine::default();
+        let guests: Vec<_> = (0..3).map(|n| module(&engine, n)).collect();
+        for (wasm, compiled) in &guests {
+            cache.put(&engine, WasmKind::Module, wasm, compiled);
+            // Distinct modification times, oldest first.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let found: Vec<bool> = guests
+            .iter()
+            .map(|(wasm, _)| cache.get(&engine, WasmKind::Module, wasm).is_some())
+            .collect();
+        assert_eq!(found, [false, true, true]);
+        assert_eq!(cache.dir.names().unwrap().len(), 2);
+        // A byte bound: one entry's worth keeps only the newest.
+        cache.limits = (usize::MAX, 1);
+        cache.put(&engine, WasmKind::Module, &guests[0].0, &guests[0].1);
+        assert_eq!(
+            cache.dir.names().unwrap().len(),
+            0,
+            "even the newest is over one byte"
+        );
     }
 }
