@@ -145,22 +145,27 @@ fn key_der_or_create(path: &Path) -> Result<Vec<u8>, AuditFailure> {
         dir.read(&name, MAX_KEY_BYTES, Secrecy::Secret)
             .map_err(|e| AuditFailure::state(path, e))
     };
-    if read(&dir)?.is_none() {
-        let pkcs8 = SigningKeyMaterial::generate_pkcs8().map_err(|e| AuditFailure::new(path, e))?;
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
-        match dir.open_file(&name, flags, 0o600, Secrecy::Secret) {
-            Ok(Some(mut file)) => file
-                .write_all(&pkcs8)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| AuditFailure::new(path, e))?,
-            // Another process made it first: use theirs.
-            Err(registry_client::Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Ok(None) => return Err(AuditFailure::new(path, "the key vanished")),
-            Err(e) => return Err(AuditFailure::state(path, e)),
-        }
+    if let Some(der) = read(&dir)? {
+        return Ok(der);
     }
-    read(&dir)?.ok_or_else(|| AuditFailure::new(path, "the key vanished"))
+    let pkcs8 = SigningKeyMaterial::generate_pkcs8().map_err(|e| AuditFailure::new(path, e))?;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+    match dir.open_file(&name, flags, 0o600, Secrecy::Secret) {
+        Ok(Some(mut file)) => {
+            file.write_all(&pkcs8)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| AuditFailure::new(path, e))?;
+            Ok(pkcs8)
+        }
+        // Another process made it first: use theirs.
+        Err(registry_client::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            read(&dir)?.ok_or_else(|| AuditFailure::new(path, "the key vanished"))
+        }
+        Ok(None) => Err(AuditFailure::new(path, "the key vanished")),
+        Err(e) => Err(AuditFailure::state(path, e)),
+    }
 }
 
 impl Audit {

@@ -55,6 +55,8 @@ pub enum StateError {
 #[derive(Debug)]
 pub struct State {
     dir: PrivateDir,
+    /// `mac.key`, once read (or made).
+    secret: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl State {
@@ -62,6 +64,7 @@ impl State {
     pub fn open(path: &Path) -> Result<Self, StateError> {
         Ok(Self {
             dir: PrivateDir::create(path)?,
+            secret: std::sync::OnceLock::new(),
         })
     }
 
@@ -79,11 +82,17 @@ impl State {
     /// (created, 32 random bytes, mode 0600, on first use), so that an entry of one cache is
     /// never valid in another.
     pub fn mac_key(&self, purpose: &str) -> Result<hmac::Key, StateError> {
-        let secret = match self.read_secret()? {
+        let secret = match self.secret.get() {
             Some(secret) => secret,
-            None => self.create_secret()?,
+            None => {
+                let secret = match self.read_secret()? {
+                    Some(secret) => secret,
+                    None => self.create_secret()?,
+                };
+                self.secret.get_or_init(|| secret)
+            }
         };
-        let master = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+        let master = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let derived = hmac::sign(&master, format!("warrant mac key: {purpose}").as_bytes());
         Ok(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
     }
@@ -177,12 +186,14 @@ mod tests {
         state.mac_key("x").unwrap();
         let key = top.path().join("data").join(MAC_KEY_FILE);
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let state = State::open(&top.path().join("data")).unwrap();
         assert!(matches!(
             state.mac_key("x"),
             Err(StateError::Path(registry_client::Error::Unsafe { .. }))
         ));
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&key, b"short").unwrap();
+        let state = State::open(&top.path().join("data")).unwrap();
         assert!(matches!(
             state.mac_key("x"),
             Err(StateError::BadKey { len: 5, .. })

@@ -22,15 +22,15 @@
 //! put it there.
 
 use std::ffi::OsStr;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use crate::error::Error;
@@ -106,15 +106,15 @@ fn wrong_kind(path: &Path, mode: u32, expected: &str) -> Error {
 }
 
 /// The owner and write rules for the private directory or file `path` described by `meta`.
-fn check_owned(path: &Path, meta: &Metadata, secrecy: Secrecy) -> Result<(), Error> {
-    let (owner, me) = (meta.uid(), euid());
+fn check_owned(path: &Path, meta: &Stat, secrecy: Secrecy) -> Result<(), Error> {
+    let (owner, me) = (meta.st_uid, euid());
     if owner != me {
         return Err(unsafe_path(
             path,
             format!("it is owned by uid {owner}, not by the user running warrant (uid {me})"),
         ));
     }
-    let mode = meta.mode();
+    let mode = meta.st_mode;
     let forbidden = match secrecy {
         Secrecy::Owner => GROUP_OTHER_WRITE,
         Secrecy::Secret => GROUP_OTHER_ANY,
@@ -141,8 +141,8 @@ fn check_owned(path: &Path, meta: &Metadata, secrecy: Secrecy) -> Result<(), Err
 
 /// The rule for a directory above a private one: nobody but root or the running user can
 /// replace what is beneath it.
-fn check_ancestor(path: &Path, meta: &Metadata) -> Result<(), Error> {
-    let (owner, me) = (meta.uid(), euid());
+fn check_ancestor(path: &Path, meta: &Stat) -> Result<(), Error> {
+    let (owner, me) = (meta.st_uid, euid());
     if owner != 0 && owner != me {
         return Err(unsafe_path(
             path,
@@ -151,7 +151,7 @@ fn check_ancestor(path: &Path, meta: &Metadata) -> Result<(), Error> {
             ),
         ));
     }
-    let mode = meta.mode();
+    let mode = meta.st_mode;
     if mode & GROUP_OTHER_WRITE != 0 && mode & STICKY == 0 {
         return Err(unsafe_path(
             path,
@@ -191,9 +191,8 @@ fn unique_name(prefix: &str) -> String {
 }
 
 /// The metadata of an open descriptor.
-fn metadata(fd: &OwnedFd, path: &Path) -> Result<Metadata, Error> {
-    let file = File::from(fd.try_clone().map_err(|e| Error::io(path, e))?);
-    file.metadata().map_err(|e| Error::io(path, e))
+fn metadata(fd: &OwnedFd, path: &Path) -> Result<Stat, Error> {
+    rustix::fs::fstat(fd).map_err(|e| io(path, e))
 }
 
 impl PrivateDir {
@@ -365,8 +364,8 @@ impl PrivateDir {
             Err(e) => return Err(self.refusal(name, e)),
         };
         let meta = metadata(&fd, &path)?;
-        if !meta.file_type().is_file() {
-            return Err(wrong_kind(&path, meta.mode(), "a regular file"));
+        if meta.st_mode & TYPE_MASK != TYPE_FILE {
+            return Err(wrong_kind(&path, meta.st_mode, "a regular file"));
         }
         check_owned(&path, &meta, secrecy)?;
         Ok(Some(File::from(fd)))
