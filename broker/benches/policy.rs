@@ -94,13 +94,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             signer("https://github.com/acme/plugin/.github/workflows/release.yml@refs/tags/v1"),
             signer("https://github.com/acme/plugin/.github/workflows/nightly.yml@refs/heads/main"),
         ],
-        None,
+        Vec::new(),
     );
     let requests = vec![
         Request::Instantiate {
             memory_bytes: 64 << 20,
             timeout_ms: 1000,
-            fuel: 0,
+            fuel: None,
         },
         Request::FsRead(PathBuf::from("/srv/data/in")),
         Request::FsRead(PathBuf::from("/srv/data/more/deeply/nested")),

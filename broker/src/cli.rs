@@ -378,8 +378,10 @@ impl AskArgs {
             asks.env.push((name, value));
         }
         for text in &self.net {
-            crate::policy::check_host_port(text).map_err(CliError::Usage)?;
-            asks.net.push(text.clone());
+            // INVARIANT (one form): the host is asked, decided, recorded and connected to in
+            // its canonical form.
+            let canonical = crate::policy::canonical_host_port(text).map_err(CliError::Usage)?;
+            asks.net.push(canonical);
         }
         Ok(asks)
     }

@@ -125,17 +125,19 @@ pub async fn fetch_verified(
 }
 
 /// The facts policies decide on: the fetched artifact, where the operator said it is, who
-/// verifiably signed it, and its first verified SLSA provenance.
+/// verifiably signed it, and every verified SLSA provenance (each evaluated in turn: the order
+/// the registry listed them in changes nothing).
 pub fn facts(fetched: &Fetched, verdict: &Verdict, attestations: &Attestations) -> Facts {
     let reference = fetched.resolved().reference();
     let registry = match reference {
         Reference::Registry(r) => r.registry().to_ascii_lowercase(),
         Reference::Layout(_) => "oci-layout".to_owned(),
     };
-    let provenance = attestations
+    let provenances = attestations
         .verified
         .iter()
-        .find_map(|a| a.provenance.clone());
+        .filter_map(|a| a.provenance.clone())
+        .collect();
     Facts::new(
         fetched.digest().clone(),
         fetched.kind(),
@@ -143,7 +145,7 @@ pub fn facts(fetched: &Fetched, verdict: &Verdict, attestations: &Attestations) 
         registry,
         repository(reference),
         verdict.signers.clone(),
-        provenance,
+        provenances,
     )
 }
 

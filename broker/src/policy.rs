@@ -6,9 +6,12 @@
 //! builds entities for ([`SCHEMA`], `policies/warrant.cedarschema`); any parse error, validation
 //! error or validation warning refuses the whole set, naming file, line and policy id.
 //!
-//! The evaluation rule: each request is evaluated once per verified signature (the artifact's
-//! `signer` set to it; once with kind `"none"` when there is none). It is **allowed iff at least
-//! one evaluation allows, no evaluation is denied by a `forbid`, and no evaluation errors.**
+//! The evaluation rule: each request is evaluated once per verified signature and verified
+//! provenance — for every pair of them: the artifact's `signer` set to the signature's signer
+//! (kind `"none"` when there is none), its `provenance` to the provenance (absent when there is
+//! none). It is **allowed iff at least one evaluation allows, no evaluation is denied by a
+//! `forbid`, and no evaluation errors.** So a `forbid` on any signer or on any provenance wins,
+//! whatever order the registry listed them in.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -45,6 +48,11 @@ pub mod limits {
     pub const MAX_POLICY_FILES: usize = 1000;
     /// Most decisions remembered per policy set.
     pub const MAX_CACHED_DECISIONS: usize = 100_000;
+    /// Most (signer, provenance) pairs one request is evaluated for. Legitimate artifacts
+    /// carry a signature or three and a provenance or two; an artifact with more verified
+    /// pairs than this (many keyless signatures and attestations, which anyone can make) is
+    /// denied with that reason rather than evaluated for minutes.
+    pub const MAX_EVALUATIONS: usize = 1024;
 }
 
 /// One problem found while loading policies: where, which policy, what.
@@ -557,6 +565,19 @@ impl Policies {
         } else {
             &facts.signers
         };
+        let provenances = facts.evaluated_provenances();
+        if signers.len().saturating_mul(provenances.len()) > limits::MAX_EVALUATIONS {
+            let error = format!(
+                "{} verified signers and {} verified provenances make more than {} evaluations; refused",
+                facts.signers.len(),
+                facts.provenances.len(),
+                limits::MAX_EVALUATIONS
+            );
+            return requests
+                .iter()
+                .map(|r| Decision::error(r, error.clone()))
+                .collect();
+        }
         let digest = facts.digest.to_string();
         let principal = match (
             uid("Artifact", &digest),
@@ -572,7 +593,7 @@ impl Policies {
             }
         };
         let authorizer = Authorizer::new();
-        let mut entities = Stores::new(self, facts, signers, requests);
+        let mut entities = Stores::new(self, facts, signers, &provenances, requests);
         let mut invariant: Option<Tally> = None;
         let mut decisions = Vec::with_capacity(requests.len());
         for request in requests {
@@ -591,16 +612,32 @@ impl Policies {
                 continue;
             };
             let mut evaluate = |group: &Group, tally: &mut Tally| {
-                let passes = [(&group.independent, 1), (&group.dependent, signers.len())];
-                for (pass, evaluations) in passes {
+                // Each pass is evaluated for every signer and provenance it reads, with the
+                // first of the others (it gives the same outcome for all of them).
+                let (each_signer, each_provenance) = (signers.len(), provenances.len());
+                let passes = [
+                    (&group.independent, 1, 1),
+                    (&group.by_signer, each_signer, 1),
+                    (&group.by_provenance, 1, each_provenance),
+                    (&group.by_both, each_signer, each_provenance),
+                ];
+                for (pass, signer_count, provenance_count) in passes {
                     if pass.is_empty() {
                         continue;
                     }
-                    for (index, signer) in signers.iter().enumerate().take(evaluations) {
+                    let pairs = signers.iter().enumerate().take(signer_count).flat_map(|s| {
+                        provenances
+                            .iter()
+                            .enumerate()
+                            .take(provenance_count)
+                            .map(move |p| (s, p))
+                    });
+                    for ((signer_index, signer), (provenance_index, provenance)) in pairs {
                         let view = View {
                             facts,
                             digest: &digest,
                             signer,
+                            provenance: *provenance,
                             request,
                             artifact: &principal.0,
                             repository: &principal.1,
@@ -617,7 +654,7 @@ impl Policies {
                         if ask.is_empty() {
                             continue;
                         }
-                        let built = match entities.get(index) {
+                        let built = match entities.get(signer_index, provenance_index) {
                             Ok(built) => built,
                             Err(e) => {
                                 tally.error(e.clone());
@@ -674,20 +711,28 @@ impl Policies {
                 timeout_ms,
                 fuel,
             } => {
-                let context = Context::from_pairs([
-                    (
-                        "memoryBytes".to_owned(),
-                        RestrictedExpression::new_long(to_long(*memory_bytes)),
-                    ),
-                    (
-                        "timeoutMs".to_owned(),
-                        RestrictedExpression::new_long(to_long(*timeout_ms)),
-                    ),
+                // `fuel` only when the run is metered: an unmetered run has no fuel bound to
+                // compare, and a policy must say `context has fuel` to ask for one.
+                let metered = fuel.map(|fuel| {
                     (
                         "fuel".to_owned(),
-                        RestrictedExpression::new_long(to_long(*fuel)),
-                    ),
-                ])
+                        RestrictedExpression::new_long(to_long(fuel)),
+                    )
+                });
+                let context = Context::from_pairs(
+                    [
+                        (
+                            "memoryBytes".to_owned(),
+                            RestrictedExpression::new_long(to_long(*memory_bytes)),
+                        ),
+                        (
+                            "timeoutMs".to_owned(),
+                            RestrictedExpression::new_long(to_long(*timeout_ms)),
+                        ),
+                    ]
+                    .into_iter()
+                    .chain(metered),
+                )
                 .map_err(|e| e.to_string())?;
                 (uid("Runtime", "cli")?, context)
             }
@@ -716,8 +761,12 @@ impl Policies {
         self.schema.get()
     }
 
-    /// The artifact entity as seen by the evaluation for `signer`.
-    fn artifact(facts: &Facts, signer: &Signer) -> Result<Entity, String> {
+    /// The artifact entity as seen by the evaluation for `signer` and `provenance`.
+    fn artifact(
+        facts: &Facts,
+        signer: &Signer,
+        provenance: Option<&Provenance>,
+    ) -> Result<Entity, String> {
         let signer_record = |s: &Signer| {
             RestrictedExpression::new_record([
                 (
@@ -762,7 +811,7 @@ impl Policies {
                 ),
             ),
         ]);
-        if let Some(p) = &facts.provenance {
+        if let Some(p) = provenance {
             attrs.insert(
                 "provenance".to_owned(),
                 RestrictedExpression::new_record([
@@ -790,17 +839,18 @@ impl Policies {
         Entity::new(artifact, attrs, HashSet::from([repository])).map_err(|e| e.to_string())
     }
 
-    /// The entities for one evaluation: the artifact (with `signer`), its repository and
-    /// registry, the runtime, and every requested resource with its ancestors.
+    /// The entities for one evaluation: the artifact (with `signer` and `provenance`), its
+    /// repository and registry, the runtime, and every requested resource with its ancestors.
     fn entities(
         &self,
         facts: &Facts,
         signer: &Signer,
+        provenance: Option<&Provenance>,
         requests: &[Request],
     ) -> Result<Entities, String> {
         let registry = uid("Registry", &facts.registry)?;
         let repository = uid("Repository", &facts.repository)?;
-        let artifact = Self::artifact(facts, signer)?;
+        let artifact = Self::artifact(facts, signer, provenance)?;
         let mut entities: HashMap<EntityUid, Entity> = HashMap::new();
         entities.insert(
             registry.clone(),
@@ -850,13 +900,14 @@ impl Policies {
     }
 }
 
-/// The entity stores of one run's evaluations, one per signer, built when first needed: the
-/// first from scratch, the others as a copy of it with only the artifact replaced (it has no
-/// descendants, so nothing else's ancestors change).
+/// The entity stores of one run's evaluations, one per (signer, provenance) pair, built when
+/// first needed: the first from scratch, the others as a copy of it with only the artifact
+/// replaced (it has no descendants, so nothing else's ancestors change).
 struct Stores<'a> {
     policies: &'a Policies,
     facts: &'a Facts,
     signers: &'a [Signer],
+    provenances: &'a [Option<&'a Provenance>],
     requests: &'a [Request],
     built: Vec<Option<Result<Entities, String>>>,
 }
@@ -866,25 +917,35 @@ impl<'a> Stores<'a> {
         policies: &'a Policies,
         facts: &'a Facts,
         signers: &'a [Signer],
+        provenances: &'a [Option<&'a Provenance>],
         requests: &'a [Request],
     ) -> Self {
         Self {
             policies,
             facts,
             signers,
+            provenances,
             requests,
-            built: signers.iter().map(|_| None).collect(),
+            built: (0..signers.len().saturating_mul(provenances.len()))
+                .map(|_| None)
+                .collect(),
         }
     }
 
-    /// The store for the `index`th signer.
-    fn get(&mut self, index: usize) -> &Result<Entities, String> {
+    /// The store for the `signer`th signer and the `provenance`th provenance.
+    fn get(&mut self, signer: usize, provenance: usize) -> &Result<Entities, String> {
+        let index = signer
+            .saturating_mul(self.provenances.len())
+            .saturating_add(provenance);
         let missing = |built: &[Option<Result<Entities, String>>], i: usize| {
             built.get(i).is_some_and(Option::is_none)
         };
+        let first_provenance = self.provenances.first().copied().flatten();
         if missing(&self.built, 0) {
             let first = match self.signers.first() {
-                Some(signer) => self.policies.entities(self.facts, signer, self.requests),
+                Some(s) => self
+                    .policies
+                    .entities(self.facts, s, first_provenance, self.requests),
                 None => Err("no signer to evaluate for".into()),
             };
             if let Some(slot) = self.built.get_mut(0) {
@@ -892,15 +953,19 @@ impl<'a> Stores<'a> {
             }
         }
         if index > 0 && missing(&self.built, index) {
-            let store = match (self.built.first(), self.signers.get(index)) {
-                (Some(Some(Ok(first))), Some(signer)) => Policies::artifact(self.facts, signer)
+            let store = match (
+                self.built.first(),
+                self.signers.get(signer),
+                self.provenances.get(provenance),
+            ) {
+                (Some(Some(Ok(first))), Some(s), Some(p)) => Policies::artifact(self.facts, s, *p)
                     .and_then(|artifact| {
                         first
                             .clone()
                             .upsert_entities([artifact], self.policies.entity_schema())
                             .map_err(|e| e.to_string())
                     }),
-                (Some(Some(Err(e))), _) => Err(e.clone()),
+                (Some(Some(Err(e))), _, _) => Err(e.clone()),
                 _ => Err("no signer to evaluate for".into()),
             };
             if let Some(slot) = self.built.get_mut(index) {
@@ -962,22 +1027,26 @@ const ACTIONS: [&str; 6] = [
     "http.outgoing",
 ];
 
-/// Policies to evaluate together: those that never read the artifact's `signer` (evaluated
-/// once per request) and those that do (once per signer). Splitting a set into groups and
+/// Policies to evaluate together, by what of an evaluation they read: neither the artifact's
+/// `signer` nor its `provenance` (evaluated once per request), only one of them (once per
+/// signer, or per provenance), or both (once per pair). Splitting a set into groups and
 /// combining their outcomes by the rule gives the outcome of the whole set: the rule is a
 /// union of permits and of forbids.
 #[derive(Default)]
 struct Group {
     independent: Pass,
-    dependent: Pass,
+    by_signer: Pass,
+    by_provenance: Pass,
+    by_both: Pass,
 }
 
 impl Group {
     fn add(&mut self, member: &Arc<Member>) -> Result<(), String> {
-        let pass = if member.reads_signer {
-            &mut self.dependent
-        } else {
-            &mut self.independent
+        let pass = match (member.reads_signer, member.reads_provenance) {
+            (false, false) => &mut self.independent,
+            (true, false) => &mut self.by_signer,
+            (false, true) => &mut self.by_provenance,
+            (true, true) => &mut self.by_both,
         };
         pass.add(member)
     }
@@ -995,8 +1064,10 @@ struct Pass {
 struct Member {
     id: String,
     effect: Effect,
-    /// Its condition names the artifact's `signer` (see `reads_signer`).
+    /// Its condition reads an attribute named `signer` (see [`reads_attribute`]).
     reads_signer: bool,
+    /// Its condition reads the artifact's `provenance` (see [`reads_attribute`]).
+    reads_provenance: bool,
     /// Its outcome is the same for every request of a run (see `is_invariant`).
     invariant: bool,
     screen: Screen,
@@ -1006,7 +1077,6 @@ struct Member {
 
 impl Member {
     fn new(policy: &Policy) -> Result<Self, String> {
-        let text = policy.to_cedar().unwrap_or_else(|| "signer".into());
         // The JSON form of the conditions, read by the invariance check and the screen. Cedar
         // makes it by parsing the policy's text again (most of the load time this adds), so
         // only when there are conditions to read.
@@ -1020,7 +1090,8 @@ impl Member {
         Ok(Self {
             id: policy.id().to_string(),
             effect: policy.effect(),
-            reads_signer: reads_signer(&text),
+            reads_signer: reads_attribute(json.as_ref(), "signer"),
+            reads_provenance: reads_attribute(json.as_ref(), "provenance"),
             invariant: is_invariant(policy, json.as_ref()),
             screen: Screen::of(policy, json.as_ref()),
             alone,
@@ -1056,12 +1127,28 @@ struct ActionIndex {
     within: HashMap<EntityUid, Group>,
 }
 
-/// Does the policy's text name the artifact's `signer` attribute? Conservative: any `signer`
-/// not followed by `s` (so `signers`, the set, does not count, but `provenance.signer` does).
-fn reads_signer(text: &str) -> bool {
-    let text = blank_comments(text);
-    text.match_indices("signer")
-        .any(|(at, _)| text.as_bytes().get(at.saturating_add(6)) != Some(&b's'))
+/// Does any condition of the policy read an attribute named `attribute` (of anything: the
+/// artifact's `signer`, and also `provenance.signer`), or test for it with `has`? Read from the
+/// policy's JSON form, where every attribute access and test is `{".": {"left": …, "attr":
+/// …}}` or `{"has": {…}}` whatever its spelling in the text (`principal.signer`,
+/// `principal["signer"]`, `principal["sign\u{65}r"]`); a policy without a JSON form counts as
+/// reading it.
+fn reads_attribute(json: Option<&serde_json::Value>, attribute: &str) -> bool {
+    fn reads(value: &serde_json::Value, attribute: &str) -> bool {
+        match value {
+            serde_json::Value::Object(map) => map.iter().any(|(key, value)| {
+                ((key == "." || key == "has")
+                    && value.get("attr").and_then(serde_json::Value::as_str) == Some(attribute))
+                    || reads(value, attribute)
+            }),
+            serde_json::Value::Array(items) => items.iter().any(|v| reads(v, attribute)),
+            _ => false,
+        }
+    }
+    match json {
+        Some(json) => json.get("conditions").is_none_or(|c| reads(c, attribute)),
+        None => true,
+    }
 }
 
 /// Does any condition of the policy read `action`, `resource` or `context`? Read from the
@@ -1314,14 +1401,15 @@ pub struct Facts {
     registry: String,
     repository: String,
     signers: Vec<Signer>,
-    provenance: Option<Provenance>,
+    provenances: Vec<Provenance>,
     #[serde(skip)]
     key: String,
 }
 
 impl Facts {
     /// Facts from a verification's outcome: the artifact, where it came from (the operator's
-    /// reference), its verified signers and its first verified SLSA provenance.
+    /// reference), its verified signers and every verified SLSA provenance (a provenance
+    /// verified twice counts once).
     pub fn new(
         digest: Digest,
         kind: WasmKind,
@@ -1329,8 +1417,15 @@ impl Facts {
         registry: String,
         repository: String,
         signers: Vec<Signer>,
-        provenance: Option<Provenance>,
+        provenances: Vec<Provenance>,
     ) -> Self {
+        let mut distinct: Vec<Provenance> = Vec::with_capacity(provenances.len());
+        for p in provenances {
+            if !distinct.contains(&p) {
+                distinct.push(p);
+            }
+        }
+        let provenances = distinct;
         let mut facts = Self {
             digest,
             kind: kind.as_str().to_owned(),
@@ -1338,7 +1433,7 @@ impl Facts {
             registry,
             repository,
             signers,
-            provenance,
+            provenances,
             key: String::new(),
         };
         let json = serde_json::to_vec(&facts).unwrap_or_default();
@@ -1370,9 +1465,19 @@ impl Facts {
     pub fn signers(&self) -> &[Signer] {
         &self.signers
     }
-    /// The first verified SLSA provenance, if any.
-    pub fn provenance(&self) -> Option<&Provenance> {
-        self.provenance.as_ref()
+    /// Every verified SLSA provenance.
+    pub fn provenances(&self) -> &[Provenance] {
+        &self.provenances
+    }
+
+    /// What each evaluation sees as the artifact's `provenance`: each verified one in turn,
+    /// or none (one evaluation) when there is none.
+    fn evaluated_provenances(&self) -> Vec<Option<&Provenance>> {
+        if self.provenances.is_empty() {
+            vec![None]
+        } else {
+            self.provenances.iter().map(Some).collect()
+        }
     }
 }
 
@@ -1385,8 +1490,8 @@ pub enum Request {
         memory_bytes: u64,
         /// Wall clock, milliseconds.
         timeout_ms: u64,
-        /// Fuel (0: unmetered).
-        fuel: u64,
+        /// Fuel; `None`: unmetered (the context has no `fuel`).
+        fuel: Option<u64>,
     },
     /// Read a host directory (canonical path).
     FsRead(PathBuf),
@@ -1437,12 +1542,13 @@ impl Serialize for Request {
             fuel,
         } = self
         {
-            map.serialize_entry(
-                "context",
-                &serde_json::json!({
-                    "memoryBytes": memory_bytes, "timeoutMs": timeout_ms, "fuel": fuel,
-                }),
-            )?;
+            let mut context = serde_json::json!({
+                "memoryBytes": memory_bytes, "timeoutMs": timeout_ms,
+            });
+            if let (Some(fuel), Some(map)) = (fuel, context.as_object_mut()) {
+                map.insert("fuel".into(), (*fuel).into());
+            }
+            map.serialize_entry("context", &context)?;
         }
         map.end()
     }
@@ -1455,10 +1561,16 @@ impl std::fmt::Display for Request {
                 memory_bytes,
                 timeout_ms,
                 fuel,
-            } => write!(
-                f,
-                "instantiate (memory {memory_bytes} B, timeout {timeout_ms} ms, fuel {fuel})"
-            ),
+            } => match fuel {
+                Some(fuel) => write!(
+                    f,
+                    "instantiate (memory {memory_bytes} B, timeout {timeout_ms} ms, fuel {fuel})"
+                ),
+                None => write!(
+                    f,
+                    "instantiate (memory {memory_bytes} B, timeout {timeout_ms} ms, unmetered)"
+                ),
+            },
             Self::FsRead(p) => write!(f, "fs.read {}", p.display()),
             Self::FsWrite(p) => write!(f, "fs.write {}", p.display()),
             Self::EnvRead(n) => write!(f, "env.read {n}"),
@@ -1565,7 +1677,7 @@ mod tests {
             "ghcr.io".into(),
             "ghcr.io/acme/plugin".into(),
             signers,
-            None,
+            Vec::new(),
         )
     }
 
@@ -1573,7 +1685,7 @@ mod tests {
         Request::Instantiate {
             memory_bytes: 1 << 20,
             timeout_ms: 1000,
-            fuel: 0,
+            fuel: None,
         }
     }
 
@@ -1749,9 +1861,12 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
             vec![keyless(RELEASE), Signer::key("sha256:aa".into())],
         ] {
             let mut f = facts(signers.clone());
-            f.provenance = Some(provenance.clone());
+            f.provenances = vec![provenance.clone()];
             for signer in signers.iter().chain([&Signer::none()]) {
-                policies.entities(&f, signer, &requests).unwrap();
+                policies
+                    .entities(&f, signer, Some(&provenance), &requests)
+                    .unwrap();
+                policies.entities(&f, signer, None, &requests).unwrap();
             }
         }
     }
@@ -1938,7 +2053,7 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
             Request::Instantiate {
                 memory_bytes: u64::MAX,
                 timeout_ms: u64::MAX,
-                fuel: u64::MAX,
+                fuel: Some(u64::MAX),
             },
             Request::FsRead(PathBuf::from("/srv/data/in")),
             Request::FsWrite(PathBuf::from("/")),
@@ -1980,7 +2095,17 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
             Signer::key("sha256:aa".into()),
             keyless("https://github.com/evil/y"),
         ];
-        let f = facts(signers.clone());
+        let mut f = facts(signers.clone());
+        f.provenances = ["b1", "b2"]
+            .into_iter()
+            .map(|builder| Provenance {
+                predicate_type: "https://slsa.dev/provenance/v1".into(),
+                builder_id: builder.into(),
+                source_repository: "r".into(),
+                source_ref: "refs/tags/v1".into(),
+                signer: Signer::key("sha256:aa".into()),
+            })
+            .collect();
         let requests = [
             instantiate(),
             Request::FsRead(PathBuf::from("/srv/data/in")),
@@ -2002,17 +2127,28 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
             all.sort();
             all
         };
-        let mut stores = Stores::new(&policies, &f, &signers, &requests);
+        let provenances: Vec<Option<&Provenance>> = f.evaluated_provenances();
+        let mut stores = Stores::new(&policies, &f, &signers, &provenances, &requests);
         for (i, signer) in signers.iter().enumerate().rev() {
-            let copied = json(stores.get(i).as_ref().unwrap());
-            let scratch = json(&policies.entities(&f, signer, &requests).unwrap());
-            assert_eq!(copied, scratch, "signer {i}");
-            assert!(copied.iter().any(|e| e.contains(&signer.identity)));
+            for (j, provenance) in provenances.iter().enumerate().rev() {
+                let copied = json(stores.get(i, j).as_ref().unwrap());
+                let scratch = json(
+                    &policies
+                        .entities(&f, signer, *provenance, &requests)
+                        .unwrap(),
+                );
+                assert_eq!(copied, scratch, "signer {i}, provenance {j}");
+                assert!(copied.iter().any(|e| e.contains(&signer.identity)));
+                if let Some(p) = provenance {
+                    assert!(copied.iter().any(|e| e.contains(&p.builder_id)));
+                }
+            }
         }
     }
 
     impl Policies {
-        /// The rule applied the plain way: the whole set, once per signer, entities checked.
+        /// The rule applied the plain way: the whole set, once per (signer, provenance) pair,
+        /// entities checked.
         pub(super) fn evaluate_naive(&self, facts: &Facts, request: &Request) -> Decision {
             let none = [Signer::none()];
             let signers: &[Signer] = if facts.signers.is_empty() {
@@ -2030,14 +2166,16 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
             };
             let requests = std::slice::from_ref(request);
             for signer in signers {
-                let entities = Entities::from_entities(
-                    self.entities_unchecked(facts, signer, requests),
-                    Some(self.schema.get_or_init(|| schema().unwrap())),
-                )
-                .unwrap();
-                let response =
-                    Authorizer::new().is_authorized(&cedar_request, &self.all, &entities);
-                tally.add(&self.all, &response);
+                for provenance in facts.evaluated_provenances() {
+                    let entities = Entities::from_entities(
+                        self.entities_unchecked(facts, signer, provenance, requests),
+                        Some(self.schema.get_or_init(|| schema().unwrap())),
+                    )
+                    .unwrap();
+                    let response =
+                        Authorizer::new().is_authorized(&cedar_request, &self.all, &entities);
+                    tally.add(&self.all, &response);
+                }
             }
             tally.decision(request)
         }
@@ -2046,9 +2184,10 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
             &self,
             facts: &Facts,
             signer: &Signer,
+            provenance: Option<&Provenance>,
             requests: &[Request],
         ) -> Vec<Entity> {
-            let built = self.entities(facts, signer, requests).unwrap();
+            let built = self.entities(facts, signer, provenance, requests).unwrap();
             built.iter().cloned().collect()
         }
     }
@@ -2081,6 +2220,18 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
             "permit (principal, action, resource) when { principal in Warrant::Repository::\"ghcr.io/acme/plugin\" };",
             "forbid (principal, action, resource) when { context has memoryBytes && context.memoryBytes > 1048576 && principal.signer.kind != \"key\" };",
             "permit (principal, action, resource) when { resource is Warrant::EnvVar && principal.signer.kind == \"keyless\" };",
+            // Every provenance is seen: a forbid on any of them wins.
+            "forbid (principal, action, resource) when { principal has provenance && principal.provenance.sourceRef like \"refs/heads/*\" };",
+            "permit (principal, action == Warrant::Action::\"instantiate\", resource) when { principal has provenance && principal.provenance.builderId == \"b1\" };",
+            "permit (principal, action == Warrant::Action::\"env.read\", resource) when { principal has provenance && principal.provenance.signer == principal.signer };",
+            // Escaped and indexed attribute forms read what the dotted ones read.
+            "forbid (principal, action, resource) when { principal[\"sign\\u{65}r\"].identity like \"*evil*\" };",
+            "permit (principal, action == Warrant::Action::\"fs.write\", resource) when { principal[\"signer\"][\"kind\"] == \"key\" };",
+            "forbid (principal, action == Warrant::Action::\"instantiate\", resource) when { principal has provenance && principal[\"provenance\"][\"build\\u{65}rId\"] == \"b2\" };",
+            "permit (principal, action == Warrant::Action::\"net.connect\", resource) when { principal has provenance && principal[\"provenance\"].signer[\"kind\"] == \"key\" && principal[\"signer\"].kind == \"keyless\" };",
+            // Fuel only when metered.
+            "permit (principal, action == Warrant::Action::\"instantiate\", resource) when { context has fuel && context.fuel <= 1000 };",
+            "forbid (principal, action == Warrant::Action::\"instantiate\", resource) unless { context has fuel };",
         ];
         let signer_pool = [
             Signer::key("sha256:aa".into()),
@@ -2118,17 +2269,18 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
                     "ghcr.io".into(),
                     ["ghcr.io/acme/plugin", "ghcr.io/other/x"][next(2)].into(),
                     signers,
-                    None,
+                    Vec::new(),
                 );
-                if next(2) == 0 {
-                    f.provenance = Some(Provenance {
+                // 0–3 provenances, from builders `b1`/`b2`, tags or branches.
+                f.provenances = (0..next(4))
+                    .map(|_| Provenance {
                         predicate_type: "https://slsa.dev/provenance/v1".into(),
-                        builder_id: "b".into(),
+                        builder_id: ["b1", "b2"][next(2)].into(),
                         source_repository: "r".into(),
-                        source_ref: "f".into(),
+                        source_ref: ["refs/tags/v1", "refs/heads/feature"][next(2)].into(),
                         signer: signer_pool[next(signer_pool.len())].clone(),
-                    });
-                }
+                    })
+                    .collect();
                 let indexed = policies.evaluate_all(&f, &requests);
                 for (request, fast) in requests.iter().zip(indexed) {
                     let plain = policies.evaluate_naive(&f, request);
@@ -2212,6 +2364,125 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
         assert_eq!(p[0].policy.as_deref(), Some("typo"));
         assert_eq!(p[0].line, Some(5), "the line of the bad expression");
         assert!(p[0].message.contains("signr"), "{}", p[0]);
+    }
+
+    /// Fuel used to be `0` for an unmetered run, so `context.fuel <= N` permitted an unmetered
+    /// run. `fuel` is now in the context only when the run is metered: the bound must be
+    /// written `context has fuel && …`, which no unmetered run satisfies, and the old form is
+    /// refused when the policies are loaded.
+    #[test]
+    fn finding_fuel_an_unmetered_run_cannot_satisfy_a_fuel_bound() {
+        let bounded = "@id(\"bounded\")\npermit (principal, action == Warrant::Action::\"instantiate\", resource)\nwhen { context has fuel && context.fuel <= 1000000 };\n";
+        let policies = load(&[("p.cedar", bounded)]).unwrap();
+        let f = facts(vec![Signer::key("sha256:aa".into())]);
+        let run = |fuel: Option<u64>| {
+            policies
+                .evaluate(
+                    &f,
+                    &Request::Instantiate {
+                        memory_bytes: 1 << 20,
+                        timeout_ms: 1000,
+                        fuel,
+                    },
+                )
+                .allowed
+        };
+        assert!(!run(None), "an unmetered run is not within a fuel bound");
+        assert!(run(Some(1000)));
+        assert!(run(Some(1_000_000)));
+        assert!(!run(Some(1_000_001)));
+        let old = "@id(\"old\")\npermit (principal, action == Warrant::Action::\"instantiate\", resource)\nwhen { context.fuel <= 1000000 };\n";
+        let p = problems(&[("p.cedar", old)]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].policy.as_deref(), Some("old"));
+        assert!(p[0].message.contains("fuel"), "{}", p[0]);
+    }
+
+    /// `tenant-network.cedar` suggests how to grant several hosts in one policy: the form it
+    /// suggests is Cedar the schema accepts, and the one it used to suggest (a list after
+    /// `resource in` in the scope) is not.
+    #[test]
+    fn the_multi_host_form_the_starter_set_suggests_is_valid() {
+        let shipped = include_str!("../../policies/tenant-network.cedar");
+        let suggested = r#"[Warrant::Host::"a.example:443", Warrant::Host::"b.example:443"].contains(resource)"#;
+        assert!(
+            shipped.contains(suggested),
+            "the comment changed: update this test"
+        );
+        let good = format!(
+            "@id(\"hosts\")\npermit (principal in Warrant::Repository::\"ghcr.io/acme/plugin\", action == Warrant::Action::\"net.connect\", resource is Warrant::Host)\nwhen {{ {suggested} }};\n"
+        );
+        let policies = load(&[("p.cedar", good.as_str())]).unwrap();
+        let mut f = facts(Vec::new());
+        f.repository = "ghcr.io/acme/plugin".into();
+        let connect = |host: &str| {
+            policies
+                .evaluate(&f, &Request::NetConnect(host.into()))
+                .allowed
+        };
+        assert!(connect("a.example:443") && connect("b.example:443"));
+        assert!(!connect("c.example:443"));
+        let old = "@id(\"old\")\npermit (principal, action == Warrant::Action::\"net.connect\", resource in [Warrant::Host::\"a:443\", Warrant::Host::\"b:443\"]);\n";
+        assert!(!problems(&[("p.cedar", old)]).is_empty());
+    }
+
+    /// Finding 6: hosts were decided as text and connected as addresses. Every spelling a
+    /// resolver reads as an address is either the canonical one or refused.
+    #[test]
+    fn finding_6_host_asks_are_decided_in_the_form_connected_to() {
+        for (asked, decided) in [
+            ("169.254.169.254:80", "169.254.169.254:80"),
+            ("LOCALHOST:22", "localhost:22"),
+            ("localhost.:22", "localhost:22"),
+            ("Api.Example.COM.:443", "api.example.com:443"),
+            ("[::1]:22", "[::1]:22"),
+            ("[0:0:0:0:0:0:0:1]:22", "[::1]:22"),
+            ("[2001:DB8::0:1]:443", "[2001:db8::1]:443"),
+            ("[::ffff:169.254.169.254]:80", "169.254.169.254:80"),
+            ("[::ffff:a9fe:a9fe]:80", "169.254.169.254:80"),
+            ("1st.example:80", "1st.example:80"),
+            ("a.0x1g:80", "a.0x1g:80"),
+            ("xn--bcher-kva.example:443", "xn--bcher-kva.example:443"),
+        ] {
+            assert_eq!(
+                canonical_host_port(asked).as_deref(),
+                Ok(decided),
+                "{asked}"
+            );
+        }
+        for refused in [
+            "2852039166:80",
+            "0xa9fea9fe:80",
+            "0XA9FEA9FE:80",
+            "0251.0376.0251.0376:80",
+            "169.254.43518:80",
+            "127.1:22",
+            "127.0.0.01:22",
+            "1.2.3.04:80",
+            "256.0.0.1:80",
+            "example.123:80",
+            "example.0x:80",
+            "[fe80::1%eth0]:80",
+            "[::1:80",
+            "::1:80",
+            "bücher.example:443",
+            "under_score.example:80",
+            "-lead.example:80",
+            "host:0",
+            "host:080",
+            "host:+80",
+            "host:65536",
+            "host",
+            ":80",
+            ".:80",
+        ] {
+            assert!(canonical_host_port(refused).is_err(), "{refused}");
+        }
+        assert!(
+            canonical_host_port("2852039166:80")
+                .unwrap_err()
+                .contains("resolvers read other numeric spellings as addresses")
+        );
     }
 
     #[test]
@@ -2362,7 +2633,7 @@ pub struct Asks {
     pub memory_bytes: u64,
     /// Wall-clock limit, milliseconds.
     pub timeout_ms: u64,
-    /// Fuel; `None`: unmetered (asked as 0).
+    /// Fuel; `None`: unmetered (asked without `fuel` in the context).
     pub fuel: Option<u64>,
     /// Directories.
     pub dirs: Vec<DirAsk>,
@@ -2378,7 +2649,7 @@ impl Asks {
         let mut requests = vec![Request::Instantiate {
             memory_bytes: self.memory_bytes,
             timeout_ms: self.timeout_ms,
-            fuel: self.fuel.unwrap_or(0),
+            fuel: self.fuel,
         }];
         for dir in &self.dirs {
             requests.push(Request::FsRead(dir.host.clone()));
@@ -2540,7 +2811,7 @@ pub fn decision_key(sources: &[u8; 32], facts: &Facts, requests: &[Request]) -> 
     let facts = serde_json::to_vec(facts).unwrap_or_default();
     let requests = serde_json::to_vec(requests).unwrap_or_default();
     hash_fields([
-        b"warrant decisions 1".as_slice(),
+        b"warrant decisions 2".as_slice(),
         sources,
         &facts,
         &requests,
@@ -2672,35 +2943,85 @@ pub fn check_env_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// `HOST:PORT`: a DNS name or an IP address (IPv6 in brackets), and a port 1–65535.
-pub fn check_host_port(text: &str) -> Result<(), String> {
+/// `HOST:PORT` in the one form a policy decides and the sandbox connects to, so that a policy
+/// sees what will be connected to:
+///
+/// - an IPv4 address only as four decimal octets without leading zeros (`169.254.169.254`);
+///   any other spelling that resolvers read as an address — a single number (`2852039166`),
+///   hexadecimal (`0xa9fea9fe`), octal (`0251.0376.0251.0376`), fewer parts (`127.1`) — is
+///   refused: a host whose last label is numeric is not a name;
+/// - an IPv6 address in brackets, in its RFC 5952 form (`[::1]`); an IPv4-mapped one
+///   (`[::ffff:169.254.169.254]`) as the IPv4 address it reaches; zone ids refused;
+/// - a name lowercased, one trailing dot removed, ASCII letters, digits and `-` only (give a
+///   non-ASCII name in its `xn--` form);
+/// - the port in decimal, 1–65535, without a sign or leading zeros.
+///
+/// A name is decided as a name: a `forbid` on an address does not cover a name resolving to it.
+pub fn canonical_host_port(text: &str) -> Result<String, String> {
     let bad = |why: &str| Err(format!("`{text}` is not `HOST:PORT`: {why}"));
     let Some((host, port)) = text.rsplit_once(':') else {
         return bad("no port");
     };
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => {}
-        _ => return bad("the port must be 1–65535"),
-    }
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+    let port_ok = !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && !port.starts_with('0');
+    let port = match port.parse::<u16>() {
+        Ok(p) if port_ok && p > 0 => p,
+        _ => return bad("the port must be 1–65535 in decimal, without leading zeros"),
+    };
+    if let Some(inner) = host.strip_prefix('[') {
+        let Some(v6) = inner.strip_suffix(']') else {
+            return bad("an IPv6 address must be in brackets");
+        };
+        if v6.contains('%') {
+            return bad("IPv6 zone ids are not accepted");
+        }
         return match v6.parse::<std::net::Ipv6Addr>() {
-            Ok(_) => Ok(()),
+            Ok(address) => Ok(match address.to_ipv4_mapped() {
+                Some(v4) => format!("{v4}:{port}"),
+                None => format!("[{address}]:{port}"),
+            }),
             Err(_) => bad("not an IPv6 address"),
         };
     }
-    let name_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
+    let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    if name.is_empty() || name.len() > 253 {
+        return bad("not a host name or IPv4 address");
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    let last = labels.last().copied().unwrap_or_default();
+    // What resolvers read as an IPv4 address: the last label a number, decimal or `0x` hex.
+    let numeric = !last.is_empty()
+        && (last.bytes().all(|b| b.is_ascii_digit())
+            || last
+                .strip_prefix("0x")
+                .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit())));
+    if numeric {
+        let canonical = name
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .filter(|address| address.to_string() == name);
+        return match canonical {
+            Some(address) => Ok(format!("{address}:{port}")),
+            None => bad(
+                "an IPv4 address must be four decimal numbers without leading zeros (`a.b.c.d`); resolvers read other numeric spellings as addresses too",
+            ),
+        };
+    }
+    let name_ok = labels.iter().all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    });
     if name_ok {
-        Ok(())
+        Ok(format!("{name}:{port}"))
     } else {
-        bad("not a host name or IPv4 address")
+        bad("not a host name or IPv4 address (a non-ASCII name goes in its `xn--` form)")
     }
 }
 
@@ -2724,7 +3045,7 @@ pub fn explain_table(facts: &Facts, policies: &Policies, decisions: &[Decision])
             s.kind, s.identity, s.issuer
         );
     }
-    if let Some(p) = &facts.provenance {
+    for p in &facts.provenances {
         let _ = writeln!(
             out,
             "built by  `{}` from `{}` at `{}`",

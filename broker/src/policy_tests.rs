@@ -79,8 +79,12 @@ struct TestArtifact {
     repository: Option<String>,
     #[serde(default)]
     signers: Vec<TestSigner>,
+    /// One verified provenance (the short form of `provenances`).
     #[serde(default)]
     provenance: Option<TestProvenance>,
+    /// Every verified provenance.
+    #[serde(default)]
+    provenances: Vec<TestProvenance>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -274,16 +278,20 @@ fn facts(name: &str, a: &TestArtifact) -> Result<Facts, String> {
         "component" => WasmKind::Component,
         other => return Err(format!("kind `{other}` is not `module` or `component`")),
     };
-    let provenance = match &a.provenance {
-        None => None,
-        Some(p) => Some(Provenance {
-            predicate_type: p.predicate_type.clone(),
-            builder_id: p.builder_id.clone(),
-            source_repository: p.source_repository.clone(),
-            source_ref: p.source_ref.clone(),
-            signer: signer(&p.signer)?,
-        }),
-    };
+    let provenances = a
+        .provenance
+        .iter()
+        .chain(&a.provenances)
+        .map(|p| {
+            Ok(Provenance {
+                predicate_type: p.predicate_type.clone(),
+                builder_id: p.builder_id.clone(),
+                source_repository: p.source_repository.clone(),
+                source_ref: p.source_ref.clone(),
+                signer: signer(&p.signer)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(Facts::new(
         a.digest
             .clone()
@@ -293,7 +301,7 @@ fn facts(name: &str, a: &TestArtifact) -> Result<Facts, String> {
         registry,
         repository,
         a.signers.iter().map(signer).collect::<Result<_, _>>()?,
-        provenance,
+        provenances,
     ))
 }
 
@@ -314,13 +322,15 @@ fn request(r: &TestRequest) -> Result<Request, String> {
                 .memory_bytes
                 .unwrap_or(crate::sandbox::limits::DEFAULT_MEMORY_BYTES),
             timeout_ms: r.timeout_ms.unwrap_or(10_000),
-            fuel: r.fuel.unwrap_or(0),
+            // Absent: an unmetered run.
+            fuel: r.fuel,
         },
         "fs.read" => Request::FsRead(resource()?.into()),
         "fs.write" => Request::FsWrite(resource()?.into()),
         "env.read" => Request::EnvRead(resource()?),
-        "net.connect" => Request::NetConnect(resource()?),
-        "http.outgoing" => Request::HttpOutgoing(resource()?),
+        // Hosts as a run asks for them: canonical.
+        "net.connect" => Request::NetConnect(crate::policy::canonical_host_port(&resource()?)?),
+        "http.outgoing" => Request::HttpOutgoing(crate::policy::canonical_host_port(&resource()?)?),
         other => return Err(format!("unknown action `{other}`")),
     })
 }

@@ -21,7 +21,7 @@ fn grant(policy: &str, asks: &Asks) -> Grant {
         "r".into(),
         "r/c".into(),
         vec![],
-        None,
+        vec![],
     );
     policies.grant(&facts, asks, true).unwrap()
 }

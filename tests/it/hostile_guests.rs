@@ -182,7 +182,7 @@ fn grant(policy: &str, asks: &Asks) -> Grant {
         "r".into(),
         "r/x".into(),
         vec![],
-        None,
+        vec![],
     );
     policies.grant(&facts, asks, true).unwrap()
 }

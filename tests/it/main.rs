@@ -13,6 +13,7 @@ mod cli;
 mod components;
 mod conformance;
 mod example;
+mod findings;
 mod fuzzed_guests;
 mod hostile;
 mod hostile_guests;
@@ -22,7 +23,6 @@ mod policy_e2e;
 mod policy_props;
 mod registry;
 mod signing;
-mod state_findings;
 mod tamper;
 
 /// The `warrant` CLI with `home` as its home (`WARRANT_HOME` and `HOME`) and no configuration or

@@ -375,7 +375,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "and_on_context_long",
-        "@id(\"t\")\npermit (principal, action == Warrant::Action::\"instantiate\", resource)\nwhen { context.fuel && true };\n",
+        "@id(\"t\")\npermit (principal, action == Warrant::Action::\"instantiate\", resource)\nwhen { context.memoryBytes && true };\n",
         Some(3),
         Some("t"),
         &["unexpected type: expected Bool but saw Long"],

@@ -91,7 +91,7 @@ when { context.memoryBytes <= 1048576 && context.timeoutMs < 60000 };"#,
     (
         "p-metered-c",
         r#"permit (principal, action == Warrant::Action::"instantiate", resource)
-when { principal.signer.identity == "id-c" && context.fuel > 0 };"#,
+when { principal.signer.identity == "id-c" && context has fuel && context.fuel > 0 };"#,
     ),
     (
         "p-log-level",
@@ -181,7 +181,7 @@ when { principal.signer.issuer == "iss-2" && principal.sizeBytes * 9223372036854
     (
         "f-fuel-overflow",
         r#"forbid (principal, action == Warrant::Action::"instantiate", resource)
-when { context.fuel + 9223372036854775000 > 0 };"#,
+when { context has fuel && context.fuel + 9223372036854775000 > 0 };"#,
     ),
 ];
 
@@ -414,13 +414,15 @@ fn number() -> impl Strategy<Value = u64> {
 fn request() -> impl Strategy<Value = Request> {
     let path = || select(PATHS).prop_map(PathBuf::from);
     prop_oneof![
-        (number(), number(), number()).prop_map(|(memory_bytes, timeout_ms, fuel)| {
-            Request::Instantiate {
-                memory_bytes,
-                timeout_ms,
-                fuel,
+        (number(), number(), proptest::option::of(number())).prop_map(
+            |(memory_bytes, timeout_ms, fuel)| {
+                Request::Instantiate {
+                    memory_bytes,
+                    timeout_ms,
+                    fuel,
+                }
             }
-        }),
+        ),
         path().prop_map(Request::FsRead),
         path().prop_map(Request::FsWrite),
         select(ENV).prop_map(|n| Request::EnvRead(n.to_owned())),
@@ -464,7 +466,7 @@ fn facts(artifact: &Artifact, signers: Vec<Signer>) -> Facts {
         "ghcr.io".into(),
         artifact.repository.into(),
         signers,
-        artifact.provenance.clone(),
+        artifact.provenance.clone().into_iter().collect(),
     )
 }
 
@@ -562,7 +564,7 @@ proptest! {
                 .filter(|e| e.contains("policy `overflow`") && e.contains("overflow while"))
                 .count()
         };
-        let request = Request::Instantiate { memory_bytes, timeout_ms, fuel };
+        let request = Request::Instantiate { memory_bytes, timeout_ms, fuel: Some(fuel) };
         let decision = policies.evaluate(&facts, &request);
         prop_assert!(!decision.allowed, "{decision:?}");
         // The same error from every signer's evaluation is reported once.
@@ -574,7 +576,7 @@ proptest! {
             decision.explanation()
         );
         // 0 and 1 times `i64::MAX` do not overflow; other actions do not evaluate it.
-        let request = Request::Instantiate { memory_bytes: small, timeout_ms, fuel };
+        let request = Request::Instantiate { memory_bytes: small, timeout_ms, fuel: Some(fuel) };
         let decision = policies.evaluate(&facts, &request);
         prop_assert_eq!(from_overflow(&decision), 0, "{:?}", decision);
         if !matches!(other, Request::Instantiate { .. }) {

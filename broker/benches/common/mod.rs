@@ -36,7 +36,7 @@ pub fn hello_decision(wasm: &[u8]) -> Result<(Policies, Facts, Asks), Box<dyn st
             issuer: "key".into(),
             claims: Default::default(),
         }],
-        None,
+        Vec::new(),
     );
     let asks = Asks {
         memory_bytes: 64 << 20,

@@ -27,6 +27,7 @@ use cedar_policy::{EntityTypeName, EntityUid, Policy, PrincipalConstraint, Resou
 use serde_json::Value;
 
 use super::{Facts, Request, to_long, type_name, uid};
+use crate::attest::Provenance;
 use crate::verify::Signer;
 
 /// What a screen says about one evaluation.
@@ -45,6 +46,8 @@ pub(super) struct View<'a> {
     pub(super) facts: &'a Facts,
     pub(super) digest: &'a str,
     pub(super) signer: &'a Signer,
+    /// The provenance of this evaluation (each is evaluated in turn), if the artifact has any.
+    pub(super) provenance: Option<&'a Provenance>,
     pub(super) request: &'a Request,
     pub(super) artifact: &'a EntityUid,
     pub(super) repository: &'a EntityUid,
@@ -397,7 +400,7 @@ impl Test {
             Kind::SignerEq(whose, fields) => {
                 let signer = match whose {
                     Whose::Artifact => view.signer,
-                    Whose::Provenance => &view.facts.provenance.as_ref()?.signer,
+                    Whose::Provenance => &view.provenance?.signer,
                 };
                 // Records are equal when their fields are: the same names, equal values.
                 fields.len() == 3
@@ -423,7 +426,7 @@ impl Test {
             }
             Kind::PrincipalIs(t) => view.artifact.type_name() == t,
             Kind::ResourceIs(t) => &resource_type(view.request)? == t,
-            Kind::HasProvenance => view.facts.provenance.is_some(),
+            Kind::HasProvenance => view.provenance.is_some(),
             Kind::ContextHas(name) => context_number(view.request, name).is_some(),
             Kind::Constant(b) => *b,
         };
@@ -433,7 +436,7 @@ impl Test {
 
 impl Text {
     fn read<'a>(self, view: &View<'a>) -> Option<&'a str> {
-        let provenance = || view.facts.provenance.as_ref();
+        let provenance = || view.provenance;
         Some(match self {
             Self::Digest => view.digest,
             Self::Kind => &view.facts.kind,
@@ -473,7 +476,7 @@ fn context_number(request: &Request, name: &str) -> Option<i64> {
         } => match name {
             "memoryBytes" => Some(to_long(*memory_bytes)),
             "timeoutMs" => Some(to_long(*timeout_ms)),
-            "fuel" => Some(to_long(*fuel)),
+            "fuel" => fuel.map(to_long),
             _ => None,
         },
         _ => None,

@@ -181,8 +181,13 @@ fn simple(dice: &mut Dice, with_context: bool) -> String {
             dice.pick(&["0", "1000", "1048576"])
         ),
         14 => format!(
-            "context.{} {} {}",
-            dice.pick(&["memoryBytes", "timeoutMs", "fuel"]),
+            "{} {} {}",
+            // `fuel` is there only when metered: the validator wants it tested first.
+            dice.pick(&[
+                "context.memoryBytes",
+                "context.timeoutMs",
+                "context has fuel && context.fuel"
+            ]),
             cmp(dice),
             dice.pick(&["0", "1", "1000", "1048576", "1073741824"])
         ),
@@ -345,12 +350,17 @@ pub(super) fn requests() -> Vec<Request> {
         Request::Instantiate {
             memory_bytes: 1 << 20,
             timeout_ms: 1000,
-            fuel: 0,
+            fuel: None,
         },
         Request::Instantiate {
             memory_bytes: 1 << 30,
             timeout_ms: 1,
-            fuel: 1000,
+            fuel: Some(1000),
+        },
+        Request::Instantiate {
+            memory_bytes: 1 << 20,
+            timeout_ms: 1000,
+            fuel: Some(0),
         },
         Request::FsRead(PathBuf::from("/srv/data/in/x")),
         Request::FsRead(PathBuf::from("/etc")),
@@ -368,13 +378,21 @@ fn random_facts(dice: &mut Dice, pool: &[Signer]) -> Facts {
     let signers: Vec<Signer> = (0..dice.below(4))
         .map(|_| dice.pick(pool).clone())
         .collect();
-    let provenance = (dice.below(2) == 0).then(|| Provenance {
-        predicate_type: "https://slsa.dev/provenance/v1".into(),
-        builder_id: dice.pick(&["b", "c"]).to_string(),
-        source_repository: dice.pick(&["r", "s"]).to_string(),
-        source_ref: "f".into(),
-        signer: dice.pick(pool).clone(),
-    });
+    // 0–3 provenances (half the time none).
+    let count = if dice.below(2) == 0 {
+        0
+    } else {
+        1 + dice.below(3)
+    };
+    let provenances = (0..count)
+        .map(|_| Provenance {
+            predicate_type: "https://slsa.dev/provenance/v1".into(),
+            builder_id: dice.pick(&["b", "c"]).to_string(),
+            source_repository: dice.pick(&["r", "s"]).to_string(),
+            source_ref: "f".into(),
+            signer: dice.pick(pool).clone(),
+        })
+        .collect();
     Facts::new(
         Digest::of(&[u8::try_from(dice.below(3)).unwrap_or(0)]),
         *dice.pick(&[WasmKind::Module, WasmKind::Component]),
@@ -383,7 +401,7 @@ fn random_facts(dice: &mut Dice, pool: &[Signer]) -> Facts {
         dice.pick(&["ghcr.io/acme/plugin", "ghcr.io/other/x"])
             .to_string(),
         signers,
-        provenance,
+        provenances,
     )
 }
 
@@ -454,24 +472,32 @@ fn tally_verdicts(policies: &Policies, facts: &Facts, request: &Request, counts:
     let mut groups = policies.groups(request.action(), &resource);
     groups.push(&policies.invariant);
     for group in groups {
-        for pass in [&group.independent, &group.dependent] {
+        for pass in [
+            &group.independent,
+            &group.by_signer,
+            &group.by_provenance,
+            &group.by_both,
+        ] {
             for member in &pass.members {
                 for signer in signers {
-                    let view = View {
-                        facts,
-                        digest: &digest,
-                        signer,
-                        request,
-                        artifact: &artifact,
-                        repository: &repository,
-                        registry: &registry,
-                    };
-                    let slot = match member.screen.check(&view) {
-                        Verdict::Refuted => 0,
-                        Verdict::Holds => 1,
-                        Verdict::Ask => 2,
-                    };
-                    counts[slot] += 1;
+                    for provenance in facts.evaluated_provenances() {
+                        let view = View {
+                            facts,
+                            digest: &digest,
+                            signer,
+                            provenance,
+                            request,
+                            artifact: &artifact,
+                            repository: &repository,
+                            registry: &registry,
+                        };
+                        let slot = match member.screen.check(&view) {
+                            Verdict::Refuted => 0,
+                            Verdict::Holds => 1,
+                            Verdict::Ask => 2,
+                        };
+                        counts[slot] += 1;
+                    }
                 }
             }
         }
@@ -531,7 +557,7 @@ fn every_simple_test_alone_agrees_with_cedar() {
         ] {
             leaves.push(format!("principal.sizeBytes {cmp} {value}"));
             leaves.push(format!("context.memoryBytes {cmp} {value}"));
-            leaves.push(format!("context.fuel {cmp} {value}"));
+            leaves.push(format!("context has fuel && context.fuel {cmp} {value}"));
             leaves.push(format!("context.timeoutMs {cmp} {value}"));
         }
     }
@@ -581,17 +607,32 @@ fn every_simple_test_alone_agrees_with_cedar() {
     );
     leaves.push("principal has provenance".into());
     leaves.push("context has memoryBytes".into());
+    // Fuel is in the context only when metered.
+    leaves.push("context has fuel".into());
+    leaves.push("context has fuel && context.fuel <= 1000".into());
+    leaves.push("context has fuel && context.fuel > 999".into());
+    // Escaped and indexed attribute forms: the same attributes as the dotted ones.
+    leaves.push("principal[\"sign\\u{65}r\"].kind == \"key\"".into());
+    leaves.push("principal[\"signer\"][\"identity\"] like \"sha256:*\"".into());
+    leaves.push("principal[\"\\u{73}igner\"].issuer == \"key\"".into());
+    leaves.push(
+        "principal has provenance && principal[\"provenance\"][\"sourceRef\"] == \"f\"".into(),
+    );
+    leaves.push(
+        "principal has provenance && principal[\"pr\\u{6f}venance\"].signer[\"kind\"] == \"key\""
+            .into(),
+    );
     leaves.push("context has nothing".into());
     let requests = [
         Request::Instantiate {
             memory_bytes: 1000,
             timeout_ms: 999,
-            fuel: 0,
+            fuel: None,
         },
         Request::Instantiate {
             memory_bytes: u64::MAX,
             timeout_ms: 1001,
-            fuel: 1000,
+            fuel: Some(1000),
         },
     ];
     let (mut compared, mut refused) = (0, 0);
@@ -622,13 +663,16 @@ fn every_simple_test_alone_agrees_with_cedar() {
                         "ghcr.io".into(),
                         ["ghcr.io/acme/plugin", "ghcr.io/other/x"][k % 2].into(),
                         vec![signer.clone()],
-                        with_provenance.then(|| Provenance {
-                            predicate_type: "https://slsa.dev/provenance/v1".into(),
-                            builder_id: "b".into(),
-                            source_repository: "r".into(),
-                            source_ref: "f".into(),
-                            signer: pool[(j + k) % pool.len()].clone(),
-                        }),
+                        with_provenance
+                            .then(|| Provenance {
+                                predicate_type: "https://slsa.dev/provenance/v1".into(),
+                                builder_id: "b".into(),
+                                source_repository: "r".into(),
+                                source_ref: "f".into(),
+                                signer: pool[(j + k) % pool.len()].clone(),
+                            })
+                            .into_iter()
+                            .collect(),
                     );
                     for (request, fast) in requests
                         .iter()

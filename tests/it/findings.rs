@@ -1,7 +1,9 @@
-//! Warrant's local state as a trust boundary, tried by an attacker: forged cache entries,
-//! another guest's compiled code, a directory swapped after it was decided, terminal escapes in
-//! what artifacts carry, and a state directory someone else can change. Each regression test
-//! is named after the finding it closes.
+//! Attacks on the promise that nothing runs, and no handle is given, unless a trusted signer
+//! signed the digest and a policy granted it, each tried through the real binary: forged cache
+//! entries, another guest's compiled code, a directory swapped after it was decided, terminal
+//! escapes in what artifacts carry, a state directory someone else can change, hosts spelled
+//! as other addresses, provenances the registry reorders, and a policy that reads the signer
+//! under another spelling. Each regression test is named after the finding it closes.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,20 @@ impl World {
 
     fn policies(&self) -> String {
         permit_all_policies(&self.root)
+    }
+
+    /// A policy directory `name` holding `text`; its path.
+    fn policy_dir(&self, name: &str, text: &str) -> String {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("p.cedar"), text).unwrap();
+        dir.to_str().unwrap().to_owned()
+    }
+
+    /// The fingerprint of the public key at `key`.
+    fn fingerprint(&self, key: &str) -> String {
+        let public = broker::keys::read_public_key(Path::new(key)).unwrap();
+        public.fingerprint()
     }
 
     /// The files under the compile cache, recursively (what a compile cache keeps per guest;
@@ -482,4 +498,207 @@ fn state_directories_and_keys_that_are_not_the_users_alone_are_refused() {
         "writable by group or others and not sticky",
     );
     assert_eq!(run().status.code(), Some(0));
+}
+
+/// The denial of a run or an explanation: exit 123, naming the policy that forbade it.
+fn assert_forbidden(out: &Output, policy: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(123),
+        "{stderr}{}",
+        text(&out.stdout)
+    );
+    assert!(
+        stderr.contains(&format!("forbidden by `{policy}`"))
+            || text(&out.stdout).contains(&format!("forbidden by `{policy}`")),
+        "expected `{policy}` to forbid: {stderr}{}",
+        text(&out.stdout)
+    );
+}
+
+/// Finding 6: `2852039166:80` and `0xa9fea9fe:80` passed a `forbid` written for
+/// `169.254.169.254:80`, and resolved to exactly that address; `LOCALHOST:22` was not
+/// `localhost:22`. Host asks are now canonical before they are decided: the legacy numeric
+/// spellings are refused (exit 2), an IPv4-mapped IPv6 address is decided as the IPv4 address
+/// it reaches, and a name is lowercased without its trailing dot.
+#[test]
+fn finding_6_a_host_spelled_as_another_address_is_decided_as_that_address_or_refused() {
+    let world = World::new();
+    let (reference, _) = world.layout("guest", &hello_module(), None);
+    let policies = world.policy_dir(
+        "hosts",
+        "@id(\"run\") permit (principal, action == Warrant::Action::\"instantiate\", resource);\n\
+         @id(\"any-host\") permit (principal, action == Warrant::Action::\"net.connect\", resource);\n\
+         @id(\"no-metadata\") forbid (principal, action == Warrant::Action::\"net.connect\", resource == Warrant::Host::\"169.254.169.254:80\");\n\
+         @id(\"no-local-ssh\") forbid (principal, action == Warrant::Action::\"net.connect\", resource == Warrant::Host::\"localhost:22\");\n",
+    );
+    let explain = |host: &str| {
+        world.warrant(&[
+            "policy",
+            "explain",
+            "--policies",
+            &policies,
+            &reference,
+            "--allow-net",
+            host,
+        ])
+    };
+    for legacy in [
+        "2852039166:80",
+        "0xa9fea9fe:80",
+        "0251.0376.0251.0376:80",
+        "169.254.43518:80",
+    ] {
+        let out = explain(legacy);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{legacy}: {stderr}");
+        assert!(
+            stderr.contains(&format!("`{legacy}` is not `HOST:PORT`"))
+                && stderr.contains("resolvers read other numeric spellings as addresses"),
+            "{legacy}: {stderr}"
+        );
+    }
+    for (asked, decided, policy) in [
+        (
+            "[::ffff:169.254.169.254]:80",
+            "169.254.169.254:80",
+            "no-metadata",
+        ),
+        ("[::ffff:a9fe:a9fe]:80", "169.254.169.254:80", "no-metadata"),
+        ("LOCALHOST.:22", "localhost:22", "no-local-ssh"),
+    ] {
+        let out = explain(asked);
+        assert_forbidden(&out, policy);
+        assert!(
+            text(&out.stdout).contains(&format!("net.connect {decided}")),
+            "{asked}: {}",
+            text(&out.stdout)
+        );
+    }
+    // And a run refuses the same way, naming the canonical host.
+    let out = world.warrant(&[
+        "run",
+        "--policies",
+        &policies,
+        &reference,
+        "--allow-net",
+        "[::FFFF:169.254.169.254]:80",
+    ]);
+    assert_forbidden(&out, "no-metadata");
+    assert!(out.stdout.is_empty());
+}
+
+/// The SLSA v1 provenance of a build of `acme/plugin` at `source_ref`.
+fn provenance_predicate(source_ref: &str) -> String {
+    serde_json::json!({
+        "buildDefinition": {
+            "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+            "externalParameters": {"workflow": {
+                "repository": "https://github.com/acme/plugin", "ref": source_ref}}
+        },
+        "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}}
+    })
+    .to_string()
+}
+
+/// Finding 7: only the first verified provenance, in the order the registry listed them,
+/// became `principal.provenance`; an attacker who could add or reorder `.att` layers chose
+/// which one a "no branch builds" `forbid` saw. Every verified provenance is now evaluated, so
+/// the `forbid` on any of them wins.
+#[test]
+fn finding_7_a_forbid_on_any_verified_provenance_wins_whatever_their_order() {
+    let world = World::new();
+    let key = world.keygen("builder");
+    let (reference, _) = world.layout("built", &hello_module(), Some(&key));
+    for source_ref in ["refs/tags/v1", "refs/heads/feature"] {
+        let predicate = world.root.join("predicate.json");
+        std::fs::write(&predicate, provenance_predicate(source_ref)).unwrap();
+        let out = world.warrant(&[
+            "attest",
+            &reference,
+            "--key",
+            &key.replace(".pub", ".key"),
+            "--predicate",
+            predicate.to_str().unwrap(),
+            "--type",
+            "slsaprovenance1",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let fingerprint = world.fingerprint(&key);
+    let policies = world.policy_dir(
+        "provenance",
+        &format!(
+            "@id(\"signed-may-run\") permit (principal, action == Warrant::Action::\"instantiate\", resource)\n\
+             when {{ principal.signer.kind == \"key\" && principal.signer.identity == \"{fingerprint}\" }};\n\
+             @id(\"no-branch-builds\") forbid (principal, action, resource)\n\
+             when {{ principal has provenance && principal.provenance.sourceRef like \"refs/heads/*\" }};\n"
+        ),
+    );
+    let out = world.warrant(&[
+        "policy",
+        "explain",
+        "--key",
+        &key,
+        "--policies",
+        &policies,
+        &reference,
+    ]);
+    assert_forbidden(&out, "no-branch-builds");
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("at `refs/tags/v1`") && shown.contains("at `refs/heads/feature`"),
+        "both provenances are facts: {shown}"
+    );
+    let out = world.warrant(&["run", "--key", &key, "--policies", &policies, &reference]);
+    assert_forbidden(&out, "no-branch-builds");
+    assert!(out.stdout.is_empty(), "the guest must not run");
+}
+
+/// Finding 11: whether a policy read `signer` was decided by searching its text, so a policy
+/// reading `principal["sign\u{65}r"]` was evaluated for the first signer only, and a `forbid`
+/// on a revoked key signing second was bypassed. It is now read from the parsed policy.
+#[test]
+fn finding_11_an_escaped_signer_attribute_is_evaluated_for_every_signer() {
+    let world = World::new();
+    let good = world.keygen("good");
+    let revoked = world.keygen("revoked");
+    // The good key signs first, the revoked one second.
+    let (reference, _) = world.layout("signed-twice", &hello_module(), Some(&good));
+    let out = world.warrant(&[
+        "sign",
+        &reference,
+        "--key",
+        &revoked.replace(".pub", ".key"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let revoked_fingerprint = world.fingerprint(&revoked);
+    for spelling in [
+        "principal[\"sign\\u{65}r\"].identity",
+        "principal[\"signer\"][\"identity\"]",
+        "principal[\"\\u{73}igner\"][\"ident\\u{69}ty\"]",
+    ] {
+        let policies = world.policy_dir(
+            "revocation",
+            &format!(
+                "@id(\"keys-may-run\") permit (principal, action == Warrant::Action::\"instantiate\", resource)\n\
+                 when {{ principal.signer.kind == \"key\" }};\n\
+                 @id(\"revoked-key\") forbid (principal, action, resource)\n\
+                 when {{ {spelling} == \"{revoked_fingerprint}\" }};\n"
+            ),
+        );
+        let out = world.warrant(&[
+            "run",
+            "--key",
+            &good,
+            "--key",
+            &revoked,
+            "--policies",
+            &policies,
+            &reference,
+        ]);
+        assert_forbidden(&out, "revoked-key");
+        assert!(out.stdout.is_empty(), "{spelling}: the guest must not run");
+    }
 }
