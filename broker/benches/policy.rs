@@ -3,12 +3,15 @@
 //! For policy sets of 10, 100 and 1,000 policies (permits and forbids over signer identities,
 //! directories, hosts and limits, as users write them): the uncached decisions of one run that
 //! asks `instantiate` and 5 capabilities (2 directories, 2 environment variables, 1 host), for an
-//! artifact with two verified signers; and one cached decision.
+//! artifact with two verified signers; and one cached decision. Then the same run for artifacts
+//! with more signers and provenances, up to the bound on their pairs
+//! (`policy::limits::MAX_EVALUATIONS`), with a policy that reads both.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use broker::attest::Provenance;
 use broker::policy::{Facts, Policies, Request};
 use broker::verify::{Signer, SignerKind};
 use registry_client::{Digest, WasmKind};
@@ -160,6 +163,60 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 "as written: screened"
             },
+            uncached / 6
+        );
+    }
+    // Evaluations per (signer, provenance) pair: the screened set of 104, and one policy that
+    // reads both (Cedar's, for every pair: two attributes compared).
+    let mut text = policy_set(100, false);
+    text.push_str(
+        "@id(\"bench-both\")\npermit (principal, action == Warrant::Action::\"fs.read\", resource in Warrant::Dir::\"/srv\")\n\
+         when { principal has provenance && principal.provenance.signer == principal.signer };\n",
+    );
+    let policies = Policies::from_sources(&[(PathBuf::from("bench.cedar"), text)])?;
+    println!();
+    println!("| signers × provenances | 6 decisions, uncached | per decision |");
+    println!("|---:|---:|---:|");
+    for (signers, provenances) in [(2, 0), (2, 3), (8, 8), (32, 32)] {
+        let signed: Vec<Signer> = (0..signers)
+            .map(|i| {
+                signer(&format!(
+                    "https://github.com/acme/plugin/.github/workflows/w{i}.yml@refs/tags/v1"
+                ))
+            })
+            .collect();
+        let built: Vec<Provenance> = (0..provenances)
+            .zip(signed.iter().cycle())
+            .map(|(j, attester)| Provenance {
+                predicate_type: "https://slsa.dev/provenance/v1".into(),
+                builder_id: "https://github.com/actions/runner/github-hosted".into(),
+                source_repository: "https://github.com/acme/plugin".into(),
+                source_ref: format!("refs/tags/v{j}"),
+                signer: attester.clone(),
+            })
+            .collect();
+        let facts = Facts::new(
+            Digest::of(b"bench artifact"),
+            WasmKind::Module,
+            100_000,
+            "ghcr.io".into(),
+            "ghcr.io/acme/plugin".into(),
+            signed,
+            built,
+        );
+        for decision in policies.evaluate_all(&facts, &requests) {
+            assert!(decision.allowed, "{decision:?}");
+        }
+        let (rounds, per_round) = if signers * provenances > 100 {
+            (5, 1)
+        } else {
+            (15, 50)
+        };
+        let uncached = measure(rounds, per_round, || {
+            black_box(policies.evaluate_all(&facts, black_box(&requests)));
+        });
+        println!(
+            "| {signers} × {provenances} | {uncached:.2?} | {:.2?} |",
             uncached / 6
         );
     }

@@ -430,8 +430,9 @@ pub fn summary(kind: &str, body: &Value) -> String {
         "instantiate" => {
             let limit = |name: &str| body.get("limits").and_then(|l| l.get(name));
             let number = |name: &str| limit(name).and_then(Value::as_u64);
+            // `null` when unmetered; 0 is a metered run with no fuel.
             let fuel = match number("fuel") {
-                Some(0) | None => "unmetered".to_owned(),
+                None => "unmetered".to_owned(),
                 Some(n) => n.to_string(),
             };
             let dirs = body

@@ -31,9 +31,12 @@ use sha2::{Digest as _, Sha256};
 use crate::attest::Provenance;
 use crate::verify::Signer;
 
+mod host;
 mod screen;
 #[cfg(test)]
 mod screen_tests;
+
+pub use host::canonical_host_port;
 
 use screen::{Screen, Verdict, View};
 
@@ -741,7 +744,7 @@ impl Policies {
             }
             Request::EnvRead(name) => (uid("EnvVar", name)?, Context::empty()),
             Request::NetConnect(host) | Request::HttpOutgoing(host) => {
-                (uid("Host", host)?, Context::empty())
+                (uid("Host", canonical_host(host)?)?, Context::empty())
             }
         };
         let action = uid("Action", request.action())?;
@@ -980,6 +983,20 @@ impl<'a> Stores<'a> {
     }
 }
 
+/// `host` if it is a canonical `HOST:PORT` ([`canonical_host_port`]): a host asked for in any
+/// other spelling is an evaluation error, so it is never granted (the CLI asks in canonical
+/// form; an embedder's `Asks` must too).
+fn canonical_host(host: &str) -> Result<&str, String> {
+    let canonical = canonical_host_port(host)?;
+    if canonical == host {
+        Ok(host)
+    } else {
+        Err(format!(
+            "`{host}` is not the canonical spelling of that host: ask for `{canonical}`"
+        ))
+    }
+}
+
 /// `Warrant::<kind>::"<id>"`.
 fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
     Ok(EntityUid::from_type_name_and_id(
@@ -1134,14 +1151,28 @@ struct ActionIndex {
 /// `principal["signer"]`, `principal["sign\u{65}r"]`); a policy without a JSON form counts as
 /// reading it.
 fn reads_attribute(json: Option<&serde_json::Value>, attribute: &str) -> bool {
-    fn reads(value: &serde_json::Value, attribute: &str) -> bool {
+    use serde_json::Value;
+    /// Whether an access's `attr` may be `attribute`: the name itself, a path (`has a.b`)
+    /// containing it, or anything unexpected (counted as reading it).
+    fn names(attr: Option<&Value>, attribute: &str) -> bool {
+        match attr {
+            Some(Value::String(attr)) => attr == attribute,
+            Some(Value::Array(attrs)) => attrs.iter().any(|a| a.as_str() == Some(attribute)),
+            _ => true,
+        }
+    }
+    fn reads(value: &Value, attribute: &str) -> bool {
         match value {
-            serde_json::Value::Object(map) => map.iter().any(|(key, value)| {
-                ((key == "." || key == "has")
-                    && value.get("attr").and_then(serde_json::Value::as_str) == Some(attribute))
-                    || reads(value, attribute)
+            Value::Object(map) => map.iter().any(|(key, inner)| {
+                let here = match key.as_str() {
+                    "." | "has" => names(inner.get("attr"), attribute),
+                    // Tags are not attributes, but reading one is reading the entity.
+                    "getTag" | "hasTag" => true,
+                    _ => false,
+                };
+                here || reads(inner, attribute)
             }),
-            serde_json::Value::Array(items) => items.iter().any(|v| reads(v, attribute)),
+            Value::Array(items) => items.iter().any(|item| reads(item, attribute)),
             _ => false,
         }
     }
@@ -2481,7 +2512,26 @@ permit (principal, action == Warrant::Action::"fs.read", resource in Warrant::Di
         assert!(
             canonical_host_port("2852039166:80")
                 .unwrap_err()
-                .contains("resolvers read other numeric spellings as addresses")
+                .contains("would be read as the IP address `169.254.169.254`")
+        );
+        // A request for a host in another spelling than its canonical one (an embedder's
+        // `Asks`) is an evaluation error: it is never granted.
+        let policies = load(&[(
+            "p.cedar",
+            "@id(\"any\")\npermit (principal, action, resource);\n",
+        )])
+        .unwrap();
+        let f = facts(Vec::new());
+        let decision = policies.evaluate(&f, &Request::NetConnect("LOCALHOST:22".into()));
+        assert!(!decision.allowed);
+        assert!(
+            decision.errors[0].contains("ask for `localhost:22`"),
+            "{decision:?}"
+        );
+        assert!(
+            policies
+                .evaluate(&f, &Request::NetConnect("localhost:22".into()))
+                .allowed
         );
     }
 
@@ -2940,88 +2990,6 @@ pub fn check_env_name(name: &str) -> Result<(), String> {
         Err(format!(
             "`{name}` is not an environment variable name (letters, digits, `_`)"
         ))
-    }
-}
-
-/// `HOST:PORT` in the one form a policy decides and the sandbox connects to, so that a policy
-/// sees what will be connected to:
-///
-/// - an IPv4 address only as four decimal octets without leading zeros (`169.254.169.254`);
-///   any other spelling that resolvers read as an address — a single number (`2852039166`),
-///   hexadecimal (`0xa9fea9fe`), octal (`0251.0376.0251.0376`), fewer parts (`127.1`) — is
-///   refused: a host whose last label is numeric is not a name;
-/// - an IPv6 address in brackets, in its RFC 5952 form (`[::1]`); an IPv4-mapped one
-///   (`[::ffff:169.254.169.254]`) as the IPv4 address it reaches; zone ids refused;
-/// - a name lowercased, one trailing dot removed, ASCII letters, digits and `-` only (give a
-///   non-ASCII name in its `xn--` form);
-/// - the port in decimal, 1–65535, without a sign or leading zeros.
-///
-/// A name is decided as a name: a `forbid` on an address does not cover a name resolving to it.
-pub fn canonical_host_port(text: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("`{text}` is not `HOST:PORT`: {why}"));
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return bad("no port");
-    };
-    let port_ok = !port.is_empty()
-        && port.len() <= 5
-        && port.bytes().all(|b| b.is_ascii_digit())
-        && !port.starts_with('0');
-    let port = match port.parse::<u16>() {
-        Ok(p) if port_ok && p > 0 => p,
-        _ => return bad("the port must be 1–65535 in decimal, without leading zeros"),
-    };
-    if let Some(inner) = host.strip_prefix('[') {
-        let Some(v6) = inner.strip_suffix(']') else {
-            return bad("an IPv6 address must be in brackets");
-        };
-        if v6.contains('%') {
-            return bad("IPv6 zone ids are not accepted");
-        }
-        return match v6.parse::<std::net::Ipv6Addr>() {
-            Ok(address) => Ok(match address.to_ipv4_mapped() {
-                Some(v4) => format!("{v4}:{port}"),
-                None => format!("[{address}]:{port}"),
-            }),
-            Err(_) => bad("not an IPv6 address"),
-        };
-    }
-    let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    if name.is_empty() || name.len() > 253 {
-        return bad("not a host name or IPv4 address");
-    }
-    let labels: Vec<&str> = name.split('.').collect();
-    let last = labels.last().copied().unwrap_or_default();
-    // What resolvers read as an IPv4 address: the last label a number, decimal or `0x` hex.
-    let numeric = !last.is_empty()
-        && (last.bytes().all(|b| b.is_ascii_digit())
-            || last
-                .strip_prefix("0x")
-                .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit())));
-    if numeric {
-        let canonical = name
-            .parse::<std::net::Ipv4Addr>()
-            .ok()
-            .filter(|address| address.to_string() == name);
-        return match canonical {
-            Some(address) => Ok(format!("{address}:{port}")),
-            None => bad(
-                "an IPv4 address must be four decimal numbers without leading zeros (`a.b.c.d`); resolvers read other numeric spellings as addresses too",
-            ),
-        };
-    }
-    let name_ok = labels.iter().all(|label| {
-        !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    });
-    if name_ok {
-        Ok(format!("{name}:{port}"))
-    } else {
-        bad("not a host name or IPv4 address (a non-ASCII name goes in its `xn--` form)")
     }
 }
 

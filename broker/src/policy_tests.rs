@@ -11,6 +11,8 @@
 //! [case.artifact]
 //! repository = "ghcr.io/acme/plugin"
 //! signers = [{ kind = "keyless", identity = "https://github.com/…", issuer = "https://…" }]
+//! # provenances = [{ builder_id = "…", source_ref = "refs/tags/v1", signer = { … } }, …]
+//! # (or one: provenance = { … }); each is evaluated, as each verified one is in a run
 //! ```
 
 use std::path::Path;
@@ -79,10 +81,10 @@ struct TestArtifact {
     repository: Option<String>,
     #[serde(default)]
     signers: Vec<TestSigner>,
-    /// One verified provenance (the short form of `provenances`).
+    /// One provenance (the older form) …
     #[serde(default)]
     provenance: Option<TestProvenance>,
-    /// Every verified provenance.
+    /// … or several, each evaluated.
     #[serde(default)]
     provenances: Vec<TestProvenance>,
 }
@@ -278,6 +280,9 @@ fn facts(name: &str, a: &TestArtifact) -> Result<Facts, String> {
         "component" => WasmKind::Component,
         other => return Err(format!("kind `{other}` is not `module` or `component`")),
     };
+    if a.provenance.is_some() && !a.provenances.is_empty() {
+        return Err("give `provenance` or `provenances`, not both".into());
+    }
     let provenances = a
         .provenance
         .iter()
@@ -291,7 +296,7 @@ fn facts(name: &str, a: &TestArtifact) -> Result<Facts, String> {
                 signer: signer(&p.signer)?,
             })
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<_, String>>()?;
     Ok(Facts::new(
         a.digest
             .clone()
@@ -322,13 +327,13 @@ fn request(r: &TestRequest) -> Result<Request, String> {
                 .memory_bytes
                 .unwrap_or(crate::sandbox::limits::DEFAULT_MEMORY_BYTES),
             timeout_ms: r.timeout_ms.unwrap_or(10_000),
-            // Absent: an unmetered run.
+            // No `fuel`: unmetered; `fuel = 0` is metered with none.
             fuel: r.fuel,
         },
         "fs.read" => Request::FsRead(resource()?.into()),
         "fs.write" => Request::FsWrite(resource()?.into()),
         "env.read" => Request::EnvRead(resource()?),
-        // Hosts as a run asks for them: canonical.
+        // Hosts as `--allow-net` asks for them: canonical, or refused.
         "net.connect" => Request::NetConnect(crate::policy::canonical_host_port(&resource()?)?),
         "http.outgoing" => Request::HttpOutgoing(crate::policy::canonical_host_port(&resource()?)?),
         other => return Err(format!("unknown action `{other}`")),
@@ -416,6 +421,156 @@ request = { action = "instantiate", memory_bytes = 0 }
         let report = run_dir(&policies, dir.path()).unwrap();
         let passed: Vec<bool> = report.results.iter().map(|r| r.passed).collect();
         assert_eq!(passed, vec![true, false, false], "{report:?}");
+    }
+
+    /// Several provenances are each evaluated; the older single `provenance` still reads.
+    #[test]
+    fn a_case_may_give_several_provenances() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            r#"
+[[case]]
+name = "a tag build and a branch build: the branch forbids"
+expect = "deny"
+policies = ["no-branch-builds"]
+request = { action = "instantiate" }
+[case.artifact]
+signers = [{ kind = "key", identity = "sha256:aa" }]
+[[case.artifact.provenances]]
+builder_id = "b"
+source_ref = "refs/tags/v1"
+signer = { kind = "key", identity = "sha256:aa" }
+[[case.artifact.provenances]]
+builder_id = "b"
+source_ref = "refs/heads/feature"
+signer = { kind = "key", identity = "sha256:aa" }
+
+[[case]]
+name = "one tag build"
+expect = "allow"
+request = { action = "instantiate" }
+[case.artifact]
+signers = [{ kind = "key", identity = "sha256:aa" }]
+provenance = { builder_id = "b", source_ref = "refs/tags/v1", signer = { kind = "key", identity = "sha256:aa" } }
+
+[[case]]
+name = "both forms"
+expect = "allow"
+request = { action = "instantiate" }
+[case.artifact]
+provenance = { builder_id = "b", signer = { kind = "key", identity = "sha256:aa" } }
+provenances = [{ builder_id = "b", signer = { kind = "key", identity = "sha256:aa" } }]
+"#,
+        )
+        .unwrap();
+        let policy = format!(
+            "{POLICY}\n@id(\"no-branch-builds\")\nforbid (principal, action, resource)\n\
+             when {{ principal has provenance && principal.provenance.sourceRef like \"refs/heads/*\" }};\n"
+        );
+        let policies =
+            Policies::from_sources(&[(std::path::PathBuf::from("p.cedar"), policy)]).unwrap();
+        let report = run_dir(&policies, dir.path()).unwrap();
+        let passed: Vec<bool> = report.results.iter().map(|r| r.passed).collect();
+        assert_eq!(passed, vec![true, true, false], "{report:?}");
+        assert!(
+            report.results[2]
+                .detail
+                .contains("give `provenance` or `provenances`, not both"),
+            "{report:?}"
+        );
+    }
+
+    /// The shipped starter set (`policies/`) passes every case of `policies/tests`.
+    #[test]
+    fn the_shipped_policies_pass_their_tests() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let policies = Policies::load(&dir).unwrap();
+        let report = run_dir(&policies, &dir.join("tests")).unwrap();
+        let failed: Vec<&CaseResult> = report.results.iter().filter(|r| !r.passed).collect();
+        assert!(failed.is_empty(), "{failed:#?}");
+        assert!(report.passed() > 50, "{}", report.passed());
+    }
+
+    /// Every policy snippet the shipped policies' comments suggest is in those comments
+    /// (joined across lines) and, put where the comment says, loads under strict validation.
+    #[test]
+    fn the_snippets_the_shipped_policies_suggest_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let comments = |file: &str| {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.trim_start().strip_prefix("//"))
+                .collect();
+            lines
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        const INSTANTIATE: &str =
+            "permit (principal, action == Warrant::Action::\"instantiate\", resource)";
+        const CONNECT: &str = "action == Warrant::Action::\"net.connect\"";
+        // (file, snippets, the policy they make: `{0}`, `{1}` stand for the snippets)
+        let cases: &[(&str, &[&str], &str)] = &[
+            (
+                "keyed-signer.cedar",
+                &["context has fuel && context.fuel <= 1000000"],
+                "INSTANTIATE when { {0} };",
+            ),
+            (
+                "keyed-signer.cedar",
+                &["principal in Warrant::Repository::\"ghcr.io/acme/plugin\""],
+                "INSTANTIATE when { {0} };",
+            ),
+            (
+                "tenant-network.cedar",
+                &["principal in Warrant::Registry::\"ghcr.io\""],
+                "permit ({0}, CONNECT, resource);",
+            ),
+            (
+                "tenant-network.cedar",
+                &["resource == Warrant::Host::\"host:port\""],
+                "permit (principal, CONNECT, {0});",
+            ),
+            (
+                "tenant-network.cedar",
+                &[
+                    "resource is Warrant::Host",
+                    "when { [Warrant::Host::\"a.example:443\", Warrant::Host::\"b.example:443\"].contains(resource) }",
+                ],
+                "permit (principal, CONNECT, {0}) {1};",
+            ),
+            (
+                "provenance-files.cedar",
+                &["principal.provenance.predicateType == \"https://slsa.dev/provenance/v1\""],
+                "INSTANTIATE when { principal has provenance && {0} };",
+            ),
+        ];
+        for (file, snippets, template) in cases {
+            let comments = comments(file);
+            let mut policy = template
+                .replace("INSTANTIATE", INSTANTIATE)
+                .replace("CONNECT", CONNECT);
+            for (i, snippet) in snippets.iter().enumerate() {
+                assert!(
+                    comments.contains(&format!("`{snippet}`")),
+                    "{file} no longer suggests `{snippet}`"
+                );
+                policy = policy.replace(&format!("{{{i}}}"), snippet);
+            }
+            let text = format!("@id(\"suggested\")\n{policy}\n");
+            if let Err(e) = Policies::from_sources(&[(std::path::PathBuf::from(file), text)]) {
+                panic!("{file}: {policy}: {e}");
+            }
+        }
+        // What tenant-network.cedar suggested before: Cedar refuses a list in a scope.
+        let list = format!(
+            "@id(\"list\")\npermit (principal, {CONNECT}, \
+             resource in [Warrant::Host::\"a:443\", Warrant::Host::\"b:443\"]);\n"
+        );
+        assert!(Policies::from_sources(&[(std::path::PathBuf::from("l.cedar"), list)]).is_err());
     }
 
     #[test]

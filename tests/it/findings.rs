@@ -555,7 +555,7 @@ fn finding_6_a_host_spelled_as_another_address_is_decided_as_that_address_or_ref
         assert_eq!(out.status.code(), Some(2), "{legacy}: {stderr}");
         assert!(
             stderr.contains(&format!("`{legacy}` is not `HOST:PORT`"))
-                && stderr.contains("resolvers read other numeric spellings as addresses"),
+                && stderr.contains("would be read as the IP address `169.254.169.254`"),
             "{legacy}: {stderr}"
         );
     }
