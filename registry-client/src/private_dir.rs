@@ -19,15 +19,15 @@
 //! Every refusal is [`Error::Unsafe`], naming the path and what is wrong with it.
 
 use std::ffi::OsStr;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use crate::error::Error;
@@ -62,7 +62,8 @@ pub struct PrivateDir {
 
 /// The running user.
 fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *EUID.get_or_init(|| rustix::process::geteuid().as_raw())
 }
 
 fn unsafe_path(path: &Path, reason: impl Into<String>) -> Error {
@@ -77,7 +78,7 @@ fn io(path: &Path, errno: Errno) -> Error {
 }
 
 /// What a mode's type bits say, for a refusal.
-fn kind_of(mode: u32) -> &'static str {
+pub(crate) fn kind_of(mode: u32) -> &'static str {
     match mode & TYPE_MASK {
         TYPE_DIR => "a directory",
         TYPE_FILE => "a regular file",
@@ -91,15 +92,15 @@ fn kind_of(mode: u32) -> &'static str {
 }
 
 /// The owner and write rules for the private directory or file `path` described by `meta`.
-fn check_owned(path: &Path, meta: &Metadata, secrecy: Secrecy) -> Result<(), Error> {
-    let (owner, me) = (meta.uid(), euid());
+fn check_owned(path: &Path, meta: &Stat, secrecy: Secrecy) -> Result<(), Error> {
+    let (owner, me) = (meta.st_uid, euid());
     if owner != me {
         return Err(unsafe_path(
             path,
             format!("it is owned by uid {owner}, not by the user running warrant (uid {me})"),
         ));
     }
-    let mode = meta.mode();
+    let mode = meta.st_mode;
     let forbidden = match secrecy {
         Secrecy::Owner => GROUP_OTHER_WRITE,
         Secrecy::Secret => GROUP_OTHER_ANY,
@@ -126,8 +127,8 @@ fn check_owned(path: &Path, meta: &Metadata, secrecy: Secrecy) -> Result<(), Err
 
 /// The rule for a directory above a private one: nobody but root or the running user can
 /// replace what is beneath it.
-fn check_ancestor(path: &Path, meta: &Metadata) -> Result<(), Error> {
-    let (owner, me) = (meta.uid(), euid());
+fn check_ancestor(path: &Path, meta: &Stat) -> Result<(), Error> {
+    let (owner, me) = (meta.st_uid, euid());
     if owner != 0 && owner != me {
         return Err(unsafe_path(
             path,
@@ -136,7 +137,7 @@ fn check_ancestor(path: &Path, meta: &Metadata) -> Result<(), Error> {
             ),
         ));
     }
-    let mode = meta.mode();
+    let mode = meta.st_mode;
     if mode & GROUP_OTHER_WRITE != 0 && mode & STICKY == 0 {
         return Err(unsafe_path(
             path,
@@ -175,10 +176,9 @@ fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// The metadata of an open descriptor.
-fn metadata(fd: &OwnedFd, path: &Path) -> Result<Metadata, Error> {
-    let file = File::from(fd.try_clone().map_err(|e| Error::io(path, e))?);
-    file.metadata().map_err(|e| Error::io(path, e))
+/// The metadata of an open descriptor (one `fstat`, no other descriptor made).
+fn metadata(fd: &OwnedFd, path: &Path) -> Result<Stat, Error> {
+    rustix::fs::fstat(fd).map_err(|e| io(path, e))
 }
 
 impl PrivateDir {
@@ -301,7 +301,9 @@ impl PrivateDir {
 
     /// The private subdirectory `name`, created (0700) if it does not exist.
     pub fn subdir(&self, name: &str) -> Result<Self, Error> {
-        check_name(&self.path, name)?;
+        if let Some(dir) = self.existing_subdir(name)? {
+            return Ok(dir);
+        }
         match rustix::fs::mkdirat(&self.fd, name, Mode::RWXU) {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(io(&self.path.join(name), e)),
@@ -350,10 +352,10 @@ impl PrivateDir {
             Err(e) => return Err(self.refusal(name, e)),
         };
         let meta = metadata(&fd, &path)?;
-        if !meta.file_type().is_file() {
+        if meta.st_mode & TYPE_MASK != TYPE_FILE {
             return Err(unsafe_path(
                 &path,
-                format!("it is {}, not a regular file", kind_of(meta.mode())),
+                format!("it is {}, not a regular file", kind_of(meta.st_mode)),
             ));
         }
         check_owned(&path, &meta, secrecy)?;
