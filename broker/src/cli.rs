@@ -694,7 +694,11 @@ impl Context {
         if let Some(max) = r.max_module_bytes {
             options.max_module_bytes = max;
         }
-        Ok(RegistryClient::new(options)?)
+        // One command's registry work together (for `run`: resolve, verify and fetch) is
+        // bounded by the operation deadline and the request cap, not each operation alone.
+        let deadline = options.operation_deadline;
+        Ok(RegistryClient::new(options)?
+            .budgeted(deadline, registry_client::limits::MAX_REQUESTS_PER_RUN))
     }
 
     fn store(&self) -> Result<Store, CliError> {
@@ -1018,7 +1022,7 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
                 let resolved = client.resolve(&reference).await?;
                 let found = crate::pipeline::verify_artifact(
                     &client,
-                    &reference,
+                    resolved.reference(),
                     resolved.digest(),
                     &trust,
                 )

@@ -42,24 +42,40 @@ fn rejected_suffix(verdict: &Verdict) -> String {
 /// signatures (`.sig`), keyed attestations (`.att`), and Sigstore bundle referrers.
 ///
 /// INVARIANT (digest binding): everything is looked up by `digest` and must name it.
+///
+/// A signature that cannot be fetched is only rejected; but when the client's command budget
+/// ([`RegistryClient::budgeted`]) ran out, that is the command's failure and is returned as
+/// such ([`PipelineError::Registry`]), whatever the verification had found.
 pub async fn verify_artifact(
     client: &RegistryClient,
     reference: &Reference,
     digest: &Digest,
     trust: &Trust,
-) -> Result<(Verdict, Attestations), VerifyError> {
-    let mut verdict = verify_signatures(client, reference, digest, trust).await?;
-    let mut attestations = verify_attestations(client, reference, digest, trust).await?;
-    crate::referrers::verify_bundles(
-        client,
-        reference,
-        digest,
-        trust,
-        &mut verdict,
-        &mut attestations,
-    )
-    .await?;
-    Ok((verdict, attestations))
+) -> Result<(Verdict, Attestations), PipelineError> {
+    let within_budget = || -> Result<(), PipelineError> {
+        client
+            .budget_spent()
+            .map_or(Ok(()), |e| Err(PipelineError::Registry(e)))
+    };
+    let found = async {
+        let mut verdict = verify_signatures(client, reference, digest, trust).await?;
+        within_budget()?;
+        let mut attestations = verify_attestations(client, reference, digest, trust).await?;
+        within_budget()?;
+        crate::referrers::verify_bundles(
+            client,
+            reference,
+            digest,
+            trust,
+            &mut verdict,
+            &mut attestations,
+        )
+        .await?;
+        Ok::<_, PipelineError>((verdict, attestations))
+    }
+    .await;
+    within_budget()?;
+    found
 }
 
 /// [`verify_artifact`], with a valid cached verdict for the same repository, digest and trust
@@ -71,7 +87,7 @@ pub async fn verify_cached(
     digest: &Digest,
     trust: &Trust,
     cache: Option<&VerdictCache>,
-) -> Result<(Verdict, Attestations), VerifyError> {
+) -> Result<(Verdict, Attestations), PipelineError> {
     if trust.is_empty() {
         return Ok((
             Verdict {
@@ -152,7 +168,10 @@ pub fn facts(fetched: &Fetched, verdict: &Verdict, attestations: &Attestations) 
 /// Where signatures of an artifact are looked up: its repository, or its layout.
 /// The registry host is lowercased (host names are case-insensitive), so that a policy on
 /// `Warrant::Registry::"registry.internal"` cannot be sidestepped by spelling the host
-/// `REGISTRY.INTERNAL`; repository paths are lowercase by the reference grammar already.
+/// `REGISTRY.INTERNAL`; repository paths are lowercase by the reference grammar already. A
+/// layout is named by the canonical path its reference was resolved to
+/// ([`RegistryClient::resolve`]), so that `./`, `//`, a relative path or a symbolic link do
+/// not name another repository.
 fn repository(reference: &Reference) -> String {
     match reference {
         Reference::Registry(r) => {

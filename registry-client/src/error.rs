@@ -135,6 +135,26 @@ pub enum Error {
         after: Duration,
     },
 
+    /// One command's client would have made more registry requests than its budget allows
+    /// ([`crate::RegistryClient::budgeted`]); nothing more was sent.
+    #[error("more than {limit} registry requests in one command: refused")]
+    TooManyRequests {
+        /// The most requests allowed.
+        limit: u32,
+    },
+
+    /// Another process held the store's lock for longer than Warrant waits.
+    #[error(
+        "the store lock `{path}` is held by another process; gave up after {waited:?}",
+        path = .path.display()
+    )]
+    StoreLocked {
+        /// The lock file.
+        path: PathBuf,
+        /// How long Warrant waited.
+        waited: Duration,
+    },
+
     /// A redirect was refused (to another host for a non-blob request, to plain HTTP, or too
     /// many hops).
     #[error("refused redirect from `{from}`: {reason}")]
@@ -167,7 +187,8 @@ pub enum Error {
 
     /// A directory or file that must be the running user's alone is not: a symbolic link, not
     /// the kind expected, owned by someone else, or writable (or, for a secret, readable) by
-    /// group or others. Nothing in it was used.
+    /// group or others. Also a store directory Warrant writes into (`blobs`, `blobs/sha256`)
+    /// that is a symbolic link. Nothing in it was used.
     #[error("refusing `{path}`: {reason}", path = .path.display())]
     Unsafe {
         /// The directory or file.
@@ -207,7 +228,10 @@ impl Error {
     pub fn is_local(&self) -> bool {
         matches!(
             self,
-            Self::Io { .. } | Self::Credentials { .. } | Self::Unsafe { .. }
+            Self::Io { .. }
+                | Self::Credentials { .. }
+                | Self::Unsafe { .. }
+                | Self::StoreLocked { .. }
         )
     }
 }

@@ -6,7 +6,9 @@
 //! - a reference is resolved to a manifest digest **once** ([`RegistryClient::resolve`]); every
 //!   later step uses digests taken from that manifest;
 //! - every read is bounded (manifests 4 MiB, configs 1 MiB, layers by their descriptor and a
-//!   module limit), JSON nesting is bounded, and every operation has a deadline;
+//!   module limit), JSON nesting is bounded, every operation has a deadline, and a
+//!   [`RegistryClient::budgeted`] client bounds all of a command's operations together, in
+//!   time and in requests;
 //! - layers stream into a quarantine file while being hashed and reach the store only by an
 //!   atomic rename after size and digest matched ([`store::Ingest`]).
 //!
@@ -15,6 +17,7 @@
 
 pub mod attached;
 pub mod auth;
+mod budget;
 pub mod digest;
 pub mod error;
 pub mod json;

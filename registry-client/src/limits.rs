@@ -44,9 +44,24 @@ pub const RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
 /// Longest single backoff, whatever `Retry-After` asks for.
 pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
 
+/// Most HTTP requests one command's client makes (each attempt, retry, redirect hop and token
+/// request counts). A verified run's legitimate worst case is about 410: resolve, fetch
+/// (config and layer), the `.sig` and `.att` manifests and up to 100 signature and 100
+/// attestation blobs, the referrers list and up to 100 bundle referrers with a manifest and a
+/// bundle each. Registries that serve blobs from a storage host add one redirect per blob
+/// (about 710). The rest is margin for retries; a registry that makes Warrant ask more is
+/// refused rather than served until the deadline.
+pub const MAX_REQUESTS_PER_RUN: u32 = 1_000;
+
 /// Most redirects followed for one request.
 pub const MAX_REDIRECTS: usize = 5;
 
 /// Quarantine files older than this are left-overs of a killed process and are removed when a
 /// store is opened. Far longer than any operation deadline, so a live download is never removed.
 pub const STALE_QUARANTINE_AGE: Duration = Duration::from_secs(6 * 3600);
+
+/// Longest wait for the store's lock (`.warrant/lock`) before giving up. The lock is held only
+/// for one `index.json` read-modify-write (at most 4 MiB and two fsyncs, milliseconds on any
+/// disk) or the sweep of the quarantine when a store is opened; a holder past this is stuck or
+/// hostile, and waiting for it would hang every pull.
+pub const STORE_LOCK_WAIT: Duration = Duration::from_secs(10);

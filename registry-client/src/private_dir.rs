@@ -65,7 +65,8 @@ pub struct PrivateDir {
 
 /// The running user.
 fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *EUID.get_or_init(|| rustix::process::geteuid().as_raw())
 }
 
 fn unsafe_path(path: &Path, reason: impl Into<String>) -> Error {
@@ -80,7 +81,7 @@ fn io(path: &Path, errno: Errno) -> Error {
 }
 
 /// What a mode's type bits say, for a refusal.
-fn kind_of(mode: u32) -> &'static str {
+pub(crate) fn kind_of(mode: u32) -> &'static str {
     match mode & TYPE_MASK {
         TYPE_DIR => "a directory",
         TYPE_FILE => "a regular file",
@@ -315,7 +316,9 @@ impl PrivateDir {
 
     /// The private subdirectory `name`, created (0700) if it does not exist.
     pub fn subdir(&self, name: &str) -> Result<Self, Error> {
-        check_name(&self.path, name)?;
+        if let Some(dir) = self.existing_subdir(name)? {
+            return Ok(dir);
+        }
         match rustix::fs::mkdirat(&self.fd, name, Mode::RWXU) {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(io(&self.path.join(name), e)),

@@ -146,7 +146,19 @@ pub struct Referrers {
 impl RegistryClient {
     /// Resolve `reference` to one manifest digest and check that the manifest is a Wasm
     /// artifact. A tag is looked up here and never again.
+    ///
+    /// An `oci-layout:` reference's directory is resolved here, once, to its canonical path:
+    /// the [`Resolved`] names the layout by it, so everything after (reading, the repository
+    /// policies see, cache keys) uses one name whatever the spelling.
     pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, Error> {
+        let canonical;
+        let reference = match reference {
+            Reference::Layout(l) => {
+                canonical = Reference::Layout(l.canonical()?);
+                &canonical
+            }
+            Reference::Registry(_) => reference,
+        };
         let (manifest_bytes, digest) = match reference {
             Reference::Registry(r) => {
                 let what = format!("resolving `{r}`");
@@ -791,6 +803,6 @@ fn cached_kind(store: &Store, layer: &Descriptor) -> Result<Option<WasmKind>, Er
         }
     }
     tracing::warn!(path = %path.display(), "stored blob does not match its digest; fetching again");
-    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    store.remove_blob(&layer.digest)?;
     Ok(None)
 }

@@ -161,6 +161,25 @@ impl LayoutRef {
             selector,
         }
     }
+
+    /// The same layout with its directory named by its canonical absolute path (symbolic
+    /// links, `.`, `..` and repeated separators resolved), so that every spelling of one
+    /// directory names one layout: for reading it and for the facts policies see.
+    pub fn canonical(&self) -> Result<Self, Error> {
+        let path = std::fs::canonicalize(&self.path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotFound {
+                    what: format!("layout directory `{}`", self.path.display()),
+                }
+            } else {
+                Error::io(&self.path, e)
+            }
+        })?;
+        Ok(Self {
+            path,
+            selector: self.selector.clone(),
+        })
+    }
 }
 
 impl FromStr for Reference {
@@ -523,6 +542,34 @@ mod tests {
                 .parse::<Reference>()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn layout_directories_are_canonical_whatever_their_spelling() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("layouts").join("evil");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(&dir, top.path().join("link")).unwrap();
+        let canonical = std::fs::canonicalize(&dir).unwrap();
+        let base = top.path().display().to_string();
+        for spelling in [
+            format!("{base}/layouts/evil"),
+            format!("{base}/layouts/./evil"),
+            format!("{base}//layouts//evil/"),
+            format!("{base}/layouts/../layouts/evil"),
+            format!("{base}/link"),
+        ] {
+            let r: Reference = format!("oci-layout:{spelling}:v1").parse().unwrap();
+            let Reference::Layout(l) = r else { panic!() };
+            let l = l.canonical().unwrap();
+            assert_eq!(l.path(), canonical, "{spelling}");
+            assert_eq!(l.selector(), &Selector::Tag("v1".into()));
+        }
+        let missing: Reference = format!("oci-layout:{base}/missing").parse().unwrap();
+        let Reference::Layout(l) = missing else {
+            panic!()
+        };
+        assert!(matches!(l.canonical(), Err(Error::NotFound { .. })));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use reqwest::header::{
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url, redirect};
 
 use crate::auth::{Credential, Credentials};
+use crate::budget::Budget;
 use crate::digest::{Digest, truncate_for_message};
 use crate::error::Error;
 use crate::limits;
@@ -73,6 +74,14 @@ impl Default for ClientOptions {
 /// A client for OCI registries and image-layout directories.
 pub struct RegistryClient {
     pub(crate) options: ClientOptions,
+    connections: Arc<Connections>,
+    /// The command's budget, when the client is [`RegistryClient::budgeted`].
+    budget: Option<Arc<Budget>>,
+}
+
+/// What clients made from one another share: connection pools, upload clients, tokens.
+#[derive(Default)]
+struct Connections {
     /// Built on first use: building it loads the system's TLS roots (about 150 files here),
     /// which an image-layout reference never needs.
     http: std::sync::OnceLock<reqwest::Client>,
@@ -80,20 +89,54 @@ pub struct RegistryClient {
     auth_headers: Mutex<HashMap<(String, String, bool), HeaderValue>>,
 }
 
+tokio::task_local! {
+    /// The budget of the request being sent, for the redirect policy to count each hop.
+    static SENDING: Arc<Budget>;
+}
+
 impl RegistryClient {
     /// A client with `options`.
     pub fn new(options: ClientOptions) -> Result<Self, Error> {
         Ok(Self {
             options,
-            http: std::sync::OnceLock::new(),
-            oci: Mutex::new(HashMap::new()),
-            auth_headers: Mutex::new(HashMap::new()),
+            connections: Arc::new(Connections::default()),
+            budget: None,
         })
+    }
+
+    /// A client sharing this one's connections and tokens whose registry operations, however
+    /// many, must together finish within `deadline` (the clock starts at the first) and send at
+    /// most `max_requests` HTTP requests: every attempt, retry, redirect hop and token request
+    /// counts. Each operation keeps its own deadline too; the earlier governs. Past either, an
+    /// operation is refused ([`Error::Timeout`] naming the command's deadline, or
+    /// [`Error::TooManyRequests`]) and [`Self::budget_spent`] says so.
+    ///
+    /// Uploads of blobs and manifests (`push`, `sign`, `attest`) are made by the upload client;
+    /// their requests are bounded by the deadline, not counted.
+    pub fn budgeted(&self, deadline: Duration, max_requests: u32) -> Self {
+        Self {
+            options: self.options.clone(),
+            connections: self.connections.clone(),
+            budget: Some(Arc::new(Budget::new(deadline, max_requests))),
+        }
+    }
+
+    /// Why this client's budget is spent, if it is: its deadline passed or a request was
+    /// refused by its cap. A caller that tolerates failed operations (a signature that cannot
+    /// be fetched is only rejected) checks this, so that a spent budget is reported as itself.
+    pub fn budget_spent(&self) -> Option<Error> {
+        self.budget.as_ref().and_then(|b| b.spent())
+    }
+
+    /// Count one HTTP request against the budget.
+    fn take_request(&self) -> Result<(), Error> {
+        self.budget.as_ref().map_or(Ok(()), |b| b.take())
     }
 
     /// The HTTP client, built on first use.
     fn http(&self) -> Result<&reqwest::Client, Error> {
-        if let Some(http) = self.http.get() {
+        let http = &self.connections.http;
+        if let Some(http) = http.get() {
             return Ok(http);
         }
         let built = reqwest::Client::builder()
@@ -108,7 +151,7 @@ impl RegistryClient {
                 what: "building the HTTP client".into(),
                 reason: error_chain(&e),
             })?;
-        Ok(self.http.get_or_init(|| built))
+        Ok(http.get_or_init(|| built))
     }
 
     /// The options in force.
@@ -116,20 +159,34 @@ impl RegistryClient {
         &self.options
     }
 
-    /// Run `fut` under the per-operation deadline.
+    /// Run `fut` under the per-operation deadline, or the command's if that comes first.
     pub(crate) async fn with_deadline<T>(
         &self,
         what: &str,
         fut: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        tokio::time::timeout(self.options.operation_deadline, fut)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::Timeout {
+        let own = self.options.operation_deadline;
+        let budget = self
+            .budget
+            .as_ref()
+            .map(|b| (b, b.remaining()))
+            .filter(|(_, remaining)| *remaining <= own);
+        let limit = budget.map_or(own, |(_, remaining)| remaining);
+        if let Some((budget, _)) = budget
+            && limit.is_zero()
+        {
+            return Err(budget.expired(what));
+        }
+        match tokio::time::timeout(limit, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(match budget {
+                Some((budget, _)) => budget.expired(what),
+                None => Error::Timeout {
                     what: what.to_owned(),
-                    after: self.options.operation_deadline,
-                })
-            })
+                    after: own,
+                },
+            }),
+        }
     }
 
     fn plain_http_allowed(&self, r: &RegistryRef) -> bool {
@@ -152,7 +209,7 @@ impl RegistryClient {
 
     fn oci_for(&self, r: &RegistryRef) -> Result<Arc<oci_client::Client>, Error> {
         let key = r.resolve_registry().to_owned();
-        let mut cache = self.oci.lock().map_err(|_| poisoned())?;
+        let mut cache = self.connections.oci.lock().map_err(|_| poisoned())?;
         if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
         }
@@ -220,6 +277,8 @@ impl RegistryClient {
             });
         }
         let oci = self.oci_for(r)?;
+        // The token request counts against the budget like any other.
+        self.take_request()?;
         let op = if push {
             RegistryOperation::Push
         } else {
@@ -256,7 +315,8 @@ impl RegistryClient {
             reason: "the token is not a valid header value".into(),
         })?;
         header.set_sensitive(true);
-        self.auth_headers
+        self.connections
+            .auth_headers
             .lock()
             .map_err(|_| poisoned())?
             .insert(Self::auth_key(r, push), header);
@@ -289,8 +349,10 @@ impl RegistryClient {
         loop {
             *attempt += 1;
             let attempt_now = *attempt;
+            self.take_request()?;
             let mut request = build(self.http()?);
             let cached = self
+                .connections
                 .auth_headers
                 .lock()
                 .map_err(|_| poisoned())?
@@ -299,7 +361,11 @@ impl RegistryClient {
             if let Some(header) = cached {
                 request = request.header(AUTHORIZATION, header);
             }
-            match request.send().await {
+            let sent = match &self.budget {
+                Some(budget) => SENDING.scope(budget.clone(), request.send()).await,
+                None => request.send().await,
+            };
+            match sent {
                 Ok(response) => {
                     let status = response.status();
                     if status == StatusCode::UNAUTHORIZED && !authenticated {
@@ -340,6 +406,13 @@ impl RegistryClient {
                     return Ok(response);
                 }
                 Err(e) => {
+                    // A redirect hop refused by the budget's cap is reported as the cap.
+                    if let Some(budget) = &self.budget
+                        && budget.over_cap()
+                        && let Some(spent) = budget.spent()
+                    {
+                        return Err(spent);
+                    }
                     let err = self.map_transport(&e, r, what);
                     if matches!(err, Error::Network { .. })
                         && attempt_now < self.options.max_attempts.max(1)
@@ -709,11 +782,13 @@ fn redirect_policy() -> redirect::Policy {
         let same_origin = to.scheme() == first.scheme()
             && to.host_str() == first.host_str()
             && to.port_or_known_default() == first.port_or_known_default();
-        if same_origin {
-            return attempt.follow();
-        }
-        if is_blob_path(first.path()) && to.scheme() == "https" {
-            return attempt.follow();
+        let follows = same_origin || (is_blob_path(first.path()) && to.scheme() == "https");
+        if follows {
+            // Each hop is a request of the command's budget.
+            return match SENDING.try_with(|budget| budget.take()) {
+                Ok(Err(refused)) => attempt.error(refused.to_string()),
+                Ok(Ok(())) | Err(_) => attempt.follow(),
+            };
         }
         attempt.error(format!(
             "redirect to another origin `{}` is only followed for blob downloads over HTTPS",
@@ -892,6 +967,110 @@ mod tests {
         );
         assert_eq!(bearer_realm(r#"Basic realm="registry""#), None);
         assert_eq!(bearer_realm("Bearer"), None);
+    }
+
+    /// A registry on loopback that answers every request with a same-origin redirect to the
+    /// next hop, counting the requests it read.
+    async fn redirecting_registry() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let count = Arc::new(AtomicUsize::new(0));
+        let (counted, location) = (count.clone(), host.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{location}/v2/p/manifests/hop{n}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (host, count)
+    }
+
+    #[tokio::test]
+    async fn every_redirect_hop_counts_against_the_command_budget() {
+        use std::sync::atomic::Ordering;
+        let (host, count) = redirecting_registry().await;
+        let reference: crate::Reference = format!("{host}/p:v1").parse().unwrap();
+        let client = RegistryClient::new(ClientOptions {
+            max_attempts: 1,
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        // Unbudgeted: the redirect limit stops it.
+        let err = client.resolve(&reference).await.unwrap_err();
+        assert!(matches!(err, Error::Redirect { .. }), "{err:?}");
+        assert_eq!(count.load(Ordering::SeqCst), limits::MAX_REDIRECTS + 1);
+
+        // Budgeted at three requests: the first and two hops, then refused.
+        count.store(0, Ordering::SeqCst);
+        let budgeted = client.budgeted(Duration::from_secs(60), 3);
+        let err = budgeted.resolve(&reference).await.unwrap_err();
+        assert!(
+            matches!(err, Error::TooManyRequests { limit: 3 }),
+            "{err:?}"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+        assert!(matches!(
+            budgeted.budget_spent(),
+            Some(Error::TooManyRequests { limit: 3 })
+        ));
+        // Nothing more is sent.
+        let err = budgeted.resolve(&reference).await.unwrap_err();
+        assert!(matches!(err, Error::TooManyRequests { .. }), "{err:?}");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn the_command_deadline_bounds_operations_together() {
+        // Nothing answers: each operation waits for its own deadline, or the command's.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let reference: crate::Reference = format!("{host}/p:v1").parse().unwrap();
+        let client = RegistryClient::new(ClientOptions {
+            operation_deadline: Duration::from_millis(300),
+            ..ClientOptions::default()
+        })
+        .unwrap()
+        .budgeted(Duration::from_millis(500), 100);
+        let start = std::time::Instant::now();
+        let first = client.resolve(&reference).await.unwrap_err();
+        assert!(
+            matches!(&first, Error::Timeout { after, .. } if *after == Duration::from_millis(300)),
+            "{first:?}"
+        );
+        assert!(client.budget_spent().is_none());
+        let second = client.resolve(&reference).await.unwrap_err();
+        assert!(
+            matches!(&second, Error::Timeout { what, after }
+                if *after == Duration::from_millis(500)
+                    && what.starts_with("the command's registry deadline")),
+            "{second:?}"
+        );
+        let elapsed = start.elapsed();
+        assert!(elapsed < Duration::from_millis(700), "{elapsed:?}");
+        // Spent: the next operation is refused at once.
+        let third = client.resolve(&reference).await.unwrap_err();
+        assert!(matches!(third, Error::Timeout { .. }), "{third:?}");
+        assert!(start.elapsed() < Duration::from_millis(800));
+        assert!(matches!(client.budget_spent(), Some(Error::Timeout { .. })));
     }
 
     #[test]

@@ -13,61 +13,160 @@
 //! file under `blobs/sha256/<hex>` always hashes to `<hex>`. Every write is temp file + fsync +
 //! rename + directory fsync. Two processes may pull the same blob at once: each downloads into
 //! its own quarantine file and the second rename replaces identical bytes.
+//!
+//! The store is opened once and used through directory handles, never through paths:
+//!
+//! - `.warrant` is the store's control directory: a [`PrivateDir`] (created 0700; refused,
+//!   naming it, if it is a symbolic link, another user's, or writable by group or others, or
+//!   if a directory above it is). `.warrant/tmp` is one too, and `.warrant/lock` a private file
+//!   (0600; refused if others may open it, since whoever can open it can hold it). The store
+//!   directory is the one that holds that `.warrant`.
+//! - `blobs` and `blobs/sha256` are opened relative to the store without following symbolic
+//!   links (a link there is refused, naming it); `oci-layout` and `index.json` are read as in
+//!   any [`Layout`].
+//! - Quarantine files are created in the `tmp` handle and renamed into the `blobs/sha256`
+//!   handle; `index.json` is written in `tmp` and renamed into the store's handle; the stale
+//!   sweep lists and removes regular files through the `tmp` handle only.
+//!
+//! The lock is waited for at most [`STORE_LOCK_WAIT`], then refused as held by another process.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use tempfile::{NamedTempFile, TempPath};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 
-use crate::digest::CountingHasher;
+use crate::digest::{CountingHasher, Digest};
 use crate::error::Error;
 use crate::layout::{LAYOUT_MARKER, Layout};
-use crate::limits::STALE_QUARANTINE_AGE;
+use crate::limits::{STALE_QUARANTINE_AGE, STORE_LOCK_WAIT};
 use crate::manifest::{ANNOTATION_REF_NAME, Descriptor, ImageIndex};
+use crate::private_dir::{PrivateDir, Secrecy, kind_of};
 
 /// Size of the write buffer in front of a quarantine file.
 const INGEST_BUFFER_BYTES: usize = 1024 * 1024;
 
-/// Warrant's local store.
+/// The store's control directory.
+const CONTROL_DIR: &str = ".warrant";
+
+/// How often a held lock is tried again while waiting for it: short against
+/// [`STORE_LOCK_WAIT`], long enough not to spin.
+const LOCK_POLL: Duration = Duration::from_millis(25);
+
+/// Mode of files the store writes (as before handles: the temporary files' 0600).
+const FILE_MODE: u32 = 0o600;
+
+/// Mode of the store's content directories (`blobs`, `blobs/sha256`), as the umask allows.
+const DIR_MODE: u32 = 0o755;
+
+/// The file-type bits of a mode, and a regular file's.
+const TYPE_MASK: u32 = 0o170_000;
+const TYPE_FILE: u32 = 0o100_000;
+
+/// Warrant's local store, held open.
 #[derive(Clone, Debug)]
 pub struct Store {
     layout: Layout,
-    tmp: PathBuf,
-    lock: PathBuf,
+    dirs: Arc<Dirs>,
+}
+
+/// The store's directory handles.
+#[derive(Debug)]
+struct Dirs {
+    /// `.warrant`.
+    control: PrivateDir,
+    /// `.warrant/tmp`: the quarantine.
+    tmp: PrivateDir,
+    /// `blobs/sha256`.
+    blobs: Arc<OwnedFd>,
+    /// Its path, for messages.
+    blobs_path: PathBuf,
+}
+
+fn io(path: &Path, errno: Errno) -> Error {
+    Error::io(path, std::io::Error::from(errno))
+}
+
+/// The store's content directory `name` in `parent`, created if missing, never a symbolic link.
+fn content_dir(parent: BorrowedFd<'_>, parent_path: &Path, name: &str) -> Result<OwnedFd, Error> {
+    let path = parent_path.join(name);
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let opened = match rustix::fs::openat(parent, name, flags, Mode::empty()) {
+        Err(Errno::NOENT) => {
+            match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(DIR_MODE)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(io(&path, e)),
+            }
+            rustix::fs::openat(parent, name, flags, Mode::empty())
+        }
+        opened => opened,
+    };
+    opened.map_err(
+        |e| match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if matches!(e, Errno::LOOP | Errno::NOTDIR) => Error::Unsafe {
+                reason: match kind_of(stat.st_mode) {
+                    link @ "a symbolic link" => format!("it is {link}"),
+                    other => format!("it is {other}, not a directory"),
+                },
+                path,
+            },
+            _ => io(&path, e),
+        },
+    )
 }
 
 impl Store {
     /// Open the store at `root`, creating it (and removing stale quarantine files left by a
-    /// killed process) as needed.
+    /// killed process) as needed. The store directory may be reached through a symbolic link
+    /// (the operator named it); nothing inside it is.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, Error> {
         let root = root.into();
-        let private = root.join(".warrant");
-        let tmp = private.join("tmp");
-        for dir in [root.join("blobs").join("sha256"), tmp.clone()] {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(&root)
+                .map_err(|e| Error::io(&root, e))?;
         }
+        let control = PrivateDir::create(&root.join(CONTROL_DIR))?;
+        // The store is the directory holding the `.warrant` just checked, as it is now.
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::openat(control.as_fd(), "..", flags, Mode::empty())
+            .map_err(|e| io(&root, e))?;
+        let tmp = control.subdir("tmp")?;
+        let blobs_parent = content_dir(dir.as_fd(), &root, "blobs")?;
+        let blobs_path = root.join("blobs").join("sha256");
+        let blobs = Arc::new(content_dir(
+            blobs_parent.as_fd(),
+            &root.join("blobs"),
+            "sha256",
+        )?);
         let store = Self {
-            layout: Layout::new_unchecked(root.clone()),
-            tmp,
-            lock: private.join("lock"),
+            layout: Layout::from_handles(root, Arc::new(dir), blobs.clone()),
+            dirs: Arc::new(Dirs {
+                control,
+                tmp,
+                blobs,
+                blobs_path,
+            }),
         };
-        let marker = root.join("oci-layout");
-        if !marker.exists() {
-            store.write_atomically(&marker, LAYOUT_MARKER.as_bytes())?;
+        if !store.exists("oci-layout")? {
+            store.write_atomically("oci-layout", LAYOUT_MARKER.as_bytes())?;
         }
-        let _guard = store.lock()?;
-        if !root.join("index.json").exists() {
-            store.write_index(&ImageIndex::empty())?;
+        {
+            let _guard = store.lock()?;
+            if !store.exists("index.json")? {
+                store.write_index(&ImageIndex::empty())?;
+            }
+            store.remove_stale_quarantine();
         }
-        store.remove_stale_quarantine();
-        Self::checked(store)
-    }
-
-    fn checked(store: Self) -> Result<Self, Error> {
-        // Re-open through the reader so a store with a corrupt marker is refused.
-        Layout::open(store.layout.root())?;
+        // A store with a corrupt marker is refused, as any layout.
+        store.layout.check_marker()?;
         Ok(store)
     }
 
@@ -83,23 +182,23 @@ impl Store {
 
     /// The quarantine directory (downloads in progress).
     pub fn quarantine_dir(&self) -> &Path {
-        &self.tmp
+        self.dirs.tmp.path()
     }
 
     /// Start writing a blob into quarantine. At most `limit` bytes are accepted.
     pub fn ingest(&self, what: &str, limit: u64) -> Result<Ingest, Error> {
-        let tmp = tempfile::Builder::new()
-            .prefix("ingest-")
-            .tempfile_in(&self.tmp)
-            .map_err(|e| Error::io(&self.tmp, e))?;
-        let (file, path) = tmp.into_parts();
+        let (file, name) = self.dirs.tmp.create_temp("ingest-", FILE_MODE)?;
         Ok(Ingest {
             writer: BufWriter::with_capacity(INGEST_BUFFER_BYTES, file),
-            path,
+            quarantined: Quarantined {
+                path: self.dirs.tmp.path().join(&name),
+                name,
+                dirs: self.dirs.clone(),
+                kept: false,
+            },
             hasher: CountingHasher::default(),
             limit,
             what: what.to_owned(),
-            blobs_dir: self.root().join("blobs").join("sha256"),
         })
     }
 
@@ -111,6 +210,15 @@ impl Store {
         let mut ingest = self.ingest(what, expected.size)?;
         ingest.write(bytes)?;
         ingest.finish(expected)
+    }
+
+    /// Remove the blob named `digest` (a stored file that no longer matches it), through the
+    /// `blobs/sha256` handle.
+    pub fn remove_blob(&self, digest: &Digest) -> Result<(), Error> {
+        match rustix::fs::unlinkat(&*self.dirs.blobs, digest.hex(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(io(&self.layout.blob_path(digest), e)),
+        }
     }
 
     /// Record `descriptor` in `index.json`, named `name` when given. A name is held by at most
@@ -147,46 +255,121 @@ impl Store {
             what: "index.json".into(),
             reason: e.to_string(),
         })?;
-        self.write_atomically(&self.root().join("index.json"), &bytes)
+        self.write_atomically("index.json", &bytes)
     }
 
-    /// Hold the store's inter-process lock until the guard drops.
+    /// True when the store directory has an entry `name` (of any kind; a link not followed).
+    fn exists(&self, name: &str) -> Result<bool, Error> {
+        match rustix::fs::statat(self.layout.dir(), name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(io(&self.root().join(name), e)),
+        }
+    }
+
+    /// Hold the store's inter-process lock until the returned file drops. The lock file is
+    /// private (0600 in the 0700 `.warrant`); a holder that does not let go within
+    /// [`STORE_LOCK_WAIT`] is refused rather than waited for.
     fn lock(&self) -> Result<File, Error> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(|e| Error::io(&self.lock, e))?;
-        file.lock().map_err(|e| Error::io(&self.lock, e))?;
-        Ok(file)
+        let control = &self.dirs.control;
+        let path = control.path().join("lock");
+        let flags = OFlags::RDWR | OFlags::CREATE;
+        let file = control
+            .open_file("lock", flags, FILE_MODE, Secrecy::Secret)?
+            .ok_or_else(|| io(&path, Errno::NOENT))?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < STORE_LOCK_WAIT => {
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::StoreLocked {
+                        path,
+                        waited: STORE_LOCK_WAIT,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            }
+        }
     }
 
-    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), Error> {
-        let mut tmp = NamedTempFile::new_in(&self.tmp).map_err(|e| Error::io(&self.tmp, e))?;
-        tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-        sync_dir(path.parent().unwrap_or(self.root()))
+    /// Replace the store's file `name` with `bytes`: written and synced in quarantine, renamed
+    /// into the store directory's handle (a link planted at `name` is replaced, never written
+    /// through), the directory synced.
+    fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        let tmp = &self.dirs.tmp;
+        let (mut file, temp) = tmp.create_temp(&format!(".{name}."), FILE_MODE)?;
+        let temp_path = tmp.path().join(&temp);
+        let dest = self.root().join(name);
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(&temp_path, e))
+            .and_then(|()| {
+                rustix::fs::renameat(tmp.as_fd(), temp.as_str(), self.layout.dir(), name)
+                    .map_err(|e| io(&dest, e))
+            });
+        if written.is_err() {
+            let _ = tmp.remove(&temp);
+        }
+        written?;
+        rustix::fs::fsync(self.layout.dir()).map_err(|e| io(self.root(), e))
     }
 
+    /// Remove quarantine files older than [`STALE_QUARANTINE_AGE`]: regular files in the
+    /// quarantine's own handle, nothing else, never through a link.
     fn remove_stale_quarantine(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.tmp) else {
+        let tmp = &self.dirs.tmp;
+        let Ok(names) = tmp.names() else {
             return;
         };
-        let now = SystemTime::now();
-        for entry in entries.flatten() {
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > STALE_QUARANTINE_AGE);
-            if stale {
-                let _ = std::fs::remove_file(entry.path());
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for name in names {
+            let Ok(Some(stat)) = tmp.stat(&name) else {
+                continue;
+            };
+            let modified = u64::try_from(stat.st_mtime).unwrap_or(u64::MAX);
+            let regular = stat.st_mode & TYPE_MASK == TYPE_FILE;
+            if regular && now.saturating_sub(modified) > STALE_QUARANTINE_AGE.as_secs() {
+                let _ = tmp.remove(&name);
             }
+        }
+    }
+}
+
+/// A file in quarantine, removed when dropped unless it was renamed into the store.
+struct Quarantined {
+    name: String,
+    path: PathBuf,
+    dirs: Arc<Dirs>,
+    kept: bool,
+}
+
+impl Quarantined {
+    /// Rename the file into `blobs/sha256/<hex>` and make the rename durable.
+    fn commit(mut self, digest: &Digest) -> Result<(), Error> {
+        let dirs = self.dirs.clone();
+        let dest = dirs.blobs_path.join(digest.hex());
+        rustix::fs::renameat(
+            dirs.tmp.as_fd(),
+            self.name.as_str(),
+            &*dirs.blobs,
+            digest.hex(),
+        )
+        .map_err(|e| io(&dest, e))?;
+        self.kept = true;
+        rustix::fs::fsync(&*dirs.blobs).map_err(|e| io(&dirs.blobs_path, e))
+    }
+}
+
+impl Drop for Quarantined {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = self.dirs.tmp.remove(&self.name);
         }
     }
 }
@@ -195,11 +378,10 @@ impl Store {
 /// file is deleted: nothing unverified ever reaches `blobs/`.
 pub struct Ingest {
     writer: BufWriter<File>,
-    path: TempPath,
+    quarantined: Quarantined,
     hasher: CountingHasher,
     limit: u64,
     what: String,
-    blobs_dir: PathBuf,
 }
 
 impl Ingest {
@@ -215,7 +397,7 @@ impl Ingest {
         self.hasher.update(bytes);
         self.writer
             .write_all(bytes)
-            .map_err(|e| Error::io(&*self.path, e))
+            .map_err(|e| Error::io(&self.quarantined.path, e))
     }
 
     /// Bytes written so far.
@@ -246,10 +428,9 @@ impl Ingest {
     pub fn finish(self, expected: &Descriptor) -> Result<(), Error> {
         let Self {
             writer,
-            path,
+            quarantined,
             hasher,
             what,
-            blobs_dir,
             ..
         } = self;
         let actual_len = hasher.len();
@@ -270,27 +451,21 @@ impl Ingest {
         }
         let file = writer
             .into_inner()
-            .map_err(|e| Error::io(&*path, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&*path, e))?;
+            .map_err(|e| Error::io(&quarantined.path, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| Error::io(&quarantined.path, e))?;
         drop(file);
         // INVARIANT (store integrity): a file reaches `blobs/sha256/<hex>` only here, after
         // its length and digest matched the descriptor.
-        let dest = blobs_dir.join(actual.hex());
-        path.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
-        sync_dir(&blobs_dir)
+        quarantined.commit(&actual)
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::manifest::MEDIA_TYPE_OCI_MANIFEST;
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn files_in(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -376,5 +551,121 @@ mod tests {
                 .digest,
             b.digest
         );
+    }
+
+    fn unsafe_refusal(result: Result<Store, Error>) -> (PathBuf, String) {
+        match result {
+            Err(Error::Unsafe { path, reason }) => (path, reason),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn set_age(path: &Path, age: Duration) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - age)
+            .unwrap();
+    }
+
+    #[test]
+    fn control_files_are_private() {
+        let top = tempfile::tempdir().unwrap();
+        let store = Store::open(top.path().join("s")).unwrap();
+        store
+            .add_to_index(&Descriptor::of("x", b"x"), None)
+            .unwrap();
+        let mode = |p: &str| {
+            std::fs::symlink_metadata(store.root().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(".warrant"), 0o700);
+        assert_eq!(mode(".warrant/tmp"), 0o700);
+        assert_eq!(mode(".warrant/lock"), 0o600);
+    }
+
+    #[test]
+    fn links_in_place_of_store_directories_are_refused() {
+        let top = tempfile::tempdir().unwrap();
+        let outside = top.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        for (plant, parent) in [
+            (".warrant/tmp", ".warrant"),
+            (".warrant", ""),
+            ("blobs/sha256", "blobs"),
+            ("blobs", ""),
+        ] {
+            let root = top.path().join(plant.replace('/', "-"));
+            std::fs::create_dir_all(root.join(parent)).unwrap();
+            std::fs::set_permissions(root.join(parent), std::fs::Permissions::from_mode(0o700))
+                .unwrap();
+            std::os::unix::fs::symlink(&outside, root.join(plant)).unwrap();
+            let (path, reason) = unsafe_refusal(Store::open(&root));
+            assert!(path.ends_with(plant), "{plant}: {}", path.display());
+            assert_eq!(reason, "it is a symbolic link", "{plant}");
+            assert!(
+                std::fs::read_dir(&outside).unwrap().next().is_none(),
+                "{plant}: written through"
+            );
+        }
+    }
+
+    #[test]
+    fn the_stale_sweep_removes_only_old_regular_files_in_the_quarantine() {
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("s");
+        let store = Store::open(&root).unwrap();
+        let tmp = store.quarantine_dir().to_owned();
+        let old = STALE_QUARANTINE_AGE + Duration::from_secs(60);
+        // An old regular file: a left-over of a killed download.
+        std::fs::write(tmp.join("ingest-old"), b"x").unwrap();
+        set_age(&tmp.join("ingest-old"), old);
+        // A fresh one: a live download.
+        std::fs::write(tmp.join("ingest-new"), b"x").unwrap();
+        // An old file elsewhere, linked from the quarantine: neither it nor the link's target
+        // is touched through the link.
+        let victim = top.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        set_age(&victim, old);
+        std::os::unix::fs::symlink(&victim, tmp.join("link")).unwrap();
+        // An old directory.
+        std::fs::create_dir(tmp.join("dir")).unwrap();
+        drop(store);
+        Store::open(&root).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["dir", "ingest-new", "link"]);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn a_lock_file_others_may_open_is_refused() {
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("s");
+        Store::open(&root).unwrap();
+        let lock = root.join(".warrant/lock");
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (path, reason) = unsafe_refusal(Store::open(&root));
+        assert!(path.ends_with(".warrant/lock"), "{}", path.display());
+        assert!(reason.contains("accessible to group or others"), "{reason}");
+    }
+
+    #[test]
+    fn a_corrupt_blob_is_removed_through_the_handle() {
+        let top = tempfile::tempdir().unwrap();
+        let store = Store::open(top.path().join("s")).unwrap();
+        let blob = Descriptor::of("x", b"bytes");
+        store.put_blob(b"bytes", &blob, "blob").unwrap();
+        assert!(store.layout().has_blob(&blob.digest));
+        store.remove_blob(&blob.digest).unwrap();
+        assert!(!store.layout().has_blob(&blob.digest));
+        store.remove_blob(&blob.digest).unwrap();
     }
 }

@@ -353,7 +353,7 @@ async fn publish(
 
 fn check(
     expect: &Expect,
-    found: Result<(cosign::Verdict, broker::attest::Attestations), broker::verify::VerifyError>,
+    found: Result<(cosign::Verdict, broker::attest::Attestations), broker::pipeline::PipelineError>,
 ) -> Result<(), String> {
     let (verdict, attestations) = match (expect, found) {
         (Expect::Refused(want), Err(e)) => {

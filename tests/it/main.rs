@@ -23,6 +23,7 @@ mod policy_e2e;
 mod policy_props;
 mod registry;
 mod signing;
+mod store_findings;
 mod tamper;
 
 /// The `warrant` CLI with `home` as its home (`WARRANT_HOME` and `HOME`) and no configuration or

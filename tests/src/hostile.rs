@@ -18,6 +18,10 @@
 //! on the same port ([`TOKEN_PATH`]) that hands out [`BEARER_TOKEN`] for HTTP basic
 //! [`AUTH_USERNAME`] / [`AUTH_PASSWORD`] only. What the token service received is recorded
 //! ([`HostileRegistry::token_requests`]).
+//!
+//! [`Scenario::TrickleSignatures`] and [`Scenario::RequestFlood`] add what a verifier looks up
+//! beside the artifact: cosign's `sha256-<hex>.sig` (and `.att`) manifests and, for the flood,
+//! an OCI 1.1 referrers list. The signatures never verify; what they cost is the point.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,7 +82,24 @@ pub const AUTH_SERVICE: &str = "hostile";
 /// `http://127.0.0.1:PORT/token`).
 pub const TOKEN_PATH: &str = "/token";
 
+/// Signatures [`Scenario::TrickleSignatures`] lists.
+pub const TRICKLED_SIGNATURES: usize = 8;
+
+/// Bytes of each signature payload [`Scenario::TrickleSignatures`] trickles.
+pub const TRICKLED_PAYLOAD_BYTES: usize = 4;
+
+/// The silence before each byte of a trickled payload: a payload takes 2.8 s, just under an
+/// operation deadline of 3 s, and no silence reaches a read timeout of 1 s.
+pub const TRICKLE_INTERVAL: Duration = Duration::from_millis(700);
+
+/// Signatures, attestations and Sigstore bundle referrers [`Scenario::RequestFlood`] lists,
+/// each: the most a verifier considers of each.
+pub const FLOOD_ENTRIES: usize = 100;
+
 const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MEDIA_TYPE_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+const MEDIA_TYPE_DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+const MEDIA_TYPE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MEDIA_TYPE_BLOB: &str = "application/octet-stream";
 
@@ -138,6 +159,15 @@ pub enum Scenario {
     /// [`AUTH_PASSWORD`], and `401` otherwise; each such request is recorded as a
     /// [`TokenRequest`].
     BearerAuth,
+    /// Honest, and the artifact has [`TRICKLED_SIGNATURES`] cosign signatures (`.sig`) whose
+    /// payload blobs each arrive one byte per [`TRICKLE_INTERVAL`]
+    /// ([`TRICKLED_PAYLOAD_BYTES`] bytes). The signatures do not verify.
+    TrickleSignatures,
+    /// Honest, and the artifact has [`FLOOD_ENTRIES`] signatures (`.sig`), as many
+    /// attestations (`.att`) and as many Sigstore bundle referrers (referrers API); every
+    /// request for one of their blobs or referrer manifests is answered `503` with
+    /// `Retry-After: 0`, so a client retries each at once.
+    RequestFlood,
 }
 
 /// The HTTP basic credentials a token request carried.
@@ -172,6 +202,13 @@ struct Artifact {
     layer_digest: Digest,
     /// Another valid Wasm manifest, for [`Scenario::WrongManifestForDigest`].
     other_manifest: Vec<u8>,
+    /// [`Scenario::TrickleSignatures`]: the `.sig` manifest and its payloads by digest.
+    trickled_sig: Vec<u8>,
+    trickled_payloads: Vec<(Digest, Vec<u8>)>,
+    /// [`Scenario::RequestFlood`]: the `.sig` and `.att` manifests and the referrers list.
+    flood_sig: Vec<u8>,
+    flood_att: Vec<u8>,
+    flood_referrers: Vec<u8>,
 }
 
 impl Artifact {
@@ -182,6 +219,44 @@ impl Artifact {
         let other_module = crate::fixtures::module_of_size(MODULE_BYTES, 2);
         let other = registry_client::wasm_artifact(&other_module, None, u64::MAX)
             .expect("other wasm artifact");
+        let trickled_payloads: Vec<(Digest, Vec<u8>)> = (0..TRICKLED_SIGNATURES)
+            .map(|i| {
+                let mut payload = format!("p{i}").into_bytes();
+                payload.resize(TRICKLED_PAYLOAD_BYTES, b'.');
+                (Digest::of(&payload), payload)
+            })
+            .collect();
+        let trickled_layers: Vec<serde_json::Value> = trickled_payloads
+            .iter()
+            .map(|(digest, payload)| {
+                attached_layer(MEDIA_TYPE_SIMPLE_SIGNING, digest, payload.len())
+            })
+            .collect();
+        let flood_layers = |media_type: &str, kind: &str| -> Vec<serde_json::Value> {
+            (0..FLOOD_ENTRIES)
+                .map(|i| {
+                    let bytes = format!("{kind} {i}");
+                    attached_layer(media_type, &Digest::of(bytes.as_bytes()), bytes.len())
+                })
+                .collect()
+        };
+        let referrers: Vec<serde_json::Value> = (0..FLOOD_ENTRIES)
+            .map(|i| {
+                let bytes = format!("referrer {i}");
+                serde_json::json!({
+                    "mediaType": MEDIA_TYPE_MANIFEST,
+                    "artifactType": MEDIA_TYPE_BUNDLE,
+                    "digest": Digest::of(bytes.as_bytes()).to_string(),
+                    "size": bytes.len(),
+                })
+            })
+            .collect();
+        let flood_referrers = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_INDEX,
+            "manifests": referrers,
+        }))
+        .expect("referrers JSON");
         Self {
             manifest_digest: Digest::of(&artifact.manifest_bytes),
             config_digest: Digest::of(&artifact.config_bytes),
@@ -190,8 +265,40 @@ impl Artifact {
             config: artifact.config_bytes,
             other_manifest: other.manifest_bytes,
             module,
+            trickled_sig: attached_manifest(trickled_layers),
+            trickled_payloads,
+            flood_sig: attached_manifest(flood_layers(MEDIA_TYPE_SIMPLE_SIGNING, "signature")),
+            flood_att: attached_manifest(flood_layers(MEDIA_TYPE_DSSE, "attestation")),
+            flood_referrers,
         }
     }
+}
+
+/// A layer of a cosign `.sig` or `.att` manifest; a signature layer carries a (bogus)
+/// signature annotation, so that a verifier fetches its payload.
+fn attached_layer(media_type: &str, digest: &Digest, size: usize) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": media_type,
+        "digest": digest.to_string(),
+        "size": size,
+        "annotations": {"dev.cosignproject.cosign/signature": "AAAA"},
+    })
+}
+
+/// A cosign-style manifest of `layers`.
+fn attached_manifest(layers: Vec<serde_json::Value>) -> Vec<u8> {
+    let config = b"{}";
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": Digest::of(config).to_string(),
+            "size": config.len(),
+        },
+        "layers": layers,
+    }))
+    .expect("attached manifest JSON")
 }
 
 /// What one listener needs.
@@ -613,6 +720,7 @@ enum Route {
     Ping,
     Manifest(String),
     Blob(String),
+    Referrers,
     Unknown,
 }
 
@@ -625,6 +733,8 @@ fn route(path: &str) -> Route {
             Route::Manifest(reference.to_owned())
         } else if let Some(digest) = rest.strip_prefix("blobs/") {
             Route::Blob(digest.to_owned())
+        } else if rest.starts_with("referrers/") {
+            Route::Referrers
         } else {
             Route::Unknown
         }
@@ -661,8 +771,31 @@ async fn respond(
             .await
         }
         Route::Unknown => write_error(&mut stream, head_only, 404, "NAME_UNKNOWN", path).await,
+        Route::Referrers if scenario == Scenario::RequestFlood => {
+            write_document(
+                &mut stream,
+                head_only,
+                MEDIA_TYPE_INDEX,
+                &a.flood_referrers,
+                None,
+            )
+            .await
+        }
+        Route::Referrers => write_error(&mut stream, head_only, 404, "NAME_UNKNOWN", path).await,
         Route::Manifest(_) | Route::Blob(_) if scenario == Scenario::ServerErrorStorm => {
             write_error(&mut stream, head_only, 500, "UNKNOWN", "storm").await
+        }
+        Route::Manifest(reference) if attached(scenario, a, &reference).is_some() => {
+            let body = attached(scenario, a, &reference).unwrap_or_default();
+            write_document(&mut stream, head_only, MEDIA_TYPE_MANIFEST, body, None).await
+        }
+        Route::Manifest(reference)
+            if scenario == Scenario::RequestFlood
+                && reference != TAG
+                && reference != a.manifest_digest.to_string() =>
+        {
+            // A referrer's manifest: a failure to retry at once.
+            retry_at_once(&mut stream, head_only).await
         }
         Route::Manifest(reference) => {
             let by_digest = reference == a.manifest_digest.to_string();
@@ -755,10 +888,66 @@ async fn respond(
         Route::Blob(digest) if digest == a.layer_digest.to_string() => {
             serve_layer(stream, shared, head_only, path).await
         }
+        Route::Blob(_) if scenario == Scenario::RequestFlood => {
+            // Every other blob (a signature's or an attestation's): a failure to retry at once.
+            retry_at_once(&mut stream, head_only).await
+        }
+        Route::Blob(digest) if scenario == Scenario::TrickleSignatures => {
+            match a
+                .trickled_payloads
+                .iter()
+                .find(|(d, _)| d.to_string() == digest)
+            {
+                Some((d, payload)) => trickle(&mut stream, head_only, payload, d).await,
+                None => write_error(&mut stream, head_only, 404, "BLOB_UNKNOWN", &digest).await,
+            }
+        }
         Route::Blob(digest) => {
             write_error(&mut stream, head_only, 404, "BLOB_UNKNOWN", &digest).await
         }
     }
+}
+
+/// The `.sig` or `.att` manifest `scenario` serves at the tag `reference`, if any.
+fn attached<'a>(scenario: Scenario, a: &'a Artifact, reference: &str) -> Option<&'a [u8]> {
+    let signatures = format!("sha256-{}.sig", a.manifest_digest.hex());
+    let attestations = format!("sha256-{}.att", a.manifest_digest.hex());
+    match scenario {
+        Scenario::TrickleSignatures if reference == signatures => Some(&a.trickled_sig),
+        Scenario::RequestFlood if reference == signatures => Some(&a.flood_sig),
+        Scenario::RequestFlood if reference == attestations => Some(&a.flood_att),
+        _ => None,
+    }
+}
+
+/// `503 Service Unavailable` with `Retry-After: 0`.
+async fn retry_at_once(stream: &mut TcpStream, head_only: bool) -> std::io::Result<()> {
+    write_fixed(stream, head_only, 503, &[("Retry-After", "0".into())], b"").await
+}
+
+/// `body` with honest headers, one byte per [`TRICKLE_INTERVAL`].
+async fn trickle(
+    stream: &mut TcpStream,
+    head_only: bool,
+    body: &[u8],
+    digest: &Digest,
+) -> std::io::Result<()> {
+    write_head(
+        stream,
+        200,
+        &document_headers(MEDIA_TYPE_BLOB, body.len(), digest),
+    )
+    .await?;
+    stream.flush().await?;
+    if head_only {
+        return Ok(());
+    }
+    for byte in body {
+        tokio::time::sleep(TRICKLE_INTERVAL).await;
+        stream.write_all(&[*byte]).await?;
+        stream.flush().await?;
+    }
+    Ok(())
 }
 
 async fn serve_layer(
@@ -855,6 +1044,7 @@ fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         500 => "Internal Server Error",
+        503 => "Service Unavailable",
         _ => "Unknown",
     }
 }
