@@ -15,7 +15,10 @@ is taken here. Reported: median and 10th percentile wall time, median peak RSS (
 `/usr/bin/time`, in separate runs), and the ratios. Usage (from the repository root):
 
   cargo build --release -p broker --bin warrant --example bare_run
-  python3 scripts/bench-run.py [--runs 151] [--wasmtime PATH]
+  python3 scripts/bench-run.py [--runs 151] [--wasmtime PATH] [--earlier-warrant PATH]
+
+`--earlier-warrant PATH` adds another build of `warrant` (an earlier commit, built the same way),
+run the same way with a home of its own, to report what a change costs.
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
@@ -44,6 +47,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=151)
     ap.add_argument("--wasmtime", help="a wasmtime CLI, to time `wasmtime run` of the same module")
+    ap.add_argument("--earlier-warrant", help="another `warrant` build, to time the same run")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="warrant-bench-run-")
     env = dict(os.environ, WARRANT_HOME=home, HOME=home)
@@ -55,17 +59,26 @@ def main():
     if args.wasmtime:
         commands.append(("`wasmtime run` (its compile cache warm)",
                          [args.wasmtime, "run", layer_path()]))
+    run_args = ["run", "--key", "examples/hello/example-signer.pub",
+                "--policies", "examples/hello/policies", f"oci-layout:{LAYOUT}"]
+    envs = [env] * len(commands)
+    if args.earlier_warrant:
+        earlier_home = tempfile.mkdtemp(prefix="warrant-bench-run-earlier-")
+        commands.append(("earlier `warrant run` (every cache warm)",
+                         [args.earlier_warrant] + run_args))
+        envs.append(dict(env, WARRANT_HOME=earlier_home, HOME=earlier_home))
+    envs.append(env)
     commands.append(("`warrant run` (every cache warm)",
-                     ["target/release/warrant", "run", "--key", "examples/hello/example-signer.pub",
-                      "--policies", "examples/hello/policies", f"oci-layout:{LAYOUT}"]))
-    for _, cmd in commands:
-        wall(cmd, env)  # warm the caches (twice: the second `warrant run` remembers its decisions)
-        wall(cmd, env)
+                     ["target/release/warrant"] + run_args))
+    for (_, cmd), e in zip(commands, envs):
+        wall(cmd, e)  # warm the caches (twice: the second `warrant run` remembers its decisions)
+        wall(cmd, e)
     samples = [[] for _ in commands]
     for _ in range(args.runs):
-        for i, (_, cmd) in enumerate(commands):
-            samples[i].append(wall(cmd, env))
-    rss = [statistics.median(peak_rss_kib(cmd, env) for _ in range(5)) for _, cmd in commands]
+        for i, ((_, cmd), e) in enumerate(zip(commands, envs)):
+            samples[i].append(wall(cmd, e))
+    rss = [statistics.median(peak_rss_kib(cmd, e) for _ in range(5))
+           for (_, cmd), e in zip(commands, envs)]
     medians = [statistics.median(s) for s in samples]
     p10 = [sorted(s)[len(s) // 10] for s in samples]
     print(f"{args.runs} runs each, alternated")

@@ -162,7 +162,11 @@ fn the_head_is_replaced_whole_and_verified() {
         format!("{}\n", second.note),
         "replaced, not appended to"
     );
-    assert!(!dir.path().join(HEAD_TMP_FILE).exists());
+    // The first head, exchanged out: never read, written over by the next head.
+    assert_eq!(
+        fs::read_to_string(dir.path().join(HEAD_TMP_FILE)).unwrap(),
+        format!("{}\n", first.note)
+    );
     log.append(kind(5), body(5), time(5)).unwrap();
     drop(log);
     let report = verify(dir.path(), &pk, ORIGIN).unwrap();
@@ -529,7 +533,8 @@ fn a_stale_head_is_accepted_only_if_it_matches() {
 }
 
 /// A `head.tmp` from a crash before the rename (complete, partial or garbage) is ignored by
-/// `verify`, deleted by `open`, and changes nothing; one planted as a symlink is not followed.
+/// `verify` and `open`, and changes nothing; the next head is written over it. One planted as
+/// a symlink, or as another name of a file, is replaced, not written through.
 #[test]
 fn a_leftover_head_tmp_is_harmless() {
     let f = fixture();
@@ -547,8 +552,17 @@ fn a_leftover_head_tmp_is_harmless() {
         assert_eq!(recovery, Recovery::default());
         assert_eq!(log.last_checkpoint().map(|c| c.size), Some(24));
         drop(log);
-        assert!(!dir.path().join(HEAD_TMP_FILE).exists());
+        assert_eq!(fs::read(dir.path().join(HEAD_TMP_FILE)).unwrap(), leftover);
         assert_eq!(fs::read(dir.path().join(HEAD_FILE)).unwrap(), f.heads[&24]);
+        // The next head is written over the leftover, whatever it held.
+        let (mut log, _) = AuditLog::open_at(dir.path(), ORIGIN, key(&f.der), time(0)).unwrap();
+        let cp = log.checkpoint().unwrap();
+        drop(log);
+        assert_eq!(
+            fs::read_to_string(dir.path().join(HEAD_FILE)).unwrap(),
+            format!("{}\n", cp.note)
+        );
+        assert_eq!(verify(dir.path(), &f.pk, ORIGIN).unwrap().head, Some(cp));
     }
     // A symlink at `head.tmp` planted while the writer runs: replaced, not written through.
     let dir = tempfile::tempdir().unwrap();
@@ -558,6 +572,18 @@ fn a_leftover_head_tmp_is_harmless() {
     let (mut log, _) = AuditLog::open_at(&log_dir, ORIGIN, key(&f.der), time(0)).unwrap();
     std::os::unix::fs::symlink(&victim, log_dir.join(HEAD_TMP_FILE)).unwrap();
     log.append("pull", body(0), time(0)).unwrap();
+    let cp = log.checkpoint().unwrap();
+    drop(log);
+    assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+    assert_eq!(
+        fs::read_to_string(log_dir.join(HEAD_FILE)).unwrap(),
+        format!("{}\n", cp.note)
+    );
+    // A hard link at `head.tmp` (another name of a file): replaced, not written through.
+    let (mut log, _) = AuditLog::open_at(&log_dir, ORIGIN, key(&f.der), time(0)).unwrap();
+    let _ = fs::remove_file(log_dir.join(HEAD_TMP_FILE));
+    fs::hard_link(&victim, log_dir.join(HEAD_TMP_FILE)).unwrap();
+    log.append("pull", body(1), time(1)).unwrap();
     let cp = log.checkpoint().unwrap();
     drop(log);
     assert_eq!(fs::read(&victim).unwrap(), b"keep me");

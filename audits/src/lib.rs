@@ -38,8 +38,9 @@
 //!   transparency tooling and witnesses; [`verifier_key`] gives the matching verifier key.
 //! * `head` — the **head** checkpoint: one entry in the same format, the signed tree head of
 //!   the newest checkpoint that was not kept; replaced whole (written to `head.tmp`, synced,
-//!   renamed over `head`) by every such checkpoint, removed after a kept one. Absent until the
-//!   first checkpoint that is not kept.
+//!   then exchanged with `head`, so `head.tmp` keeps the previous head's file to be written
+//!   over next time) by every such checkpoint, removed after a kept one. Absent until the
+//!   first checkpoint that is not kept. `head.tmp` is never read.
 //! * `state` — a starting point for [`AuditLog::open`]: the Merkle frontier (the O(log n)
 //!   heads of the perfect subtrees) of the tree at the last checkpoint, kept or head, the
 //!   length of `log.jsonl` at that size and which checkpoint it is (an entry of `checkpoints`,
@@ -101,17 +102,17 @@
 //!
 //! [`AuditLog::append`] writes the whole line with one `write` and returns only after
 //! `fdatasync`; [`AuditLog::checkpoint`] likewise (a kept checkpoint: one `write` and one
-//! `fdatasync` of `checkpoints`; the head: one `write` and one `fdatasync` of a fresh
-//! `head.tmp`, then a `rename` over `head`). An `Ok` is the acknowledgement. A checkpoint is
+//! `fdatasync` of `checkpoints`; the head: one `write` and one `fdatasync` of
+//! `head.tmp`, then an atomic exchange with `head`, or a `rename` over it). An `Ok` is the acknowledgement. A checkpoint is
 //! only ever published for records already durable, so a crash cannot leave a checkpoint
 //! beyond the log: a kept one is appended after the records' commit; a head over records still
 //! pending is written to `head.tmp` and synced *together* with the log (two threads, so the
-//! two `fdatasync`s cost about one in wall time), and renamed over `head` only once both
-//! syncs succeeded. The directory is not synced after the head's rename (it would double the syncs of
+//! two `fdatasync`s cost about one in wall time), and put in place of `head` only once both
+//! syncs succeeded. The directory is not synced after the head's exchange (it would double the syncs of
 //! a checkpoint): a crash right after it may leave the previous head in place — a valid
 //! signature over fewer durable records, whose newer records are then reported unproven until
 //! the next checkpoint — but never a partial head, since the data under either name was
-//! synced before the rename.
+//! synced before the exchange.
 //!
 //! **Group commit.** [`AuditLog::append_deferred`] writes a record's line (one `write`) but does
 //! not sync it and acknowledges nothing; [`AuditLog::commit`] then makes every record written
@@ -136,8 +137,8 @@
 //!
 //! # Recovery
 //!
-//! [`AuditLog::open`] first deletes a `head.tmp` (left by a crash before its rename: never the
-//! head) and reads and authenticates `head`; a head that is not one checkpoint signed by the
+//! [`AuditLog::open`] ignores `head.tmp` (the previous head, or what a crash before the
+//! exchange left: never the head) and reads and authenticates `head`; a head that is not one checkpoint signed by the
 //! key fails the open ([`AuditError::Corrupt`]). It then verifies the log with the key's
 //! public key, starting from the `state` file when it checks out: the checkpoint it points at
 //! (an entry of `checkpoints`, or the head) must be signed by the key, for this origin, for the

@@ -52,8 +52,8 @@ pub enum AuditError {
 pub struct Recovery {
     /// Bytes of an incomplete last line cut from `log.jsonl`.
     pub truncated_bytes: u64,
-    /// Bytes of an incomplete last entry cut from `checkpoints`. (A `head.tmp` left by a
-    /// crash before its rename is deleted without a word: it was never the head.)
+    /// Bytes of an incomplete last entry cut from `checkpoints`. (A `head.tmp` is never read:
+    /// it was never the head.)
     pub truncated_checkpoint_bytes: u64,
     /// The index of the `recovered` record appended to say so, if anything was cut.
     pub recovered_index: Option<u64>,
@@ -125,7 +125,7 @@ impl std::fmt::Debug for AuditLog {
 pub(crate) enum Role {
     Log,
     Checkpoints,
-    /// A new `head.tmp`, renamed over `head` once synced.
+    /// `head.tmp`, put in place of `head` once synced.
     Head,
 }
 
@@ -204,8 +204,8 @@ impl AuditLog {
             // Make the new directory entries durable too.
             File::open(dir)?.sync_all()?;
         }
-        // A `head.tmp` is what a crash before its rename left: never the head, so dropped.
-        let _removed = std::fs::remove_file(dir.join(HEAD_TMP_FILE));
+        // A `head.tmp` (the previous head, exchanged out, or what a crash before a rename
+        // left) is never the head: it is not read, and the next head is written over it.
 
         // The head, authenticated first: a head that is not one checkpoint signed by the key
         // fails the open, as a bad entry of `checkpoints` does.
@@ -400,17 +400,18 @@ impl AuditLog {
     ///   committed (see [`AuditLog::commit`]), then the checkpoint is appended to
     ///   `checkpoints` with one `write` and one `fdatasync`. A head left from before is then
     ///   removed (best effort: a head that stays behind signs an older size and still matches);
-    /// * else the head: written whole to a fresh `head.tmp`, `fdatasync`ed, and renamed over
-    ///   `head` (one `write`, one `fdatasync`, one `rename`), so `head` is always one whole
-    ///   signed checkpoint, the previous one until the rename. With records pending, the
+    /// * else the head: written whole to `head.tmp` (the previous head's file, reused),
+    ///   `fdatasync`ed, and exchanged with `head` (one `write`, one `fdatasync`, one
+    ///   `renameat2`), so `head` is always one whole signed checkpoint, the previous one until
+    ///   the exchange. With records pending, the
     ///   log's `fdatasync` (their commit) and `head.tmp`'s run at the same time, and the
     ///   rename waits for both: the head is published only over durable records. The
     ///   directory is not synced: it would cost a second sync per checkpoint, and what a
     ///   crash can undo is only the rename. The data under either name is synced, so after a
     ///   crash `head` is the new checkpoint or the previous one — both signatures over
     ///   durable records; in the second case the records after the previous head are
-    ///   reported unproven until the next checkpoint, none is lost, and `head.tmp` is deleted
-    ///   by the next `open`.
+    ///   reported unproven until the next checkpoint, none is lost, and `head.tmp` is written
+    ///   over by the next checkpoint.
     ///
     /// Pending records are acknowledged exactly when the log's sync succeeded: if it did and
     /// the checkpoint's own write, sync or rename failed, the records stay acknowledged
@@ -484,19 +485,10 @@ impl AuditLog {
 
     /// Replaces the head with `cp`, which signs every record written: `head.tmp` is written
     /// through a sink, synced together with the log (which commits the pending records), and
-    /// renamed over `head` once both syncs succeeded.
+    /// put in place of `head` ([`crate::sink::publish`]) once both syncs succeeded.
     fn write_head(&mut self, cp: &Checkpoint, entry: &[u8]) -> Result<(), AuditError> {
         let tmp = self.dir.join(HEAD_TMP_FILE);
-        // Created afresh and exclusively: a file or symlink left (or planted) at `head.tmp` is
-        // removed, never written through.
-        let file = match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp),
-        };
+        let file = open_head_tmp(&tmp, entry.len());
         let mut sink = match file {
             Ok(file) => (self.make_sink)(file, Role::Head),
             Err(e) => return Err(self.poison(e)),
@@ -679,4 +671,35 @@ fn sync_both(first: &mut dyn Sink, second: &mut dyn Sink) -> (io::Result<()>, io
             Err(io::Error::other("not synced: the first sync failed")),
         ),
     }
+}
+
+/// `head.tmp`, ready for a head of `len` bytes to be written from its start: the previous
+/// head's file (left there by [`crate::sink::publish`]) reused in place, at `len` bytes, when
+/// it is a regular file with no other name; else anything at that name (a symbolic link, a
+/// hard link, a directory's worth of surprise) is removed, never written through, and the
+/// file is created afresh and exclusively (0600).
+fn open_head_tmp(tmp: &Path, len: usize) -> io::Result<File> {
+    use std::os::unix::fs::MetadataExt as _;
+    let reused = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(tmp);
+    if let Ok(file) = reused {
+        let meta = file.metadata()?;
+        if meta.is_file() && meta.nlink() == 1 {
+            // Shrinking or growing within the block it has frees and allocates nothing; the
+            // entry is then written over the old bytes from offset 0.
+            file.set_len(len as u64)?;
+            return Ok(file);
+        }
+    }
+    match std::fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)
 }

@@ -551,7 +551,7 @@ fn each_failed_write_or_sync_leaves_exactly_the_acknowledged_records() {
                 let what = format!("{cadence:?}: {fault:?} at call {k}");
                 assert!(run.failed.is_some(), "{what} went unnoticed");
                 drop(log);
-                assert!(!dir.path().join(HEAD_TMP_FILE).exists(), "{what}");
+                // `head.tmp` may hold the previous head (exchanged out): it is never read.
 
                 let (log, recovery) =
                     AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();
@@ -652,7 +652,7 @@ fn dead_disk_never_loses_acknowledged_records() {
                     "{what}"
                 );
                 assert_eq!(read.report.head.map(|h| h.size), run.acked_head, "{what}");
-                assert!(!dir.path().join(HEAD_TMP_FILE).exists(), "{what}");
+                // `head.tmp` may hold the previous head (exchanged out): it is never read.
             }
         }
     }
@@ -939,7 +939,7 @@ fn group_commit_each_failure_leaves_exactly_the_acknowledged_records() {
                 let run = run_group(&mut log, cadence);
                 assert!(run.failed.is_some(), "{what} went unnoticed");
                 drop(log);
-                assert!(!dir.path().join(HEAD_TMP_FILE).exists(), "{what}");
+                // `head.tmp` may hold the previous head (exchanged out): it is never read.
 
                 let (log, recovery) =
                     AuditLog::open_at(dir.path(), ORIGIN, key(&der), time(500)).unwrap();

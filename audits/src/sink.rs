@@ -13,10 +13,10 @@ pub(crate) trait Sink: Send {
     fn sync(&mut self) -> io::Result<()>;
     /// Cuts the file to `len` bytes (not synced: call [`Sink::sync`]).
     fn truncate(&mut self, len: u64) -> io::Result<()>;
-    /// Renames the file this sink writes from `from` to `to`, replacing `to` atomically
-    /// (`rename(2)`; the directory is not synced). Publishes a new `head`.
+    /// Puts the file this sink writes, at `from`, in place of `to` atomically; the directory is
+    /// not synced. Publishes a new `head` ([`publish`]).
     fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
+        publish(from, to)
     }
     /// The plain file underneath, when syncing it directly is all [`Sink::sync`] does (so two
     /// sinks can be synced at the same time); `None` for a sink that must see every call.
@@ -186,5 +186,25 @@ pub(crate) mod fault {
             }
             self.inner.rename(from, to)
         }
+    }
+}
+
+/// Puts `from` in place of `to` atomically (the directory is not synced): the two names are
+/// exchanged (`renameat2(RENAME_EXCHANGE)`) when both exist, so `from` then holds what `to`
+/// held, and nothing is freed; else (no `to` yet, or a file system that cannot exchange)
+/// `from` is renamed over `to`.
+///
+/// Why not always `rename(2)`: replacing `to` frees its inode and block, which on a file system
+/// mounted with `discard` costs about as much as the `fdatasync` before it (80 µs of a
+/// checkpoint's 330 µs here, and the deletion of the next `head.tmp` as much again).
+pub(crate) fn publish(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, from, CWD, to, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => {
+            std::fs::rename(from, to)
+        }
+        Err(e) => Err(e.into()),
     }
 }
