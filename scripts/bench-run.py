@@ -9,8 +9,9 @@ engine configuration and compile cache (the module file read, instantiated, `_st
 and, with `--wasmtime PATH` (a `wasmtime` 48 CLI, e.g. from `cargo install wasmtime-cli
 --version 48.0.8 --locked`), `wasmtime run` of the same module with its own compile cache warm.
 
-Each command is run once to warm its caches; then the commands are alternated run by run (so a
-change in the machine's load falls on all of them alike) and the wall time around each process
+Each command is run twice to warm its caches; then the commands are alternated run by run, each
+round in a shuffled order (so a change in the machine's load, or the writeback of a previous
+run's writes, falls on all of them alike) and the wall time around each process
 is taken here. Reported: median and 10th percentile wall time, median peak RSS (from
 `/usr/bin/time`, in separate runs), and the ratios. Usage (from the repository root):
 
@@ -20,7 +21,7 @@ is taken here. Reported: median and 10th percentile wall time, median peak RSS (
 `--earlier-warrant PATH` adds another build of `warrant` (an earlier commit, built the same way),
 run the same way with a home of its own, to report what a change costs.
 """
-import argparse, json, os, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, statistics, subprocess, sys, tempfile, time
 
 LAYOUT = "examples/hello/layout"
 
@@ -74,9 +75,15 @@ def main():
         wall(cmd, e)  # warm the caches (twice: the second `warrant run` remembers its decisions)
         wall(cmd, e)
     samples = [[] for _ in commands]
+    # Each round runs every command once, in a shuffled order: a `warrant run` leaves its
+    # audit writes to the kernel's writeback, which would otherwise always fall on the command
+    # after it.
+    order = random.Random(1)
     for _ in range(args.runs):
-        for i, ((_, cmd), e) in enumerate(zip(commands, envs)):
-            samples[i].append(wall(cmd, e))
+        round_ = list(range(len(commands)))
+        order.shuffle(round_)
+        for i in round_:
+            samples[i].append(wall(commands[i][1], envs[i]))
     rss = [statistics.median(peak_rss_kib(cmd, e) for _ in range(5))
            for (_, cmd), e in zip(commands, envs)]
     medians = [statistics.median(s) for s in samples]
