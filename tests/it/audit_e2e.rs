@@ -330,7 +330,14 @@ fn a_run_makes_exactly_one_sync_before_the_effect() {
         (8, 0, 0)
     );
     assert_eq!(report.head.map(|h| h.size), Some(8));
-    assert!(!dir.join(audits::HEAD_TMP_FILE).exists());
+    // The first run's head, exchanged out: the file the next head is written over.
+    let old_head = std::fs::read(dir.join(audits::HEAD_TMP_FILE)).unwrap();
+    assert!(old_head.starts_with(b"warrant-audit\n5\n"), "{old_head:?}");
+    assert!(
+        std::fs::read(dir.join(audits::HEAD_FILE))
+            .unwrap()
+            .starts_with(b"warrant-audit\n8\n")
+    );
 }
 
 /// How many times the writer is killed in `cargo test` (`scripts/audit-crash.sh` runs more).
