@@ -186,11 +186,12 @@ fn finding_1_a_verdict_forged_in_a_cache_others_can_write_does_not_run_an_unsign
 
     // Owned by someone else, however private its mode.
     chmod(&verdicts, 0o700);
-    std::os::unix::fs::chown(&verdicts, Some(65534), None).unwrap();
-    assert_refused(&run(&unsigned), &verdicts, "owned by uid 65534");
+    if let Some(owner) = crate::give_away(&verdicts) {
+        assert_refused(&run(&unsigned), &verdicts, "owned by uid 65534");
+        crate::take_back(&verdicts, owner);
+    }
 
     // The user's own again: the forged entry fails the state's MAC and is ignored.
-    std::os::unix::fs::chown(&verdicts, Some(0), None).unwrap();
     let out = run(&unsigned);
     assert_eq!(out.status.code(), Some(122), "{}", text(&out.stderr));
     assert!(
@@ -214,8 +215,9 @@ fn finding_1_a_policy_memo_others_can_write_or_own_refuses_the_run() {
     chmod(&memo, 0o770);
     assert_refused(&run(), &memo, "writable by group or others (mode 0770)");
     chmod(&memo, 0o700);
-    std::os::unix::fs::chown(&memo, Some(65534), None).unwrap();
-    assert_refused(&run(), &memo, "owned by uid 65534");
+    if crate::give_away(&memo).is_some() {
+        assert_refused(&run(), &memo, "owned by uid 65534");
+    }
     std::fs::remove_dir_all(&memo).unwrap();
     let elsewhere = world.root.join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
@@ -454,9 +456,10 @@ fn state_directories_and_keys_that_are_not_the_users_alone_are_refused() {
     assert_refused(&run(), &home, "writable by group or others (mode 0775)");
     chmod(&home, 0o700);
 
-    std::os::unix::fs::chown(&home, Some(65534), None).unwrap();
-    assert_refused(&run(), &home, "owned by uid 65534");
-    std::os::unix::fs::chown(&home, Some(0), None).unwrap();
+    if let Some(owner) = crate::give_away(&home) {
+        assert_refused(&run(), &home, "owned by uid 65534");
+        crate::take_back(&home, owner);
+    }
 
     let compiled = home.join("compiled");
     std::fs::remove_dir_all(&compiled).unwrap();

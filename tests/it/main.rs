@@ -37,3 +37,27 @@ fn warrant_in(home: &std::path::Path) -> std::process::Command {
         .env_remove("DOCKER_CONFIG");
     command
 }
+
+/// Give `path` to uid 65534 (`nobody`) to test a refusal, returning its owner before, to give
+/// it back with [`take_back`]. Only root may; otherwise `None`, said on stderr, and the caller
+/// skips that case (the suite runs as root in CI).
+fn give_away(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let owner = std::fs::symlink_metadata(path).unwrap().uid();
+    match std::os::unix::fs::chown(path, Some(65534), None) {
+        Ok(()) => Some(owner),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "skipped: giving `{}` to another user needs root ({e})",
+                path.display()
+            );
+            None
+        }
+        Err(e) => panic!("chown {}: {e}", path.display()),
+    }
+}
+
+/// Give `path` back to `owner` (from [`give_away`]).
+fn take_back(path: &std::path::Path, owner: u32) {
+    std::os::unix::fs::chown(path, Some(owner), None).unwrap();
+}
