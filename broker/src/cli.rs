@@ -1484,10 +1484,11 @@ fn run_audited(
     engine: EngineStart,
 ) -> Result<Exit, CliError> {
     let (resolved, verified) = resolve_verified(&runtime, client, store, reference, trust, cache)?;
+    // The reference as resolved (a layout by its canonical path): the name the policies decide.
     audit.record(
         "pull",
         json!({
-            "reference": reference.to_string(),
+            "reference": resolved.reference().to_string(),
             "digest": resolved.digest().to_string(),
         }),
     )?;

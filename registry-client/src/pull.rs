@@ -47,7 +47,7 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// The reference as given.
+    /// The reference resolved: as given, but an `oci-layout:` directory by its canonical path.
     pub fn reference(&self) -> &Reference {
         &self.reference
     }

@@ -483,7 +483,10 @@ fn audit_show_prints_a_timeline_filters_it_and_stops_at_a_failure() {
     assert!(shown[0].starts_with("     0  20"), "{}", shown[0]);
     assert!(
         shown[0].ends_with(&format!(
-            "oci-layout:examples/hello/layout:latest → {digest}"
+            "oci-layout:{}:latest → {digest}",
+            std::fs::canonicalize(root().join("examples/hello/layout"))
+                .unwrap()
+                .display()
         )),
         "{}",
         shown[0]

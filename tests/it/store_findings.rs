@@ -551,6 +551,21 @@ fn finding_layout_paths_are_canonical_for_policies() {
         let run = finish(c, HANG);
         run.assert_refused(123, &["no-evil"]);
     }
+    // The audit log names what was decided: the canonical path, whatever the spelling.
+    let log = std::fs::read_to_string(home.path().join("audit/log.jsonl")).unwrap();
+    let pulls: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["kind"] == "pull")
+        .collect();
+    assert_eq!(pulls.len(), 7);
+    for pull in pulls {
+        assert_eq!(
+            pull["body"]["reference"],
+            format!("oci-layout:{}:latest", canonical.display()),
+            "{pull}"
+        );
+    }
     // A directory that does not exist is a store error (121), named.
     let mut c = warrant(home.path(), &home.path().join("store"));
     c.arg("pull")
