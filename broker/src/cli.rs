@@ -1419,7 +1419,12 @@ fn resolve_verified(
 ) -> Result<(Resolved, Result<Verified, crate::pipeline::PipelineError>), CliError> {
     let progress = TerminalProgress::new();
     runtime.block_on(async {
-        let resolved = client.resolve(reference).await?;
+        // A pinned digest whose manifest is in the store needs no registry to resolve (and,
+        // with a cached verdict and its blobs stored, none at all).
+        let resolved = match Resolved::from_store(store, reference)? {
+            Some(resolved) => resolved,
+            None => client.resolve(reference).await?,
+        };
         let verified =
             crate::pipeline::fetch_verified(client, store, &resolved, trust, cache, &progress)
                 .await;

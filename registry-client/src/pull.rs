@@ -36,8 +36,9 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
-/// A reference resolved to one manifest digest. Only [`RegistryClient::resolve`] makes one, and
-/// every later step takes its digests from here: the tag is never looked up again.
+/// A reference resolved to one manifest digest. Only [`RegistryClient::resolve`] and
+/// [`Resolved::from_store`] make one, and every later step takes its digests from here: the tag
+/// is never looked up again.
 #[derive(Clone, Debug)]
 pub struct Resolved {
     reference: Reference,
@@ -47,6 +48,34 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// `reference` resolved from `store` alone, with no registry asked, when it pins a manifest
+    /// digest (`REGISTRY/REPO@sha256:…`) whose manifest the store holds: the store is
+    /// content-addressed and the bytes read are checked against the pinned digest, so they are
+    /// the bytes the registry would serve for it. `None` for a tag (looked up in its registry,
+    /// once), a layout, or a digest the store does not hold.
+    pub fn from_store(store: &Store, reference: &Reference) -> Result<Option<Self>, Error> {
+        let Reference::Registry(r) = reference else {
+            return Ok(None);
+        };
+        let Selector::Digest(digest) = r.selector() else {
+            return Ok(None);
+        };
+        if !store.layout().has_blob(digest) {
+            return Ok(None);
+        }
+        let what = format!("stored manifest `{digest}`");
+        let manifest_bytes = store
+            .layout()
+            .read_blob(digest, MAX_MANIFEST_BYTES, &what)?;
+        let wasm = WasmManifest::new(ImageManifest::parse(&manifest_bytes)?)?;
+        Ok(Some(Self {
+            reference: reference.clone(),
+            digest: digest.clone(),
+            manifest_bytes,
+            wasm,
+        }))
+    }
+
     /// The reference resolved: as given, but an `oci-layout:` directory by its canonical path.
     pub fn reference(&self) -> &Reference {
         &self.reference
@@ -805,4 +834,48 @@ fn cached_kind(store: &Store, layer: &Descriptor) -> Result<Option<WasmKind>, Er
     tracing::warn!(path = %path.display(), "stored blob does not match its digest; fetching again");
     store.remove_blob(&layer.digest)?;
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal module: the magic and version of a core module.
+    const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    #[test]
+    fn only_a_pinned_digest_the_store_holds_is_resolved_from_it_and_checked() {
+        let top = tempfile::tempdir().unwrap();
+        let store = Store::open(top.path().join("store")).unwrap();
+        let artifact = wasm_artifact(MODULE, None, u64::MAX).unwrap();
+        let manifest = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &artifact.manifest_bytes);
+        let pinned: Reference = format!("registry.example/app@{}", manifest.digest)
+            .parse()
+            .unwrap();
+        let tagged: Reference = "registry.example/app:v1".parse().unwrap();
+        assert!(Resolved::from_store(&store, &pinned).unwrap().is_none());
+
+        store
+            .put_blob(&artifact.manifest_bytes, &manifest, "manifest")
+            .unwrap();
+        let resolved = Resolved::from_store(&store, &pinned).unwrap().unwrap();
+        assert_eq!(resolved.digest(), &manifest.digest);
+        assert_eq!(
+            resolved.manifest_bytes(),
+            artifact.manifest_bytes.as_slice()
+        );
+        assert_eq!(resolved.reference(), &pinned);
+        // A tag is never resolved from the store.
+        assert!(Resolved::from_store(&store, &tagged).unwrap().is_none());
+
+        // Bytes that do not hash to the pinned digest are refused, not used.
+        let path = store.layout().blob_path(&manifest.digest);
+        let mut tampered = artifact.manifest_bytes.clone();
+        tampered[10] ^= 1;
+        std::fs::write(&path, &tampered).unwrap();
+        assert!(matches!(
+            Resolved::from_store(&store, &pinned),
+            Err(Error::DigestMismatch { .. })
+        ));
+    }
 }

@@ -18,6 +18,7 @@ mod fuzzed_guests;
 mod hostile;
 mod hostile_guests;
 mod keyless;
+mod pinned;
 mod policy_corpus;
 mod policy_e2e;
 mod policy_props;
