@@ -16,10 +16,12 @@ is taken here. Reported: median and 10th percentile wall time, median peak RSS (
 `/usr/bin/time`, in separate runs), and the ratios. Usage (from the repository root):
 
   cargo build --release -p broker --bin warrant --example bare_run
-  python3 scripts/bench-run.py [--runs 151] [--wasmtime PATH] [--earlier-warrant PATH]
+  python3 scripts/bench-run.py [--runs 151] [--wasmtime PATH] [--earlier-warrant PATH] [--reference REF]
 
 `--earlier-warrant PATH` adds another build of `warrant` (an earlier commit, built the same way),
-run the same way with a home of its own, to report what a change costs.
+run the same way with a home of its own, to report what a change costs. `--reference REF` runs
+another reference to the same module instead of the layout, e.g. `127.0.0.1:PORT/bench/hello@sha256:…`
+after `warrant push` of the layout's module there and `warrant sign` with the example key.
 """
 import argparse, json, os, random, statistics, subprocess, sys, tempfile, time
 
@@ -49,6 +51,10 @@ def main():
     ap.add_argument("--runs", type=int, default=151)
     ap.add_argument("--wasmtime", help="a wasmtime CLI, to time `wasmtime run` of the same module")
     ap.add_argument("--earlier-warrant", help="another `warrant` build, to time the same run")
+    ap.add_argument("--reference", default=f"oci-layout:{LAYOUT}",
+                    help="what `warrant run` runs (default: the README's layout); e.g. a "
+                         "digest-pinned registry reference to the same module, signed by the "
+                         "example key")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="warrant-bench-run-")
     env = dict(os.environ, WARRANT_HOME=home, HOME=home)
@@ -61,7 +67,7 @@ def main():
         commands.append(("`wasmtime run` (its compile cache warm)",
                          [args.wasmtime, "run", layer_path()]))
     run_args = ["run", "--key", "examples/hello/example-signer.pub",
-                "--policies", "examples/hello/policies", f"oci-layout:{LAYOUT}"]
+                "--policies", "examples/hello/policies", args.reference]
     envs = [env] * len(commands)
     if args.earlier_warrant:
         earlier_home = tempfile.mkdtemp(prefix="warrant-bench-run-earlier-")
