@@ -26,15 +26,11 @@ use crate::digest::Digest;
 use crate::error::Error;
 use crate::limits::{MAX_LAYOUT_MARKER_BYTES, MAX_MANIFEST_BYTES};
 use crate::manifest::{ANNOTATION_REF_NAME, Descriptor, ImageIndex};
-use crate::private_dir::kind_of;
+use crate::private_dir::{TYPE_FILE, TYPE_MASK, io, kind_of};
 use crate::reference::Selector;
 
 /// The `oci-layout` marker's contents.
 pub(crate) const LAYOUT_MARKER: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
-
-/// The file-type bits of a mode, and a regular file's.
-const TYPE_MASK: u32 = 0o170_000;
-const TYPE_FILE: u32 = 0o100_000;
 
 /// A read-only view of an OCI image-layout directory, held open.
 #[derive(Clone, Debug)]
@@ -185,10 +181,6 @@ impl Layout {
     }
 }
 
-fn io(path: &Path, errno: Errno) -> Error {
-    Error::io(path, std::io::Error::from(errno))
-}
-
 fn malformed(path: &Path, reason: String) -> Error {
     Error::Malformed {
         what: format!("`{}`", path.display()),
@@ -249,15 +241,7 @@ pub(crate) fn open_regular(
             ));
         }
     };
-    let stat = rustix::fs::fstat(&fd).map_err(|e| io(path, e))?;
-    if stat.st_mode & TYPE_MASK != TYPE_FILE {
-        return Err(malformed(
-            path,
-            format!("it is {}, not a regular file", kind_of(stat.st_mode)),
-        ));
-    }
-    let len = u64::try_from(stat.st_size).unwrap_or_default();
-    Ok(Some((File::from(fd), len)))
+    regular(fd, path).map(Some)
 }
 
 /// Read a file of at most `limit` bytes named by the operator (links followed), without
@@ -270,6 +254,13 @@ pub(crate) fn read_file_bounded(path: &Path, limit: u64, what: &str) -> Result<V
         },
         e => io(path, e),
     })?;
+    let (file, _) = regular(fd, path)?;
+    read_bounded(file, limit, what, path)
+}
+
+/// The open `fd` (of `path`) as a file with its length, if `fstat` says it is a regular file;
+/// anything else is refused, naming what it is.
+fn regular(fd: OwnedFd, path: &Path) -> Result<(File, u64), Error> {
     let stat = rustix::fs::fstat(&fd).map_err(|e| io(path, e))?;
     if stat.st_mode & TYPE_MASK != TYPE_FILE {
         return Err(malformed(
@@ -277,7 +268,8 @@ pub(crate) fn read_file_bounded(path: &Path, limit: u64, what: &str) -> Result<V
             format!("it is {}, not a regular file", kind_of(stat.st_mode)),
         ));
     }
-    read_bounded(File::from(fd), limit, what, path)
+    let len = u64::try_from(stat.st_size).unwrap_or_default();
+    Ok((File::from(fd), len))
 }
 
 /// Read at most `limit` bytes of `file`; more is refused.

@@ -42,9 +42,9 @@ const GROUP_OTHER_ANY: u32 = 0o077;
 /// The sticky bit.
 const STICKY: u32 = 0o1000;
 /// The file-type bits of a mode, and the two types accepted.
-const TYPE_MASK: u32 = 0o170_000;
+pub(crate) const TYPE_MASK: u32 = 0o170_000;
 const TYPE_DIR: u32 = 0o040_000;
-const TYPE_FILE: u32 = 0o100_000;
+pub(crate) const TYPE_FILE: u32 = 0o100_000;
 const TYPE_LINK: u32 = 0o120_000;
 
 /// How private a file in a [`PrivateDir`] must be.
@@ -76,7 +76,8 @@ fn unsafe_path(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-fn io(path: &Path, errno: Errno) -> Error {
+/// An OS error on `path`, as the crate reports I/O errors.
+pub(crate) fn io(path: &Path, errno: Errno) -> Error {
     Error::io(path, std::io::Error::from(errno))
 }
 

@@ -45,7 +45,7 @@ use crate::error::Error;
 use crate::layout::{LAYOUT_MARKER, Layout};
 use crate::limits::{STALE_QUARANTINE_AGE, STORE_LOCK_WAIT};
 use crate::manifest::{ANNOTATION_REF_NAME, Descriptor, ImageIndex};
-use crate::private_dir::{PrivateDir, Secrecy, kind_of};
+use crate::private_dir::{PrivateDir, Secrecy, TYPE_FILE, TYPE_MASK, io, kind_of};
 
 /// Size of the write buffer in front of a quarantine file.
 const INGEST_BUFFER_BYTES: usize = 1024 * 1024;
@@ -62,10 +62,6 @@ const FILE_MODE: u32 = 0o600;
 
 /// Mode of the store's content directories (`blobs`, `blobs/sha256`), as the umask allows.
 const DIR_MODE: u32 = 0o755;
-
-/// The file-type bits of a mode, and a regular file's.
-const TYPE_MASK: u32 = 0o170_000;
-const TYPE_FILE: u32 = 0o100_000;
 
 /// Warrant's local store, held open.
 #[derive(Clone, Debug)]
@@ -85,10 +81,6 @@ struct Dirs {
     blobs: Arc<OwnedFd>,
     /// Its path, for messages.
     blobs_path: PathBuf,
-}
-
-fn io(path: &Path, errno: Errno) -> Error {
-    Error::io(path, std::io::Error::from(errno))
 }
 
 /// The store's content directory `name` in `parent`, created if missing, never a symbolic link.
