@@ -1,0 +1,144 @@
+//! Flags shared by several commands: what a run asks for, and whose signatures count.
+
+use std::path::PathBuf;
+
+use super::error::CliError;
+use crate::config::{Config, parse_duration};
+use crate::policy::Asks;
+use crate::sandbox::RunLimits;
+
+/// What a run asks for: limits, and the handles policies must grant.
+#[derive(Debug, clap::Args)]
+pub(super) struct AskArgs {
+    /// A host directory for the guest, `HOST::GUEST` (asks `fs.read` and `fs.write` on the
+    /// canonical host path) or `HOST::GUEST:ro` (asks `fs.read`); repeatable
+    #[arg(long = "dir", value_name = "HOST::GUEST[:ro]")]
+    dirs: Vec<String>,
+    /// An environment variable for the guest, its value from `NAME=VALUE` or else from
+    /// warrant's own environment (asks `env.read`); repeatable
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    env: Vec<String>,
+    /// Let the guest connect to `HOST:PORT` (asks `net.connect`); repeatable
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    net: Vec<String>,
+    /// Linear-memory limit in bytes (default `[run] memory_bytes`, else 268435456)
+    #[arg(long, value_name = "BYTES")]
+    memory: Option<u64>,
+    /// Wall-clock limit, e.g. `500ms`, `10s` (default `[run] timeout`, else 10s)
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Fuel: meter the guest and stop it after about this many instructions (default `[run]
+    /// fuel`, else unmetered)
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+}
+
+impl AskArgs {
+    pub(super) fn asks(&self, config: &Config) -> Result<Asks, CliError> {
+        let mut limits = RunLimits::default();
+        if let Some(m) = self.memory.or(config.run.memory_bytes) {
+            limits.memory_bytes = m;
+        }
+        if let Some(t) = self.timeout.as_deref().or(config.run.timeout.as_deref()) {
+            limits.timeout = parse_duration(t)?;
+        }
+        let mut asks = Asks {
+            memory_bytes: limits.memory_bytes,
+            timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            fuel: self.fuel.or(config.run.fuel),
+            ..Asks::default()
+        };
+        for text in &self.dirs {
+            asks.dirs
+                .push(crate::policy::parse_dir_ask(text).map_err(CliError::Usage)?);
+        }
+        for text in &self.env {
+            let (name, value) = match text.split_once('=') {
+                Some((name, value)) => (name.to_owned(), value.to_owned()),
+                None => {
+                    let value = std::env::var(text).map_err(|_| {
+                        CliError::Usage(format!(
+                            "`--env {text}`: `{text}` is not set here; give `--env {text}=VALUE`"
+                        ))
+                    })?;
+                    (text.clone(), value)
+                }
+            };
+            crate::policy::check_env_name(&name).map_err(CliError::Usage)?;
+            asks.env.push((name, value));
+        }
+        for text in &self.net {
+            // INVARIANT (one form): the host is asked, decided, recorded and connected to in
+            // its canonical form.
+            let canonical = crate::policy::canonical_host_port(text).map_err(CliError::Usage)?;
+            asks.net.push(canonical);
+        }
+        Ok(asks)
+    }
+}
+
+/// Who an artifact's signatures may come from.
+#[derive(Debug, clap::Args)]
+pub(super) struct TrustArgs {
+    /// A public key (PEM) whose signatures count; repeatable
+    #[arg(long = "key", value_name = "PUB")]
+    keys: Vec<PathBuf>,
+    /// A keyless signer: the certificate's identity (SAN), matched exactly; repeatable, each
+    /// paired with the `--certificate-oidc-issuer` in the same position
+    #[arg(long = "certificate-identity", value_name = "IDENTITY")]
+    identities: Vec<String>,
+    /// The OIDC issuer of the `--certificate-identity` in the same position, matched exactly
+    #[arg(long = "certificate-oidc-issuer", value_name = "URL")]
+    issuers: Vec<String>,
+    /// A Sigstore `trusted_root.json` for keyless signatures (default: `[verify]
+    /// trusted_root` in the config, else the embedded public-good production root)
+    #[arg(long, value_name = "FILE")]
+    trusted_root: Option<PathBuf>,
+}
+
+impl TrustArgs {
+    pub(super) fn load(&self, config: &Config) -> Result<crate::verify::Trust, CliError> {
+        self.load_with(config, false)
+    }
+
+    /// As `load`; with `any_identity` and no identity given, keyless signatures by any
+    /// identity the root certifies become facts for policies.
+    pub(super) fn load_with(
+        &self,
+        config: &Config,
+        any_identity: bool,
+    ) -> Result<crate::verify::Trust, CliError> {
+        if self.identities.len() != self.issuers.len() {
+            return Err(CliError::Usage(format!(
+                "{} `--certificate-identity` but {} `--certificate-oidc-issuer`: give them in pairs",
+                self.identities.len(),
+                self.issuers.len()
+            )));
+        }
+        let keys = self
+            .keys
+            .iter()
+            .map(|path| crate::keys::read_public_key(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let identities = self
+            .identities
+            .iter()
+            .zip(&self.issuers)
+            .map(|(identity, issuer)| crate::verify::Identity {
+                identity: identity.clone(),
+                issuer: issuer.clone(),
+            })
+            .collect();
+        let root_path = self
+            .trusted_root
+            .as_deref()
+            .or(config.verify.trusted_root.as_deref());
+        let root = crate::verify::load_trusted_root(root_path)?;
+        let trust = crate::verify::Trust::new(keys, identities, &root)?;
+        Ok(if any_identity {
+            trust.accepting_any_identity()
+        } else {
+            trust
+        })
+    }
+}

@@ -1,0 +1,41 @@
+//! `warrant push`: publish a .wasm file as a Wasm OCI artifact.
+
+use std::path::PathBuf;
+
+use registry_client::Reference;
+use serde_json::json;
+
+use super::context::Context;
+use super::error::CliError;
+use super::read_input;
+use super::render::print_json;
+use crate::exit::Exit;
+use crate::progress::TerminalProgress;
+
+/// `warrant push FILE REFERENCE`.
+pub(super) fn push(
+    ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
+    file: PathBuf,
+    reference: String,
+    json: bool,
+) -> Result<Exit, CliError> {
+    let target: Reference = reference.parse()?;
+    let client = ctx.client()?;
+    let wasm = read_input(&file, client.options().max_module_bytes)?;
+    let title = file.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+    let progress = TerminalProgress::new();
+    let pushed = runtime.block_on(client.push_wasm(wasm, title.as_deref(), &target, &progress))?;
+    if json {
+        print_json(&json!({
+            "reference": target.to_string(),
+            "digest": pushed.manifest.digest,
+            "size": pushed.manifest.size,
+            "kind": pushed.kind.as_str(),
+            "layer": { "digest": pushed.layer.digest, "size": pushed.layer.size },
+        }));
+    } else {
+        outln!("{}", pushed.manifest.digest);
+    }
+    Ok(Exit::Success)
+}
