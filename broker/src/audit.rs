@@ -44,7 +44,7 @@ pub struct AuditFailure {
 }
 
 impl AuditFailure {
-    fn new(path: &Path, reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn new(path: &Path, reason: impl std::fmt::Display) -> Self {
         Self {
             path: path.to_owned(),
             reason: reason.to_string(),
@@ -131,6 +131,7 @@ pub fn load_key(path: &Path) -> Result<SigningKeyMaterial, AuditFailure> {
 
 /// The checkpoint key at `path` (see [`load_key`]), created (mode 0600, in a directory made
 /// 0700) when absent: what a run that writes the log uses.
+#[cfg(any(test, feature = "internals"))]
 pub fn load_or_create_key(path: &Path) -> Result<SigningKeyMaterial, AuditFailure> {
     SigningKeyMaterial::from_pkcs8(&key_der_or_create(path)?)
         .map_err(|e| AuditFailure::new(path, e))
@@ -248,11 +249,13 @@ impl Audit {
     }
 
     /// `fdatasync` calls made so far through this log (for tests and benchmarks).
+    #[cfg(any(test, feature = "internals"))]
     pub fn syncs(&self) -> u64 {
         self.log.syncs()
     }
 
     /// Acknowledged (durable) records in the log.
+    #[cfg(any(test, feature = "internals"))]
     pub fn size(&self) -> u64 {
         self.log.size()
     }
@@ -278,6 +281,7 @@ pub fn instantiate_body(grant: &crate::policy::Grant, output_bytes: u64) -> Valu
 
 /// The signed-note verifier key of `key` (`warrant-audit+<key id>+<base64 key>`), which is all
 /// a third party needs to check checkpoints.
+#[cfg(any(test, feature = "internals"))]
 pub fn verifier_key(key: &SigningKeyMaterial) -> String {
     audits::verifier_key(ORIGIN, &key.public_key())
 }

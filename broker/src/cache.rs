@@ -103,6 +103,7 @@ impl VerdictCache {
     }
 
     /// Where the entry for `repository`, `digest` and `trust` is (for tests).
+    #[cfg(any(test, feature = "internals"))]
     pub fn entry_path(&self, repository: &str, digest: &Digest, trust: &Trust) -> PathBuf {
         self.dir.path().join(Self::name(repository, digest, trust))
     }
@@ -204,6 +205,7 @@ impl PolicyMemo {
     }
 
     /// Where the `kind` entry for `key` is (for tests).
+    #[cfg(any(test, feature = "internals"))]
     pub fn entry_path(&self, kind: &str, key: &[u8; 32]) -> PathBuf {
         self.dir.path().join(Self::name(kind, key))
     }

@@ -11,16 +11,18 @@
 //! connect_timeout = "10s"
 //! read_timeout = "30s"
 //! operation_deadline = "5m"
-//! max_module_bytes = 268435456
+//! max_module_bytes = "256MiB"            # a size: bytes, or with a unit (KiB, MiB, GiB, kB, MB, GB)
 //! credentials = "/etc/warrant/docker-config.json"  # default: ~/.docker/config.json
 //!
 //! [run]
-//! memory_bytes = 268435456
-//! timeout = "10s"
+//! memory_bytes = "256MiB"
+//! timeout = "10s"                         # a duration: 500ms, 10s, 5m, 1h
 //! output_bytes = 1048576
 //! ```
 //!
 //! Unknown keys are an error: a misspelt limit must not silently fall back to a default.
+//! Durations and sizes are parsed when the file is read: a bad value is an error at start,
+//! naming the key.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -63,7 +65,7 @@ pub struct VerifyConfig {
     pub trusted_root: Option<PathBuf>,
     /// How long `warrant run` trusts a cached positive verdict, e.g. `"1h"` (the default);
     /// `"0s"` turns the cache off.
-    pub cache_ttl: Option<String>,
+    pub cache_ttl: Option<Span>,
 }
 
 /// `[registry]`.
@@ -74,13 +76,13 @@ pub struct RegistryConfig {
     #[serde(default)]
     pub insecure: Vec<String>,
     /// Connect timeout, e.g. `"10s"`.
-    pub connect_timeout: Option<String>,
+    pub connect_timeout: Option<Span>,
     /// Read timeout.
-    pub read_timeout: Option<String>,
+    pub read_timeout: Option<Span>,
     /// Total time per operation.
-    pub operation_deadline: Option<String>,
+    pub operation_deadline: Option<Span>,
     /// Largest Wasm layer accepted.
-    pub max_module_bytes: Option<u64>,
+    pub max_module_bytes: Option<Size>,
     /// A Docker `config.json` with registry credentials.
     pub credentials: Option<PathBuf>,
 }
@@ -89,12 +91,12 @@ pub struct RegistryConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// Guest linear-memory limit in bytes.
-    pub memory_bytes: Option<u64>,
+    /// Guest linear-memory limit.
+    pub memory_bytes: Option<Size>,
     /// Wall-clock limit, e.g. `"10s"`.
-    pub timeout: Option<String>,
-    /// Cap on captured stdout and on stderr, each, in bytes.
-    pub output_bytes: Option<u64>,
+    pub timeout: Option<Span>,
+    /// Cap on captured stdout and on stderr, each.
+    pub output_bytes: Option<Size>,
     /// Fuel for each run (metered only when set).
     pub fuel: Option<u64>,
 }
@@ -121,6 +123,77 @@ pub enum ConfigError {
     /// A duration was not `<number><unit>`.
     #[error("invalid duration `{0}`: expected e.g. `500ms`, `10s`, `5m`")]
     Duration(String),
+    /// A size was not a number of bytes, with or without a unit.
+    #[error(
+        "invalid size `{0}`: expected a number of bytes, or one with a unit: `64MiB`, `512KiB`, `1GiB`, `10MB`"
+    )]
+    Size(String),
+}
+
+/// A duration, written `500ms`, `10s`, `5m` or `1h` (a bare number is seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl std::str::FromStr for Span {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_duration(text).map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes, written as a number of bytes or with a unit: `KiB`, `MiB`, `GiB`, `TiB`
+/// (powers of 1024) or `kB`, `MB`, `GB`, `TB` (powers of 1000), e.g. `64MiB`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl std::str::FromStr for Size {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || ConfigError::Size(text.to_owned());
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(split);
+        let n: u64 = number.parse().map_err(|_| invalid())?;
+        let scale: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            "kB" | "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            _ => return Err(invalid()),
+        };
+        n.checked_mul(scale).map(Self).ok_or_else(invalid)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Bytes(n) => Ok(Self(n)),
+            Written::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 impl Config {
@@ -230,6 +303,49 @@ mod tests {
         let c = Config::load(&path).unwrap();
         assert_eq!(c.store.as_deref(), Some(Path::new("/s")));
         assert_eq!(c.registry.insecure, vec!["r:5000".to_owned()]);
-        assert_eq!(c.run.timeout.as_deref(), Some("1s"));
+        assert_eq!(c.run.timeout, Some(Span(Duration::from_secs(1))));
+        assert_eq!(
+            c.registry.read_timeout,
+            Some(Span(Duration::from_secs(3)))
+        );
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        let size = |text: &str| text.parse::<Size>().map(|s| s.0);
+        assert_eq!(size("268435456").unwrap(), 268_435_456);
+        assert_eq!(size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(size("512KiB").unwrap(), 512 << 10);
+        assert_eq!(size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(size("10MB").unwrap(), 10_000_000);
+        assert_eq!(size("7B").unwrap(), 7);
+        for bad in ["", "MiB", "64mib", "1.5GiB", "-1", "64 MiBs", "99999999999TiB"] {
+            assert!(
+                matches!(size(bad), Err(ConfigError::Size(_))),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    /// A bad duration or size is an error when the file is read, naming the key.
+    #[test]
+    fn a_bad_value_is_refused_at_load_naming_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warrant.toml");
+        for (text, key) in [
+            ("[run]\ntimeout = \"10 parsecs\"\n", "timeout"),
+            ("[run]\nmemory_bytes = \"64 megs\"\n", "memory_bytes"),
+            ("[registry]\nconnect_timeout = \"soon\"\n", "connect_timeout"),
+            ("[verify]\ncache_ttl = \"1d\"\n", "cache_ttl"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(&path).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+        std::fs::write(&path, "[run]\nmemory_bytes = \"64MiB\"\noutput_bytes = 4096\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.run.memory_bytes, Some(Size(64 << 20)));
+        assert_eq!(c.run.output_bytes, Some(Size(4096)));
     }
 }

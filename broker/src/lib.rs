@@ -1,24 +1,111 @@
 //! Warrant: no capability without a warrant.
 //!
-//! The broker runs the pipeline — resolve, fetch, verify, decide, instantiate — and provides
-//! the `warrant` command line. See `ARCHITECTURE.md` for the code map and invariants.
+//! A [`Broker`] is the one path from a reference to a running WebAssembly guest: it resolves
+//! the reference to a digest, verifies that digest's signatures against a [`Trust`], fetches
+//! exactly that digest, asks Cedar policies for what the run needs, and prepares the guest
+//! with exactly the granted handles, recording every step in a tamper-evident audit log.
+//! Each stage takes the previous stage's output, which only the stage can make.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use broker::{Asks, Broker, Config, Outcome, Trust};
+//!
+//! # let data = tempfile::tempdir()?;
+//! # let data_dir = data.path().join("warrant");
+//! let trust = Trust::from_key_files(&["../examples/hello/example-signer.pub"])?;
+//! let mut config = Config::new(data_dir, trust);
+//! config.policies = Some("../examples/hello/policies".into());
+//! let broker = Broker::open(config)?;
+//!
+//! let reference = "oci-layout:../examples/hello/layout".parse()?;
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! let artifact = runtime.block_on(async {
+//!     let resolution = broker.resolve(&reference).await?;
+//!     let verified = broker.verify(resolution).await?;
+//!     broker.fetch(verified).await
+//! })?;
+//! let asks = Asks { memory_bytes: 64 << 20, timeout_ms: 5_000, ..Asks::default() };
+//! let plugin = broker.prepare(broker.decide(artifact, &asks, false)?)?;
+//!
+//! let finished = plugin.run(&[])?;
+//! assert_eq!(finished.outcome, Outcome::Exited(0));
+//! assert_eq!(finished.stdout, b"hello from a warrant guest\n");
+//! broker.checkpoint()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Outside the library no one can make a stage's output without the stage before it:
+//!
+//! ```compile_fail,E0451
+//! // verified facts,
+//! let verified = broker::Verified { resolution: todo!(), verdict: todo!(), attestations: todo!() };
+//! ```
+//!
+//! ```compile_fail,E0451
+//! // a grant,
+//! let grant = broker::Grant { digest: todo!(), policy_hash: todo!(), memory_bytes: 0,
+//!     timeout_ms: 0, fuel: None, dirs: vec![], env: vec![], net: vec![], decisions: vec![] };
+//! ```
+//!
+//! ```compile_fail,E0308
+//! // or a prepared guest from an artifact no policy decided on.
+//! fn skip(broker: &broker::Broker, artifact: broker::Artifact) {
+//!     let _ = broker.prepare(artifact);
+//! }
+//! ```
+//!
+//! What widens authority or skips a check is under [`danger`]. The `warrant` command line is
+//! one client of this library. See `ARCHITECTURE.md` for the code map and invariants.
 
-pub mod attest;
-pub mod audit;
-pub mod cache;
-pub mod cli;
-pub mod compiled;
-pub mod config;
-pub mod cosign;
-pub mod exit;
-pub mod keys;
-pub mod pipeline;
-pub mod policy;
-pub mod policy_tests;
-pub mod progress;
-pub mod referrers;
-pub mod sandbox;
-pub mod state;
-pub mod verify;
+/// The crate's modules: private, unless the `internals` feature (this workspace's tests,
+/// benchmarks and fuzzers; never the shipped binary) makes them public.
+macro_rules! modules {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "internals")]
+            pub mod $name;
+            #[cfg(not(feature = "internals"))]
+            mod $name;
+        )*
+    };
+}
 
+modules!(
+    attest,
+    audit,
+    cache,
+    cli,
+    compiled,
+    config,
+    cosign,
+    exit,
+    keys,
+    pipeline,
+    policy,
+    policy_tests,
+    progress,
+    referrers,
+    sandbox,
+    stages,
+    state,
+    verify,
+);
+
+pub use cli::main as cli_main;
 pub use exit::Exit;
+pub use policy::{Asks, Decision, Denial, DirAsk, Grant, Request};
+pub use registry_client::{ClientOptions, Digest, NoProgress, Progress, Reference, WasmKind};
+pub use sandbox::{Finished, Limit, Outcome, RunLimits};
+pub use stages::{
+    Artifact, Broker, Config, Error, Granted, Prepared, Resolution, Verified, limits, terminal_text,
+};
+pub use verify::{Identity, Signer, SignerKind, Trust};
+
+/// What widens authority or skips a check: use only where the check is made otherwise.
+pub mod danger {
+    /// Runs WebAssembly bytes as given, with the handles given: no verification, no policy, no
+    /// audit record. For guests the host itself built and trusts (and for this workspace's
+    /// tests and benchmarks); a [`crate::Broker`] is the path for anything else.
+    pub use crate::sandbox::{Handles, Sandbox, SandboxError};
+}

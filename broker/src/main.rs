@@ -1,5 +1,5 @@
 //! The `warrant` command.
 
 fn main() -> std::process::ExitCode {
-    broker::cli::main()
+    broker::cli_main()
 }

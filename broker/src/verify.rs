@@ -23,6 +23,7 @@ use sigstore_verify::{
 };
 
 use crate::keys::PublicKey;
+use crate::pipeline::PipelineError;
 
 /// The verify stage's bounds.
 pub mod limits {
@@ -241,6 +242,16 @@ impl Trust {
     /// Trust `keys` only, with the embedded production root for anything keyless.
     pub fn keys(keys: &[PublicKey]) -> Result<Self, VerifyError> {
         Self::new(keys.to_vec(), Vec::new(), &load_trusted_root(None)?)
+    }
+
+    /// Trust the public keys (PEM) in `paths` only, with the embedded production root for
+    /// anything keyless: what `--key PUB` means.
+    pub fn from_key_files<P: AsRef<Path>>(paths: &[P]) -> Result<Self, crate::Error> {
+        let keys = paths
+            .iter()
+            .map(|path| crate::keys::read_public_key(path.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::keys(&keys).map_err(|e| PipelineError::Verify(e).into())
     }
 
     /// Nothing is trusted: no key, no identity, and keyless signatures are not accepted as

@@ -136,3 +136,69 @@ fn the_example_policies_pass_their_tests_and_grant_nothing_else() {
         "{stdout}"
     );
 }
+
+/// `broker/examples/plugin_host.rs`, the embedding example, run as its docs say on the embedded
+/// example: it loads the signed plugin through the library and prints its output, and the
+/// library wrote every stage to the audit log, which `warrant audit` proves.
+#[test]
+fn the_plugin_host_example_runs_the_embedded_hello_artifact() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let home = tempfile::tempdir().unwrap();
+    let host = |key: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_plugin-host"))
+            .args([
+                "oci-layout:examples/hello/layout",
+                "--key",
+                key,
+                "--policies",
+                "examples/hello/policies",
+            ])
+            .current_dir(&root)
+            .env("WARRANT_HOME", home.path())
+            .env("HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    let out = host("examples/hello/example-signer.pub");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        tests::fixtures::HELLO_OUTPUT
+    );
+    let out = crate::warrant_in(home.path())
+        .args(["audit", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    let kinds: Vec<&str> = shown
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["pull", "verify", "decide", "instantiate", "outcome"],
+        "{shown}"
+    );
+
+    // Another key: the library refuses before anything runs, and says why.
+    let other = tempfile::tempdir().unwrap();
+    let key = broker::keys::SigningKey::generate().unwrap();
+    let public = other.path().join("other.pub");
+    std::fs::write(&public, key.public_key().to_pem()).unwrap();
+    let out = host(public.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no signature of"), "{stderr}");
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::error::CliError;
-use crate::config::{Config, parse_duration};
+use crate::config::{Config, Size, Span};
 use crate::policy::Asks;
 use crate::sandbox::RunLimits;
 
@@ -21,12 +21,13 @@ pub(super) struct AskArgs {
     /// Let the guest connect to `HOST:PORT` (asks `net.connect`); repeatable
     #[arg(long = "allow-net", value_name = "HOST:PORT")]
     net: Vec<String>,
-    /// Linear-memory limit in bytes (default `[run] memory_bytes`, else 268435456)
-    #[arg(long, value_name = "BYTES")]
-    memory: Option<u64>,
+    /// Linear-memory limit: bytes, or with a unit, e.g. `64MiB` (default `[run] memory_bytes`,
+    /// else 256MiB)
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<Size>,
     /// Wall-clock limit, e.g. `500ms`, `10s` (default `[run] timeout`, else 10s)
     #[arg(long, value_name = "DURATION")]
-    timeout: Option<String>,
+    timeout: Option<Span>,
     /// Fuel: meter the guest and stop it after about this many instructions (default `[run]
     /// fuel`, else unmetered)
     #[arg(long, value_name = "N")]
@@ -36,11 +37,11 @@ pub(super) struct AskArgs {
 impl AskArgs {
     pub(super) fn asks(&self, config: &Config) -> Result<Asks, CliError> {
         let mut limits = RunLimits::default();
-        if let Some(m) = self.memory.or(config.run.memory_bytes) {
-            limits.memory_bytes = m;
+        if let Some(size) = self.memory.or(config.run.memory_bytes) {
+            limits.memory_bytes = size.0;
         }
-        if let Some(t) = self.timeout.as_deref().or(config.run.timeout.as_deref()) {
-            limits.timeout = parse_duration(t)?;
+        if let Some(span) = self.timeout.or(config.run.timeout) {
+            limits.timeout = span.0;
         }
         let mut asks = Asks {
             memory_bytes: limits.memory_bytes,

@@ -6,7 +6,7 @@ use registry_client::{ClientOptions, Credentials, RegistryClient, Store};
 
 use super::GlobalArgs;
 use super::error::{CliError, saving};
-use crate::config::{Config, data_dir, parse_duration};
+use crate::config::{Config, data_dir};
 
 /// What every command needs: the configuration, resolved against the flags.
 pub(super) struct Context {
@@ -48,10 +48,7 @@ impl Context {
 
     /// The verdict cache, or none when `[verify] cache_ttl` is zero.
     pub(super) fn verdict_cache(&self) -> Result<Option<crate::cache::VerdictCache>, CliError> {
-        let ttl = match &self.config.verify.cache_ttl {
-            Some(text) => parse_duration(text)?,
-            None => std::time::Duration::from_secs(3600),
-        };
+        let ttl = self.verdict_ttl();
         if ttl.is_zero() {
             return Ok(None);
         }
@@ -59,6 +56,13 @@ impl Context {
             "the verdict cache",
             crate::cache::VerdictCache::open(self.state()?, ttl),
         )
+    }
+
+    fn verdict_ttl(&self) -> std::time::Duration {
+        self.config
+            .verify
+            .cache_ttl
+            .map_or(crate::stages::limits::VERDICT_TTL, |span| span.0)
     }
 
     /// The policy memo.
@@ -69,15 +73,8 @@ impl Context {
         )
     }
 
-    /// The compile cache.
-    pub(super) fn compile_cache(&self) -> Result<Option<crate::compiled::CompileCache>, CliError> {
-        saving(
-            "the compile cache",
-            crate::compiled::CompileCache::open(self.state()?),
-        )
-    }
-
-    pub(super) fn client(&self) -> Result<RegistryClient, CliError> {
+    /// How the registry is reached: `[registry]` in the config.
+    fn client_options(&self) -> Result<ClientOptions, CliError> {
         let r = &self.config.registry;
         let mut options = ClientOptions {
             insecure_registries: r.insecure.clone(),
@@ -87,23 +84,52 @@ impl Context {
             },
             ..ClientOptions::default()
         };
-        if let Some(d) = &r.connect_timeout {
-            options.connect_timeout = parse_duration(d)?;
+        if let Some(span) = r.connect_timeout {
+            options.connect_timeout = span.0;
         }
-        if let Some(d) = &r.read_timeout {
-            options.read_timeout = parse_duration(d)?;
+        if let Some(span) = r.read_timeout {
+            options.read_timeout = span.0;
         }
-        if let Some(d) = &r.operation_deadline {
-            options.operation_deadline = parse_duration(d)?;
+        if let Some(span) = r.operation_deadline {
+            options.operation_deadline = span.0;
         }
-        if let Some(max) = r.max_module_bytes {
-            options.max_module_bytes = max;
+        if let Some(size) = r.max_module_bytes {
+            options.max_module_bytes = size.0;
         }
-        // One command's registry work together (for `run`: resolve, verify and fetch) is
-        // bounded by the operation deadline and the request cap, not each operation alone.
+        Ok(options)
+    }
+
+    pub(super) fn client(&self) -> Result<RegistryClient, CliError> {
+        let options = self.client_options()?;
+        // One command's registry work together is bounded by the operation deadline and the
+        // request cap, not each operation alone.
         let deadline = options.operation_deadline;
         Ok(RegistryClient::new(options)?
             .budgeted(deadline, registry_client::limits::MAX_REQUESTS_PER_RUN))
+    }
+
+    /// What a [`crate::Broker`] for `warrant run` is opened with: the configuration and the
+    /// flags, and `trust`; the engine built ahead meters fuel when `metered`.
+    pub(super) fn broker_config(
+        &self,
+        trust: crate::verify::Trust,
+        metered: bool,
+    ) -> Result<crate::Config, CliError> {
+        let mut config = crate::Config::new(data_dir(), trust);
+        config.store = Some(self.store_path.clone());
+        config.policies = self.policy_dir();
+        let (audit_log, audit_key) = self.audit_paths();
+        config.audit_log = Some(audit_log);
+        config.audit_key = Some(audit_key);
+        config.audit_keep_every = self.config.audit_keep_every;
+        config.registry = self.client_options()?;
+        config.verdict_ttl = self.verdict_ttl();
+        if let Some(size) = self.config.run.output_bytes {
+            config.output_bytes = size.0;
+        }
+        config.metered = metered;
+        config.progress = Box::new(crate::progress::TerminalProgress::new());
+        Ok(config)
     }
 
     pub(super) fn store(&self) -> Result<Store, CliError> {
@@ -112,18 +138,6 @@ impl Context {
             self.state()?;
         }
         Ok(Store::open(&self.store_path)?)
-    }
-
-    /// The audit log: `--audit-log`, else `audit_log` in the config, else the data directory's
-    /// `audit/`; signed with `audit_key` (default: the data directory's `audit.key`, created
-    /// on first use).
-    pub(super) fn audit(&self) -> Result<crate::audit::Audit, CliError> {
-        let (dir, key) = self.audit_paths();
-        let mut audit = crate::audit::Audit::open(&dir, &key)?;
-        if let Some(records) = self.config.audit_keep_every {
-            audit.set_keep_every(records);
-        }
-        Ok(audit)
     }
 
     pub(super) fn audit_paths(&self) -> (PathBuf, PathBuf) {

@@ -49,6 +49,11 @@ pub(super) enum CliError {
     Audit(#[from] crate::audit::AuditFailure),
     #[error("warrant's state: {0}")]
     State(#[from] crate::state::StateError),
+    /// The artifact is not what its verified manifest says.
+    #[error("{0}")]
+    Integrity(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl CliError {
@@ -75,34 +80,46 @@ impl CliError {
             Self::Denied(_) => Exit::PolicyDenied,
             Self::Audit(e) if e.is_configuration() => Exit::Usage,
             Self::Audit(_) => Exit::Registry,
-            Self::State(e) if state_unsafe(e) => Exit::Usage,
-            Self::State(_) => Exit::Registry,
+            Self::State(e) if crate::stages::state_unsafe(e) => Exit::Usage,
+            Self::State(_) | Self::Internal(_) => Exit::Registry,
+            Self::Integrity(_) => Exit::Verification,
         }
     }
 }
 
-/// Whether the state is not private to the user (a configuration to fix, exit 2) rather than
-/// unwritable.
-fn state_unsafe(e: &crate::state::StateError) -> bool {
-    use crate::state::StateError;
-    matches!(
-        e,
-        StateError::Path(registry_client::Error::Unsafe { .. }) | StateError::BadKey { .. }
-    )
-}
-
-/// A part of the state that only saves work: used when it opens, refused when it is not
-/// private to the user, and done without (with a warning) when it merely cannot be used.
+/// A part of the state that only saves work ([`crate::stages::saving`]).
 pub(super) fn saving<T>(
     what: &str,
     opened: Result<T, crate::state::StateError>,
 ) -> Result<Option<T>, CliError> {
-    match opened {
-        Ok(part) => Ok(Some(part)),
-        Err(e) if state_unsafe(&e) => Err(CliError::State(e)),
-        Err(e) => {
-            tracing::warn!("{what} unavailable, working without it: {e}");
-            Ok(None)
+    Ok(crate::stages::saving(what, opened)?)
+}
+
+/// The broker's refusals and failures, each as the kind the command line maps to its exit code.
+impl From<crate::Error> for CliError {
+    fn from(e: crate::Error) -> Self {
+        use crate::Error;
+        match e {
+            Error::Registry(e) => Self::Registry(e),
+            Error::Verification(e) => Self::Pipeline(e),
+            Error::StoreCorrupt {
+                path,
+                expected,
+                actual,
+            } => Self::StoreCorrupt {
+                path,
+                expected,
+                actual,
+            },
+            e @ Error::KindMismatch { .. } => Self::Integrity(e.to_string()),
+            Error::Input { path, source } => Self::Input { path, source },
+            Error::Key(e) => Self::Key(e),
+            Error::Policy(e) => Self::Policy(e),
+            Error::Denied(denial) => Self::Denied(denial),
+            Error::Sandbox(e) => Self::Sandbox(e),
+            Error::Audit(e) => Self::Audit(e),
+            Error::State(e) => Self::State(e),
+            e @ Error::Poisoned(_) => Self::Internal(e.to_string()),
         }
     }
 }

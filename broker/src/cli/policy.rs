@@ -7,7 +7,6 @@ use super::PolicyCommand;
 use super::context::Context;
 use super::error::CliError;
 use super::render::print_json;
-use super::run::resolve_verified;
 use crate::exit::Exit;
 
 /// `warrant policy check|explain|test`.
@@ -50,11 +49,17 @@ pub(super) fn policy(
             let cache = ctx.verdict_cache()?;
             let client = ctx.client()?;
             let store = ctx.store()?;
-            let (_, verified) =
-                resolve_verified(runtime, &client, &store, &reference, &trust, cache.as_ref())?;
-            let (verdict, attestations, fetched) = verified?;
-            let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
-            let decisions = policies.decide_all(&facts, &asks.requests());
+            let progress = crate::progress::TerminalProgress::new();
+            let (facts, decisions) = runtime.block_on(crate::stages::explain(
+                &client,
+                &store,
+                &reference,
+                &trust,
+                cache.as_ref(),
+                &policies,
+                &asks,
+                &progress,
+            ))?;
             let all = decisions.iter().all(|d| d.allowed);
             if json {
                 print_json(&json!({

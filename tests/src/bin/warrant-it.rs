@@ -2,5 +2,5 @@
 //! as a process (`CARGO_BIN_EXE_warrant-it`). Same code path as the shipped binary.
 
 fn main() -> std::process::ExitCode {
-    broker::cli::main()
+    broker::cli_main()
 }

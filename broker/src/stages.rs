@@ -1,0 +1,838 @@
+//! The broker: the one path from a reference to a running guest.
+//!
+//! ```text
+//! Broker::resolve ─▶ Resolution ─▶ verify ─▶ Verified ─▶ fetch ─▶ Artifact
+//!        ─▶ decide ─▶ Granted ─▶ prepare ─▶ Prepared ─▶ run (any number of times)
+//! ```
+//!
+//! Each stage takes the previous stage's output by value, and each output has private fields
+//! and no public constructor: outside this module, the only way to a [`Prepared`] guest is
+//! through every stage before it, in order. So "verified before decided before run" and "the
+//! bytes run are the digest verified" are facts the compiler checks, not the caller's duty.
+//! The audit records (`pull`, `verify`, `decide`, `instantiate`, `outcome`) are written here,
+//! a refusal and the grant committed before they take effect, so no client can forget them.
+//!
+//! See the crate's documentation for the flow, and for what cannot be written outside it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use registry_client::{
+    ClientOptions, Digest, Fetched, NoProgress, Progress, Reference, RegistryClient, Resolved,
+    Store, WasmKind,
+};
+use serde_json::json;
+
+use crate::attest::Attestations;
+use crate::audit::{Audit, AuditFailure};
+use crate::cache::{PolicyMemo, VerdictCache};
+use crate::compiled::CompileCache;
+use crate::cosign::Verdict;
+use crate::pipeline::PipelineError;
+use crate::policy::{Asks, Decision, Denial, Grant, PolicyError};
+use crate::sandbox::{Finished, Handles, RunLimits, Sandbox, SandboxError};
+use crate::state::{State, StateError};
+use crate::verify::Trust;
+
+/// What a [`Broker`] is opened with. [`Config::new`] gives the defaults under a data directory;
+/// every field may then be changed.
+#[non_exhaustive]
+pub struct Config {
+    /// The private state (verdict cache, policy memo, compile cache, keys): created 0700 and
+    /// checked to be the user's alone.
+    pub data_dir: PathBuf,
+    /// The content store (default: `store/` in the data directory).
+    pub store: Option<PathBuf>,
+    /// The policy directory; none denies everything.
+    pub policies: Option<PathBuf>,
+    /// The audit log's directory (default: `audit/` in the data directory).
+    pub audit_log: Option<PathBuf>,
+    /// The audit log's signing key (default: `audit.key` in the data directory, created on
+    /// first use).
+    pub audit_key: Option<PathBuf>,
+    /// Keep every Nth record's full body in the log (see [`Audit::set_keep_every`]).
+    pub audit_keep_every: Option<u64>,
+    /// Who may sign, and what roots certify keyless signers.
+    pub trust: Trust,
+    /// How the registry is reached.
+    pub registry: ClientOptions,
+    /// How long a verified verdict is reused; zero verifies every time.
+    pub verdict_ttl: Duration,
+    /// Cap on a guest's captured stdout and on its stderr, each.
+    pub output_bytes: u64,
+    /// Whether the engine built ahead (while the first artifact is resolved and verified)
+    /// meters fuel: set it when the runs will ask for fuel.
+    pub metered: bool,
+    /// Reports the progress of downloads.
+    pub progress: Box<dyn Progress + Send>,
+}
+
+impl Config {
+    /// The defaults: state, store and audit log under `data_dir`, no policies (everything
+    /// denied), verdicts kept an hour.
+    pub fn new(data_dir: impl Into<PathBuf>, trust: Trust) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            store: None,
+            policies: None,
+            audit_log: None,
+            audit_key: None,
+            audit_keep_every: None,
+            trust,
+            registry: ClientOptions::default(),
+            verdict_ttl: limits::VERDICT_TTL,
+            output_bytes: crate::sandbox::limits::DEFAULT_OUTPUT_BYTES,
+            metered: false,
+            progress: Box::new(NoProgress),
+        }
+    }
+
+    /// The defaults ([`Config::new`]) under Warrant's own data directory: `$WARRANT_HOME`,
+    /// else `$XDG_DATA_HOME/warrant`, else `~/.local/share/warrant`.
+    pub fn in_data_dir(trust: Trust) -> Self {
+        Self::new(crate::config::data_dir(), trust)
+    }
+
+    /// The audit log's directory and key, as [`Broker::open`] opens them.
+    pub fn audit_paths(&self) -> (PathBuf, PathBuf) {
+        (
+            self.audit_log
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("audit")),
+            self.audit_key
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("audit.key")),
+        )
+    }
+}
+
+/// The broker's own limits.
+pub mod limits {
+    use std::time::Duration;
+
+    /// How long a verified verdict is reused by default: long enough that a host running the
+    /// same plugin all day verifies it once an hour, short enough that a revoked key (a
+    /// removed `--key`, a changed trusted root changes the verdict's key at once) or a
+    /// signature removed from the registry stops counting within the hour.
+    pub const VERDICT_TTL: Duration = Duration::from_secs(3600);
+}
+
+/// Why the broker stopped. Each variant is one kind of refusal or failure; the command line
+/// maps each to its documented exit code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The registry, the network or the store failed.
+    #[error(transparent)]
+    Registry(#[from] registry_client::Error),
+    /// Verification refused the artifact, or could not be carried out.
+    #[error(transparent)]
+    Verification(#[from] PipelineError),
+    /// The stored bytes are not the digest that was verified.
+    #[error("stored module `{path}` hashes to `{actual}`, not `{expected}`; the store is corrupt", path = .path.display())]
+    StoreCorrupt {
+        /// The file read.
+        path: PathBuf,
+        /// The verified layer digest.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// The bytes are not the kind of WebAssembly the verified manifest says.
+    #[error("`{reference}` is published as a {published} but its bytes are {found}")]
+    KindMismatch {
+        /// The artifact.
+        reference: String,
+        /// What its manifest says.
+        published: &'static str,
+        /// What its bytes are.
+        found: &'static str,
+    },
+    /// A stored file could not be read.
+    #[error("cannot read `{path}`: {source}", path = .path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key could not be read.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    /// The policies could not be read or are invalid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The policies denied a request the run needs.
+    #[error("{0}")]
+    Denied(Box<Denial>),
+    /// The guest could not be compiled, linked or started.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// The audit log refused a write: nothing takes effect that it could not record.
+    #[error(transparent)]
+    Audit(#[from] AuditFailure),
+    /// The private state is not the user's alone, or cannot be used.
+    #[error("warrant's state: {0}")]
+    State(#[from] StateError),
+    /// A thread panicked while it held this part of the broker; it is not used again.
+    #[error("{0} cannot be used: a thread panicked while using it")]
+    Poisoned(&'static str),
+}
+
+/// Whether the state is not private to the user (a configuration to fix) rather than
+/// unwritable.
+pub(crate) fn state_unsafe(e: &StateError) -> bool {
+    matches!(
+        e,
+        StateError::Path(registry_client::Error::Unsafe { .. }) | StateError::BadKey { .. }
+    )
+}
+
+/// A part of the state that only saves work: used when it opens, refused when it is not
+/// private to the user, and done without (with a warning) when it merely cannot be used.
+pub(crate) fn saving<T>(what: &str, opened: Result<T, StateError>) -> Result<Option<T>, Error> {
+    match opened {
+        Ok(part) => Ok(Some(part)),
+        Err(e) if state_unsafe(&e) => Err(Error::State(e)),
+        Err(e) => {
+            tracing::warn!("{what} unavailable, working without it: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// The pipeline, opened once: the state, store, registry client, trust, policies, audit log
+/// and engine every stage uses. Cheap to clone and shared across threads.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: RegistryClient,
+    store: Store,
+    trust: Trust,
+    verdicts: Option<VerdictCache>,
+    policies: Mutex<RunPolicies>,
+    audit: Mutex<Audit>,
+    engines: Engines,
+    output_bytes: u64,
+    progress: Box<dyn Progress + Send>,
+}
+
+impl Broker {
+    /// Open everything a run needs, before anything is fetched: the state (checked to be the
+    /// user's alone: an unsafe state refuses here), the audit log (a torn tail repaired; a log
+    /// that cannot be written refuses here), the policies (strictly validated, or vouched for
+    /// by the state's memo: a bad set refuses here), the store and the registry client. An
+    /// engine starts building on a thread of its own meanwhile.
+    pub fn open(config: Config) -> Result<Self, Error> {
+        let state = State::open(&config.data_dir)?;
+        let compile_cache = saving("the compile cache", CompileCache::open(&state))?;
+        let engines = Engines::start(config.metered, compile_cache);
+        let (audit_dir, audit_key) = config.audit_paths();
+        std::thread::scope(|scope| {
+            // The audit log is opened on another thread while the policies and the store are
+            // read; the scope waits for it whatever happens.
+            let opening = std::thread::Builder::new()
+                .name("warrant-audit".into())
+                .spawn_scoped(scope, || Audit::open(&audit_dir, &audit_key));
+            let memo = saving("the policy memo", PolicyMemo::open(&state))?;
+            let policies = RunPolicies::open(config.policies.as_deref(), memo)?;
+            let verdicts = if config.verdict_ttl.is_zero() {
+                None
+            } else {
+                saving(
+                    "the verdict cache",
+                    VerdictCache::open(&state, config.verdict_ttl),
+                )?
+            };
+            // One broker's registry work together is bounded by the operation deadline and
+            // the request cap, not each operation alone.
+            let deadline = config.registry.operation_deadline;
+            let client = RegistryClient::new(config.registry)?
+                .budgeted(deadline, registry_client::limits::MAX_REQUESTS_PER_RUN);
+            let store = Store::open(
+                config
+                    .store
+                    .unwrap_or_else(|| config.data_dir.join("store")),
+            )?;
+            let mut audit = match opening {
+                Ok(thread) => thread.join().unwrap_or_else(|_| {
+                    Err(AuditFailure::new(&audit_dir, "opening it panicked"))
+                }),
+                Err(_) => Audit::open(&audit_dir, &audit_key),
+            }?;
+            if let Some(records) = config.audit_keep_every {
+                audit.set_keep_every(records);
+            }
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    client,
+                    store,
+                    trust: config.trust,
+                    verdicts,
+                    policies: Mutex::new(policies),
+                    audit: Mutex::new(audit),
+                    engines,
+                    output_bytes: config.output_bytes,
+                    progress: config.progress,
+                }),
+            })
+        })
+    }
+
+    /// Append a record to the audit log (written with the next commit).
+    fn record(&self, kind: &str, body: serde_json::Value) -> Result<(), Error> {
+        Ok(self.audit()?.record(kind, body)?)
+    }
+
+    /// Append a record and commit the log: it is durable when this returns.
+    fn record_before_effect(&self, kind: &str, body: serde_json::Value) -> Result<(), Error> {
+        Ok(self.audit()?.record_before_effect(kind, body)?)
+    }
+
+    fn audit(&self) -> Result<std::sync::MutexGuard<'_, Audit>, Error> {
+        self.inner
+            .audit
+            .lock()
+            .map_err(|_| Error::Poisoned("the audit log"))
+    }
+
+    /// Resolve `reference` to the digest every later stage uses. A digest-pinned reference
+    /// whose manifest is in the store is resolved from the store (checked against the digest),
+    /// without asking the registry. Records `pull`.
+    pub async fn resolve(&self, reference: &Reference) -> Result<Resolution, Error> {
+        let resolved = match Resolved::from_store(&self.inner.store, reference)? {
+            Some(resolved) => resolved,
+            None => self.inner.client.resolve(reference).await?,
+        };
+        // The reference as resolved (a layout by its canonical path): the name the policies
+        // decide on.
+        self.record(
+            "pull",
+            json!({
+                "reference": resolved.reference().to_string(),
+                "digest": resolved.digest().to_string(),
+            }),
+        )?;
+        Ok(Resolution { resolved })
+    }
+
+    /// Verify the resolved digest against the trust: every signature, attestation and
+    /// Sigstore bundle found for it, or a cached verdict for the same repository, digest and
+    /// trust. Refused (and the refusal committed to the log before it is returned) when the
+    /// trust names signers and none of them signed. Records `verify`.
+    pub async fn verify(&self, resolution: Resolution) -> Result<Verified, Error> {
+        let trust = &self.inner.trust;
+        // INVARIANT (digest binding): verification uses the resolved digest; nothing looks the
+        // tag up again.
+        let (verdict, attestations) = crate::pipeline::verify_cached(
+            &self.inner.client,
+            resolution.resolved.reference(),
+            resolution.resolved.digest(),
+            trust,
+            self.inner.verdicts.as_ref(),
+        )
+        .await?;
+        if trust.names_signers() && !verdict.signers.iter().any(|s| trust.is_named(s)) {
+            // The refusal is durable before it is reported.
+            self.record_before_effect(
+                "verify",
+                json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
+                       "verified": false, "verdict": verdict}),
+            )?;
+            return Err(PipelineError::Unverified(verdict).into());
+        }
+        for signer in &verdict.signers {
+            tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
+        }
+        self.record(
+            "verify",
+            json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
+                   "verified": true, "verdict": verdict,
+                   "attestations": attestations.verified}),
+        )?;
+        Ok(Verified {
+            resolution,
+            verdict,
+            attestations,
+        })
+    }
+
+    /// Fetch exactly the verified digest into the store (or find it there), and read the
+    /// module's bytes, checked to be that digest and the kind its manifest says.
+    pub async fn fetch(&self, verified: Verified) -> Result<Artifact, Error> {
+        let fetched = self
+            .inner
+            .client
+            .fetch(
+                &verified.resolution.resolved,
+                &self.inner.store,
+                self.inner.progress.as_ref(),
+            )
+            .await?;
+        let wasm = checked_bytes(&fetched)?;
+        Ok(Artifact {
+            verified,
+            fetched,
+            wasm,
+        })
+    }
+
+    /// Ask the policies for everything the run needs (`asks`): granted, or denied (the denial
+    /// committed to the log before it is returned). With `drop_denied`, denied optional
+    /// requests (directories, environment variables, sockets) are left out of the grant
+    /// instead of denying the run. Records `decide`.
+    pub fn decide(
+        &self,
+        artifact: Artifact,
+        asks: &Asks,
+        drop_denied: bool,
+    ) -> Result<Granted, Error> {
+        let facts = crate::pipeline::facts(
+            &artifact.fetched,
+            &artifact.verified.verdict,
+            &artifact.verified.attestations,
+        );
+        let (granted, policy_hash, remembered) = self
+            .inner
+            .policies
+            .lock()
+            .map_err(|_| Error::Poisoned("the policies"))?
+            .grant(&facts, asks, drop_denied)?;
+        let decisions = match &granted {
+            Ok(grant) => grant.decisions(),
+            Err(denial) => &denial.decisions,
+        };
+        let decide = json!({
+            "digest": facts.digest().to_string(),
+            "policyHash": policy_hash,
+            "remembered": remembered,
+            "allowed": granted.is_ok(),
+            "decisions": decisions,
+        });
+        match granted {
+            Ok(grant) => {
+                self.record("decide", decide)?;
+                // INVARIANT (grant binding): the grant was decided for this very digest.
+                debug_assert_eq!(grant.digest(), artifact.fetched.digest());
+                Ok(Granted { artifact, grant })
+            }
+            Err(denial) => {
+                // The denial is durable before it is reported.
+                self.record_before_effect("decide", decide)?;
+                Err(Error::Denied(Box::new(denial)))
+            }
+        }
+    }
+
+    /// Compile (or find compiled) and link the granted guest, and commit the grant to the log.
+    /// Records `instantiate`.
+    ///
+    /// INVARIANT (audit before effect): the grant, and every record before it, is committed
+    /// (one `fdatasync`) before any guest code can run. The module is compiled (or loaded from
+    /// the compile cache) and linked meanwhile, on another thread: that runs no guest code,
+    /// and a failed commit drops it unused.
+    pub fn prepare(&self, granted: Granted) -> Result<Prepared, Error> {
+        let Granted { artifact, grant } = granted;
+        let limits = RunLimits::of(&grant, self.inner.output_bytes);
+        let sandbox = self.inner.engines.get(limits.fuel.is_some())?;
+        let preparing = sandbox.start_prepare(artifact.wasm)?;
+        self.record_before_effect(
+            "instantiate",
+            crate::audit::instantiate_body(&grant, self.inner.output_bytes),
+        )?;
+        let guest = preparing.wait()?;
+        Ok(Prepared {
+            broker: self.clone(),
+            sandbox,
+            guest,
+            handles: Handles::of(&grant),
+            limits,
+            reference: artifact.verified.resolution.resolved.reference().to_string(),
+            digest: artifact.fetched.digest().clone(),
+            grant,
+        })
+    }
+
+    /// Commit the log and sign a checkpoint over it: the end of a run, or of a batch of them.
+    pub fn checkpoint(&self) -> Result<(), Error> {
+        Ok(self.audit()?.finish()?)
+    }
+}
+
+/// A reference resolved to a digest ([`Broker::resolve`]).
+#[derive(Debug)]
+pub struct Resolution {
+    resolved: Resolved,
+}
+
+impl Resolution {
+    /// The reference as resolved (a layout by its canonical path).
+    pub fn reference(&self) -> &Reference {
+        self.resolved.reference()
+    }
+
+    /// The digest every later stage uses.
+    pub fn digest(&self) -> &Digest {
+        self.resolved.digest()
+    }
+}
+
+/// A resolved digest whose signatures were verified against the trust ([`Broker::verify`]).
+#[derive(Debug)]
+pub struct Verified {
+    resolution: Resolution,
+    verdict: Verdict,
+    attestations: Attestations,
+}
+
+impl Verified {
+    /// The digest verified.
+    pub fn digest(&self) -> &Digest {
+        self.resolution.digest()
+    }
+
+    /// Who verifiably signed it.
+    pub fn signers(&self) -> &[crate::verify::Signer] {
+        &self.verdict.signers
+    }
+}
+
+/// A verified artifact fetched, its bytes read and checked to be the verified digest
+/// ([`Broker::fetch`]).
+pub struct Artifact {
+    verified: Verified,
+    fetched: Fetched,
+    wasm: Vec<u8>,
+}
+
+impl Artifact {
+    /// The manifest digest.
+    pub fn digest(&self) -> &Digest {
+        self.fetched.digest()
+    }
+
+    /// A core module or a component.
+    pub fn kind(&self) -> WasmKind {
+        self.fetched.kind()
+    }
+
+    /// Who verifiably signed it.
+    pub fn signers(&self) -> &[crate::verify::Signer] {
+        self.verified.signers()
+    }
+}
+
+/// An artifact and what the policies granted it ([`Broker::decide`]).
+pub struct Granted {
+    artifact: Artifact,
+    grant: Grant,
+}
+
+impl Granted {
+    /// The artifact.
+    pub fn artifact(&self) -> &Artifact {
+        &self.artifact
+    }
+
+    /// Every decision, the optional requests dropped (`drop_denied`) among them.
+    pub fn decisions(&self) -> &[Decision] {
+        self.grant.decisions()
+    }
+}
+
+/// A granted guest compiled and linked, with its handles and limits ([`Broker::prepare`]):
+/// cheap to run many times, from any thread.
+pub struct Prepared {
+    broker: Broker,
+    sandbox: Arc<Sandbox>,
+    guest: crate::sandbox::Prepared,
+    handles: Handles,
+    limits: RunLimits,
+    reference: String,
+    digest: Digest,
+    grant: Grant,
+}
+
+impl Prepared {
+    /// The artifact's manifest digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The limits every run of it has.
+    pub fn limits(&self) -> &RunLimits {
+        &self.limits
+    }
+
+    /// What it was granted.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// Run it once, in a store of its own, with `args` after its name (`argv[0]` is the
+    /// reference) and exactly its granted handles. Records `outcome`.
+    pub fn run(&self, args: &[String]) -> Result<Finished, Error> {
+        let mut argv = Vec::with_capacity(args.len() + 1);
+        argv.push(self.reference.clone());
+        argv.extend_from_slice(args);
+        let finished = self
+            .sandbox
+            .run_prepared(&self.guest, &argv, &self.limits, &self.handles)?;
+        self.broker
+            .record("outcome", outcome_body(&self.digest, &finished))?;
+        Ok(finished)
+    }
+}
+
+/// The facts a run would decide on for `reference`, and the decisions `policies` make for
+/// `asks`: resolved, verified (a named signer that did not sign refuses) and fetched as
+/// [`Broker`] does, with nothing recorded and nothing run (`warrant policy explain`).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts a broker holds, lent by a client that opens no broker"
+)]
+pub(crate) async fn explain(
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+    trust: &Trust,
+    cache: Option<&VerdictCache>,
+    policies: &crate::policy::Policies,
+    asks: &Asks,
+    progress: &dyn Progress,
+) -> Result<(crate::policy::Facts, Vec<Decision>), Error> {
+    let resolved = match Resolved::from_store(store, reference)? {
+        Some(resolved) => resolved,
+        None => client.resolve(reference).await?,
+    };
+    let (verdict, attestations, fetched) =
+        crate::pipeline::fetch_verified(client, store, &resolved, trust, cache, progress).await?;
+    let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
+    let decisions = policies.decide_all(&facts, &asks.requests());
+    Ok((facts, decisions))
+}
+
+/// A guest's output made safe for a terminal: as UTF-8 (a byte that is not, such as a lone
+/// 8-bit `CSI`, becomes U+FFFD), every control character (C0, DEL, C1: escape sequences could
+/// rewrite the screen or the title) and bidirectional formatting character replaced by `?`,
+/// except newline, tab and carriage return.
+pub fn terminal_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| match c {
+            '\n' | '\t' | '\r' => c,
+            c if registry_client::text::is_unsafe(c) => '?',
+            c => c,
+        })
+        .collect()
+}
+
+/// The `outcome` record of a run.
+fn outcome_body(digest: &Digest, finished: &Finished) -> serde_json::Value {
+    use crate::sandbox::Outcome;
+    let (how, detail) = match &finished.outcome {
+        Outcome::Exited(status) => ("exit", json!(status)),
+        Outcome::Limited { limit, detail } => (
+            "limit",
+            json!({"limit": format!("{limit:?}"), "detail": detail}),
+        ),
+        Outcome::Trapped(reason) => ("trap", json!(reason)),
+    };
+    json!({
+        "digest": digest.to_string(),
+        "outcome": how,
+        "detail": detail,
+        "elapsedUs": u64::try_from(finished.elapsed.as_micros()).unwrap_or(u64::MAX),
+        "stdoutBytes": finished.stdout.len(),
+        "stderrBytes": finished.stderr.len(),
+    })
+}
+
+/// The module's bytes, read from the store and checked to be what was verified.
+fn checked_bytes(fetched: &Fetched) -> Result<Vec<u8>, Error> {
+    // INVARIANT (digest binding): the bytes handed to the engine are hashed here, in memory,
+    // and must equal the layer digest of the manifest that was resolved and verified.
+    let path = fetched.module_path().to_owned();
+    let wasm = std::fs::read(&path).map_err(|source| Error::Input {
+        path: path.clone(),
+        source,
+    })?;
+    let actual = Digest::of(&wasm);
+    if actual != fetched.layer().digest {
+        return Err(Error::StoreCorrupt {
+            path,
+            expected: fetched.layer().digest.clone(),
+            actual,
+        });
+    }
+    // The sandbox runs the bytes as what they are; they must be what was verified.
+    let kind = WasmKind::detect(&wasm);
+    if kind != Some(fetched.kind()) {
+        return Err(Error::KindMismatch {
+            reference: fetched.resolved().reference().to_string(),
+            published: fetched.kind().as_str(),
+            found: kind.map_or("not WebAssembly", WasmKind::as_str),
+        });
+    }
+    Ok(wasm)
+}
+
+/// The engines: one metering fuel and one not, each built once, on first use; the one the
+/// configuration expects starts building when the broker opens.
+struct Engines {
+    metered: OnceLock<Arc<Sandbox>>,
+    unmetered: OnceLock<Arc<Sandbox>>,
+    building: Mutex<Option<Building>>,
+    /// The compile cache for the engine built on first use (the one built ahead has its own).
+    cache: Mutex<Option<CompileCache>>,
+}
+
+struct Building {
+    fuel: bool,
+    thread: std::thread::JoinHandle<Result<Sandbox, SandboxError>>,
+}
+
+impl Engines {
+    fn start(fuel: bool, cache: Option<CompileCache>) -> Self {
+        let building = std::thread::Builder::new()
+            .name("warrant-engine".into())
+            .spawn(move || Sandbox::configured(fuel, cache))
+            .ok()
+            .map(|thread| Building { fuel, thread });
+        Self {
+            metered: OnceLock::new(),
+            unmetered: OnceLock::new(),
+            building: Mutex::new(building),
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The engine metering fuel when `fuel`: the one built ahead if it is that one, else one
+    /// built now.
+    fn get(&self, fuel: bool) -> Result<Arc<Sandbox>, Error> {
+        let slot = if fuel {
+            &self.metered
+        } else {
+            &self.unmetered
+        };
+        if let Some(sandbox) = slot.get() {
+            return Ok(sandbox.clone());
+        }
+        let mut building = self
+            .building
+            .lock()
+            .map_err(|_| SandboxError::Engine("the engine lock is poisoned".into()))?;
+        if let Some(sandbox) = slot.get() {
+            return Ok(sandbox.clone());
+        }
+        let built = match building.take_if(|b| b.fuel == fuel) {
+            Some(b) => b.thread.join().unwrap_or_else(|_| {
+                Err(SandboxError::Engine("building the engine panicked".into()))
+            }),
+            None => {
+                let cache = self.cache.lock().ok().and_then(|mut c| c.take());
+                Sandbox::configured(fuel, cache)
+            }
+        }?;
+        Ok(slot.get_or_init(|| Arc::new(built)).clone())
+    }
+}
+
+/// A broker's policies: the directory's files, checked (strictly validated, or vouched for by
+/// the memo) when the broker opens, and parsed only if a decision is not remembered for
+/// exactly these files, facts and requests.
+struct RunPolicies {
+    sources: Vec<(PathBuf, String)>,
+    key: [u8; 32],
+    memo: Option<PolicyMemo>,
+    loaded: Option<crate::policy::Policies>,
+}
+
+impl RunPolicies {
+    fn open(dir: Option<&Path>, memo: Option<PolicyMemo>) -> Result<Self, Error> {
+        let Some(dir) = dir else {
+            tracing::warn!("no policy directory (`--policies DIR`): every request will be denied");
+            // Nothing to remember: everything is denied.
+            return Ok(Self {
+                sources: Vec::new(),
+                key: [0; 32],
+                memo: None,
+                loaded: Some(crate::policy::Policies::from_sources(&[])?),
+            });
+        };
+        let sources = crate::policy::read_sources(dir)?;
+        let key = crate::policy::validation_key(&sources);
+        let vouched = memo
+            .as_ref()
+            .is_some_and(|m| crate::policy::ValidationMemo::vouches(m, &key));
+        let mut policies = Self {
+            sources,
+            key,
+            memo,
+            loaded: None,
+        };
+        // Not validated before: validated now, so that a bad set refuses early.
+        if !vouched {
+            policies.load()?;
+        }
+        Ok(policies)
+    }
+
+    fn load(&mut self) -> Result<&crate::policy::Policies, Error> {
+        Self::loaded(&mut self.loaded, &self.sources, self.memo.as_ref())
+    }
+
+    /// The policies in `slot`, loaded from `sources` first if they are not yet.
+    fn loaded<'a>(
+        slot: &'a mut Option<crate::policy::Policies>,
+        sources: &[(PathBuf, String)],
+        memo: Option<&PolicyMemo>,
+    ) -> Result<&'a crate::policy::Policies, Error> {
+        let policies = match slot.take() {
+            Some(policies) => policies,
+            None => crate::policy::Policies::from_sources_with(
+                sources,
+                memo.map(|m| m as &dyn crate::policy::ValidationMemo),
+            )?,
+        };
+        Ok(slot.insert(policies))
+    }
+
+    /// The grant or denial, the hash of the policy set that decided it, and whether the
+    /// decisions were remembered rather than made now.
+    fn grant(
+        &mut self,
+        facts: &crate::policy::Facts,
+        asks: &Asks,
+        drop_denied: bool,
+    ) -> Result<(Result<Grant, Denial>, String, bool), Error> {
+        if let Some(memo) = &self.memo
+            && let Some(grant) = crate::policy::remembered_grant(memo, &self.key, facts, asks)
+        {
+            let hash = grant.policy_hash().to_owned();
+            return Ok((Ok(grant), hash, true));
+        }
+        let memo = self.memo.as_ref();
+        let policies = Self::loaded(&mut self.loaded, &self.sources, memo)?;
+        let memo = memo.map(|m| (m as &dyn crate::policy::DecisionMemo, &self.key));
+        let granted = policies.grant_remembering(facts, asks, drop_denied, memo);
+        Ok((granted, policies.hash().to_owned(), false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server shares one broker and one prepared guest across threads.
+    #[test]
+    fn a_broker_and_a_prepared_guest_are_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Broker>();
+        shared::<Prepared>();
+    }
+}
