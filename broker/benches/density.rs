@@ -122,7 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         audit
             .record_before_effect(
                 "instantiate",
-                broker::audit::instantiate_body(&grant, 1 << 20),
+                broker::records::instantiate_body(&grant, 1 << 20),
             )
             .map_err(|e| e.to_string())?;
         sandbox

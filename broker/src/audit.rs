@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use audits::{AuditLog, SigningKeyMaterial};
 use registry_client::{PrivateDir, Secrecy};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The checkpoint origin (signed-note key name) of Warrant's audit logs.
 pub const ORIGIN: &str = "warrant-audit";
@@ -259,24 +259,6 @@ impl Audit {
     pub fn size(&self) -> u64 {
         self.log.size()
     }
-}
-
-/// The `instantiate` record's body: the grant, limits and engine, env values left out.
-pub fn instantiate_body(grant: &crate::policy::Grant, output_bytes: u64) -> Value {
-    json!({
-        "digest": grant.digest().to_string(),
-        "policyHash": grant.policy_hash(),
-        "limits": {
-            "memoryBytes": grant.memory_bytes(),
-            "timeoutMs": u64::try_from(grant.timeout().as_millis()).unwrap_or(u64::MAX),
-            "fuel": grant.fuel(),
-            "outputBytes": output_bytes,
-        },
-        "dirs": grant.dirs(),
-        "env": grant.env().iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
-        "net": grant.net(),
-        "engine": ENGINE,
-    })
 }
 
 /// The signed-note verifier key of `key` (`warrant-audit+<key id>+<base64 key>`), which is all
@@ -610,6 +592,7 @@ fn parse_rfc3339(text: &str) -> Option<std::time::SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]

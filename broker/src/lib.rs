@@ -85,6 +85,7 @@ modules!(
     policy,
     policy_tests,
     progress,
+    records,
     referrers,
     sandbox,
     stages,

@@ -979,6 +979,8 @@ impl GuestIo {
         limits: &RunLimits,
         handles: &Handles,
     ) -> Result<WasiCtxBuilder, SandboxError> {
+        // INVARIANT (no ambient authority): the context starts empty; only the arguments, the
+        // capped pipes and the grant's handles are added.
         let mut builder = WasiCtxBuilder::new();
         builder
             .args(args)

@@ -22,10 +22,10 @@ use registry_client::{
     ClientOptions, Digest, Fetched, NoProgress, Progress, Reference, RegistryClient, Resolved,
     Store, WasmKind,
 };
-use serde_json::json;
 
 use crate::attest::Attestations;
 use crate::audit::{Audit, AuditFailure};
+use crate::records::{self, Record};
 use crate::cache::{PolicyMemo, VerdictCache};
 use crate::compiled::CompileCache;
 use crate::cosign::Verdict;
@@ -284,13 +284,24 @@ impl Broker {
     }
 
     /// Append a record to the audit log (written with the next commit).
-    fn record(&self, kind: &str, body: serde_json::Value) -> Result<(), Error> {
-        Ok(self.audit()?.record(kind, body)?)
+    fn record<R: Record>(&self, record: &R) -> Result<(), Error> {
+        let body = self.body(record)?;
+        Ok(self.audit()?.record(R::KIND, body)?)
     }
 
     /// Append a record and commit the log: it is durable when this returns.
-    fn record_before_effect(&self, kind: &str, body: serde_json::Value) -> Result<(), Error> {
-        Ok(self.audit()?.record_before_effect(kind, body)?)
+    fn record_before_effect<R: Record>(&self, record: &R) -> Result<(), Error> {
+        let body = self.body(record)?;
+        Ok(self.audit()?.record_before_effect(R::KIND, body)?)
+    }
+
+    fn body<R: Record>(&self, record: &R) -> Result<serde_json::Value, Error> {
+        serde_json::to_value(record).map_err(|e| {
+            Error::Audit(AuditFailure::new(
+                Path::new(R::KIND),
+                format_args!("the record cannot be written: {e}"),
+            ))
+        })
     }
 
     fn audit(&self) -> Result<std::sync::MutexGuard<'_, Audit>, Error> {
@@ -310,13 +321,10 @@ impl Broker {
         };
         // The reference as resolved (a layout by its canonical path): the name the policies
         // decide on.
-        self.record(
-            "pull",
-            json!({
-                "reference": resolved.reference().to_string(),
-                "digest": resolved.digest().to_string(),
-            }),
-        )?;
+        self.record(&records::Pull {
+            reference: resolved.reference().to_string(),
+            digest: resolved.digest(),
+        })?;
         Ok(Resolution { resolved })
     }
 
@@ -338,22 +346,25 @@ impl Broker {
         .await?;
         if trust.names_signers() && !verdict.signers.iter().any(|s| trust.is_named(s)) {
             // The refusal is durable before it is reported.
-            self.record_before_effect(
-                "verify",
-                json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
-                       "verified": false, "verdict": verdict}),
-            )?;
+            self.record_before_effect(&records::Verify {
+                digest: &verdict.digest,
+                trust: trust.id(),
+                verified: false,
+                verdict: &verdict,
+                attestations: None,
+            })?;
             return Err(PipelineError::Unverified(verdict).into());
         }
         for signer in &verdict.signers {
             tracing::info!(digest = %verdict.digest, signer = %signer.identity, "verified");
         }
-        self.record(
-            "verify",
-            json!({"digest": verdict.digest.to_string(), "trust": trust.id(),
-                   "verified": true, "verdict": verdict,
-                   "attestations": attestations.verified}),
-        )?;
+        self.record(&records::Verify {
+            digest: &verdict.digest,
+            trust: trust.id(),
+            verified: true,
+            verdict: &verdict,
+            attestations: Some(&attestations.verified),
+        })?;
         Ok(Verified {
             resolution,
             verdict,
@@ -406,25 +417,25 @@ impl Broker {
             Ok(grant) => grant.decisions(),
             Err(denial) => &denial.decisions,
         };
-        let decide = json!({
-            "digest": facts.digest().to_string(),
-            "policyHash": policy_hash,
-            "remembered": remembered,
-            "allowed": granted.is_ok(),
-            "decisions": decisions,
-        });
+        let decide = records::Decide {
+            digest: facts.digest(),
+            policy_hash: &policy_hash,
+            remembered,
+            allowed: granted.is_ok(),
+            decisions,
+        };
+        match &granted {
+            Ok(_) => self.record(&decide)?,
+            // The denial is durable before it is reported.
+            Err(_) => self.record_before_effect(&decide)?,
+        }
         match granted {
             Ok(grant) => {
-                self.record("decide", decide)?;
                 // INVARIANT (grant binding): the grant was decided for this very digest.
                 debug_assert_eq!(grant.digest(), artifact.fetched.digest());
                 Ok(Granted { artifact, grant })
             }
-            Err(denial) => {
-                // The denial is durable before it is reported.
-                self.record_before_effect("decide", decide)?;
-                Err(Error::Denied(Box::new(denial)))
-            }
+            Err(denial) => Err(Error::Denied(Box::new(denial))),
         }
     }
 
@@ -440,10 +451,7 @@ impl Broker {
         let limits = RunLimits::of(&grant, self.inner.output_bytes);
         let sandbox = self.inner.engines.get(limits.fuel.is_some())?;
         let preparing = sandbox.start_prepare(artifact.wasm)?;
-        self.record_before_effect(
-            "instantiate",
-            crate::audit::instantiate_body(&grant, self.inner.output_bytes),
-        )?;
+        self.record_before_effect(&records::Instantiate::of(&grant, self.inner.output_bytes))?;
         let guest = preparing.wait()?;
         Ok(Prepared {
             broker: self.clone(),
@@ -583,7 +591,7 @@ impl Prepared {
             .sandbox
             .run_prepared(&self.guest, &argv, &self.limits, &self.handles)?;
         self.broker
-            .record("outcome", outcome_body(&self.digest, &finished))?;
+            .record(&records::OutcomeRecord::of(&self.digest, &finished))?;
         Ok(finished)
     }
 }
@@ -629,27 +637,6 @@ pub fn terminal_text(bytes: &[u8]) -> String {
             c => c,
         })
         .collect()
-}
-
-/// The `outcome` record of a run.
-fn outcome_body(digest: &Digest, finished: &Finished) -> serde_json::Value {
-    use crate::sandbox::Outcome;
-    let (how, detail) = match &finished.outcome {
-        Outcome::Exited(status) => ("exit", json!(status)),
-        Outcome::Limited { limit, detail } => (
-            "limit",
-            json!({"limit": format!("{limit:?}"), "detail": detail}),
-        ),
-        Outcome::Trapped(reason) => ("trap", json!(reason)),
-    };
-    json!({
-        "digest": digest.to_string(),
-        "outcome": how,
-        "detail": detail,
-        "elapsedUs": u64::try_from(finished.elapsed.as_micros()).unwrap_or(u64::MAX),
-        "stdoutBytes": finished.stdout.len(),
-        "stderrBytes": finished.stderr.len(),
-    })
 }
 
 /// The module's bytes, read from the store and checked to be what was verified.

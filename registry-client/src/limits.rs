@@ -1,6 +1,9 @@
 //! Every bound the registry client enforces, in one place, each with its reason.
 //!
 //! Tests and fuzzers import these rather than repeating the numbers.
+//!
+//! INVARIANT (bounded): every size, count, depth and time the client accepts from a registry
+//! or a layout is one of these, checked before and while reading.
 
 use std::time::Duration;
 

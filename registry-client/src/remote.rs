@@ -113,6 +113,8 @@ impl RegistryClient {
     ///
     /// Uploads of blobs and manifests (`push`, `sign`, `attest`) are made by the upload client;
     /// their requests are bounded by the deadline, not counted.
+    ///
+    /// INVARIANT (one budget): the clones made from this one share its deadline and count.
     pub fn budgeted(&self, deadline: Duration, max_requests: u32) -> Self {
         Self {
             options: self.options.clone(),

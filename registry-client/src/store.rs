@@ -115,6 +115,10 @@ impl Store {
     /// Open the store at `root`, creating it (and removing stale quarantine files left by a
     /// killed process) as needed. The store directory may be reached through a symbolic link
     /// (the operator named it); nothing inside it is.
+    ///
+    /// INVARIANT (store by handles): every directory and file below the root is opened here
+    /// or later relative to a handle opened here, without following links; no write, rename
+    /// or unlink goes by path.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, Error> {
         let root = root.into();
         {

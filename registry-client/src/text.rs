@@ -1,4 +1,4 @@
-//! Untrusted text made safe to show: the one sanitiser for every string a registry, a layout,
+//! INVARIANT (safe text): the one sanitiser for every string a registry, a layout,
 //! an artifact, a signature or a guest supplies that can reach an operator's terminal.
 //!
 //! What it neutralises ([`is_unsafe`]):

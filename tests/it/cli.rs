@@ -311,3 +311,60 @@ fn verify_blob_needs_exactly_one_kind_of_signer() {
         stderr(&out)
     );
 }
+
+/// Sizes take units on the command line and in the config, and reach the policies and the
+/// audit log as bytes; a bad size or duration is refused at start, naming the flag or the key.
+#[tokio::test]
+async fn sizes_take_units_and_bad_values_are_refused_at_start() {
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store");
+    let policies = tests::fixtures::permit_all_policies(home.path());
+    let reference = layout_with(&home.path().join("layout"), hello_module()).await;
+    let log = home.path().join(".local/share/warrant/audit/log.jsonl");
+    let granted_memory = || {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let last = text
+            .lines()
+            .rfind(|l| l.contains("\"kind\":\"instantiate\""))
+            .unwrap()
+            .to_owned();
+        let record: serde_json::Value = serde_json::from_str(&last).unwrap();
+        record["body"]["limits"]["memoryBytes"].as_u64().unwrap()
+    };
+    let base = |cmd: &mut Command| {
+        cmd.args(["--store", store.to_str().unwrap(), "--policies", &policies]);
+    };
+
+    let mut cmd = warrant(home.path());
+    base(&mut cmd);
+    let out = run(cmd.args(["run", "--memory", "64MiB", &reference]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), HELLO_OUTPUT);
+    assert_eq!(granted_memory(), 64 << 20);
+
+    let config = home.path().join("warrant.toml");
+    std::fs::write(&config, "[run]\nmemory_bytes = \"1GiB\"\n").unwrap();
+    let mut cmd = warrant(home.path());
+    base(&mut cmd);
+    let out = run(cmd.args(["--config", config.to_str().unwrap(), "run", &reference]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(granted_memory(), 1 << 30);
+
+    let mut cmd = warrant(home.path());
+    base(&mut cmd);
+    let out = run(cmd.args(["run", "--memory", "64megs", &reference]));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid size `64megs`"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(&config, "[run]\ntimeout = \"soon\"\n").unwrap();
+    let mut cmd = warrant(home.path());
+    base(&mut cmd);
+    let out = run(cmd.args(["--config", config.to_str().unwrap(), "run", &reference]));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("timeout"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+}
