@@ -15,7 +15,7 @@
 //! See the crate's documentation for the flow, and for what cannot be written outside it.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use registry_client::{
@@ -34,6 +34,12 @@ use crate::policy::{Asks, Decision, Denial, Grant, PolicyError};
 use crate::sandbox::{Finished, Handles, RunLimits, Sandbox, SandboxError};
 use crate::state::{State, StateError};
 use crate::verify::Trust;
+
+mod engines;
+mod policies;
+
+use engines::Engines;
+use policies::RunPolicies;
 
 /// What a [`Broker`] is opened with. [`Config::new`] gives the defaults under a data directory;
 /// every field may then be changed.
@@ -666,149 +672,6 @@ fn checked_bytes(fetched: &Fetched) -> Result<Vec<u8>, Error> {
         });
     }
     Ok(wasm)
-}
-
-/// The engines: one metering fuel and one not, each built once, on first use; the one the
-/// configuration expects starts building when the broker opens.
-struct Engines {
-    metered: OnceLock<Arc<Sandbox>>,
-    unmetered: OnceLock<Arc<Sandbox>>,
-    building: Mutex<Option<Building>>,
-    /// The compile cache for the engine built on first use (the one built ahead has its own).
-    cache: Mutex<Option<CompileCache>>,
-}
-
-struct Building {
-    fuel: bool,
-    thread: std::thread::JoinHandle<Result<Sandbox, SandboxError>>,
-}
-
-impl Engines {
-    fn start(fuel: bool, cache: Option<CompileCache>) -> Self {
-        let building = std::thread::Builder::new()
-            .name("warrant-engine".into())
-            .spawn(move || Sandbox::configured(fuel, cache))
-            .ok()
-            .map(|thread| Building { fuel, thread });
-        Self {
-            metered: OnceLock::new(),
-            unmetered: OnceLock::new(),
-            building: Mutex::new(building),
-            cache: Mutex::new(None),
-        }
-    }
-
-    /// The engine metering fuel when `fuel`: the one built ahead if it is that one, else one
-    /// built now.
-    fn get(&self, fuel: bool) -> Result<Arc<Sandbox>, Error> {
-        let slot = if fuel {
-            &self.metered
-        } else {
-            &self.unmetered
-        };
-        if let Some(sandbox) = slot.get() {
-            return Ok(sandbox.clone());
-        }
-        let mut building = self
-            .building
-            .lock()
-            .map_err(|_| SandboxError::Engine("the engine lock is poisoned".into()))?;
-        if let Some(sandbox) = slot.get() {
-            return Ok(sandbox.clone());
-        }
-        let built = match building.take_if(|b| b.fuel == fuel) {
-            Some(b) => b.thread.join().unwrap_or_else(|_| {
-                Err(SandboxError::Engine("building the engine panicked".into()))
-            }),
-            None => {
-                let cache = self.cache.lock().ok().and_then(|mut c| c.take());
-                Sandbox::configured(fuel, cache)
-            }
-        }?;
-        Ok(slot.get_or_init(|| Arc::new(built)).clone())
-    }
-}
-
-/// A broker's policies: the directory's files, checked (strictly validated, or vouched for by
-/// the memo) when the broker opens, and parsed only if a decision is not remembered for
-/// exactly these files, facts and requests.
-struct RunPolicies {
-    sources: Vec<(PathBuf, String)>,
-    key: [u8; 32],
-    memo: Option<PolicyMemo>,
-    loaded: Option<crate::policy::Policies>,
-}
-
-impl RunPolicies {
-    fn open(dir: Option<&Path>, memo: Option<PolicyMemo>) -> Result<Self, Error> {
-        let Some(dir) = dir else {
-            tracing::warn!("no policy directory (`--policies DIR`): every request will be denied");
-            // Nothing to remember: everything is denied.
-            return Ok(Self {
-                sources: Vec::new(),
-                key: [0; 32],
-                memo: None,
-                loaded: Some(crate::policy::Policies::from_sources(&[])?),
-            });
-        };
-        let sources = crate::policy::read_sources(dir)?;
-        let key = crate::policy::validation_key(&sources);
-        let vouched = memo
-            .as_ref()
-            .is_some_and(|m| crate::policy::ValidationMemo::vouches(m, &key));
-        let mut policies = Self {
-            sources,
-            key,
-            memo,
-            loaded: None,
-        };
-        // Not validated before: validated now, so that a bad set refuses early.
-        if !vouched {
-            policies.load()?;
-        }
-        Ok(policies)
-    }
-
-    fn load(&mut self) -> Result<&crate::policy::Policies, Error> {
-        Self::loaded(&mut self.loaded, &self.sources, self.memo.as_ref())
-    }
-
-    /// The policies in `slot`, loaded from `sources` first if they are not yet.
-    fn loaded<'a>(
-        slot: &'a mut Option<crate::policy::Policies>,
-        sources: &[(PathBuf, String)],
-        memo: Option<&PolicyMemo>,
-    ) -> Result<&'a crate::policy::Policies, Error> {
-        let policies = match slot.take() {
-            Some(policies) => policies,
-            None => crate::policy::Policies::from_sources_with(
-                sources,
-                memo.map(|m| m as &dyn crate::policy::ValidationMemo),
-            )?,
-        };
-        Ok(slot.insert(policies))
-    }
-
-    /// The grant or denial, the hash of the policy set that decided it, and whether the
-    /// decisions were remembered rather than made now.
-    fn grant(
-        &mut self,
-        facts: &crate::policy::Facts,
-        asks: &Asks,
-        drop_denied: bool,
-    ) -> Result<(Result<Grant, Denial>, String, bool), Error> {
-        if let Some(memo) = &self.memo
-            && let Some(grant) = crate::policy::remembered_grant(memo, &self.key, facts, asks)
-        {
-            let hash = grant.policy_hash().to_owned();
-            return Ok((Ok(grant), hash, true));
-        }
-        let memo = self.memo.as_ref();
-        let policies = Self::loaded(&mut self.loaded, &self.sources, memo)?;
-        let memo = memo.map(|m| (m as &dyn crate::policy::DecisionMemo, &self.key));
-        let granted = policies.grant_remembering(facts, asks, drop_denied, memo);
-        Ok((granted, policies.hash().to_owned(), false))
-    }
 }
 
 #[cfg(test)]
