@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 use cedar_policy::{EntityTypeName, EntityUid, Policy, PrincipalConstraint, ResourceConstraint};
 use serde_json::Value;
 
-use super::{Facts, Request, to_long, type_name, uid};
+use super::model::{to_long, type_name, uid};
+use super::{Facts, Request};
 use crate::attest::Provenance;
 use crate::verify::Signer;
 

@@ -3,13 +3,19 @@
 //! mixed with tests the screens cannot read, including ones that error; each decision of the
 //! screened evaluation must equal plain Cedar's over the whole set, once per signer.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::str::FromStr as _;
 
+use cedar_policy::Policy;
 use registry_client::{Digest, WasmKind};
 
-use super::screen::{Verdict, View};
+use super::index::request_resource;
+use super::model::uid;
+use super::screen::{Screen, Verdict, View};
 use super::*;
-use crate::verify::SignerKind;
+use crate::attest::Provenance;
+use crate::verify::{Signer, SignerKind};
 
 /// A fixed-seed generator, so that a failure reproduces.
 struct Dice(u64);
