@@ -304,10 +304,7 @@ mod tests {
         assert_eq!(c.store.as_deref(), Some(Path::new("/s")));
         assert_eq!(c.registry.insecure, vec!["r:5000".to_owned()]);
         assert_eq!(c.run.timeout, Some(Span(Duration::from_secs(1))));
-        assert_eq!(
-            c.registry.read_timeout,
-            Some(Span(Duration::from_secs(3)))
-        );
+        assert_eq!(c.registry.read_timeout, Some(Span(Duration::from_secs(3))));
     }
 
     #[test]
@@ -319,7 +316,15 @@ mod tests {
         assert_eq!(size("1GiB").unwrap(), 1 << 30);
         assert_eq!(size("10MB").unwrap(), 10_000_000);
         assert_eq!(size("7B").unwrap(), 7);
-        for bad in ["", "MiB", "64mib", "1.5GiB", "-1", "64 MiBs", "99999999999TiB"] {
+        for bad in [
+            "",
+            "MiB",
+            "64mib",
+            "1.5GiB",
+            "-1",
+            "64 MiBs",
+            "99999999999TiB",
+        ] {
             assert!(
                 matches!(size(bad), Err(ConfigError::Size(_))),
                 "{bad:?} must be refused"
@@ -335,7 +340,10 @@ mod tests {
         for (text, key) in [
             ("[run]\ntimeout = \"10 parsecs\"\n", "timeout"),
             ("[run]\nmemory_bytes = \"64 megs\"\n", "memory_bytes"),
-            ("[registry]\nconnect_timeout = \"soon\"\n", "connect_timeout"),
+            (
+                "[registry]\nconnect_timeout = \"soon\"\n",
+                "connect_timeout",
+            ),
             ("[verify]\ncache_ttl = \"1d\"\n", "cache_ttl"),
         ] {
             std::fs::write(&path, text).unwrap();
@@ -343,7 +351,11 @@ mod tests {
             assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
             assert!(err.to_string().contains(key), "{key}: {err}");
         }
-        std::fs::write(&path, "[run]\nmemory_bytes = \"64MiB\"\noutput_bytes = 4096\n").unwrap();
+        std::fs::write(
+            &path,
+            "[run]\nmemory_bytes = \"64MiB\"\noutput_bytes = 4096\n",
+        )
+        .unwrap();
         let c = Config::load(&path).unwrap();
         assert_eq!(c.run.memory_bytes, Some(Size(64 << 20)));
         assert_eq!(c.run.output_bytes, Some(Size(4096)));

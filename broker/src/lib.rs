@@ -58,44 +58,89 @@
 //! What widens authority or skips a check is under [`danger`]. The `warrant` command line is
 //! one client of this library. See `ARCHITECTURE.md` for the code map and invariants.
 
-/// The crate's modules: private, unless the `internals` feature (this workspace's tests,
-/// benchmarks and fuzzers; never the shipped binary) makes them public.
-macro_rules! modules {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[cfg(feature = "internals")]
-            pub mod $name;
-            #[cfg(not(feature = "internals"))]
-            mod $name;
-        )*
-    };
-}
-
-modules!(
-    attest,
-    audit,
-    cache,
-    cli,
-    compiled,
-    config,
-    cosign,
-    exit,
-    keys,
-    pipeline,
-    policy,
-    policy_tests,
-    progress,
-    records,
-    referrers,
-    sandbox,
-    stages,
-    state,
-    verify,
-);
+// The crate's modules: private, unless the `internals` feature (this workspace's tests,
+// benchmarks and fuzzers; never the shipped binary) makes them public. Declared twice, not by a
+// macro, so that rustfmt reaches every file.
+#[cfg(feature = "internals")]
+pub mod attest;
+#[cfg(not(feature = "internals"))]
+mod attest;
+#[cfg(feature = "internals")]
+pub mod audit;
+#[cfg(not(feature = "internals"))]
+mod audit;
+#[cfg(feature = "internals")]
+pub mod cache;
+#[cfg(not(feature = "internals"))]
+mod cache;
+#[cfg(feature = "internals")]
+pub mod cli;
+#[cfg(not(feature = "internals"))]
+mod cli;
+#[cfg(feature = "internals")]
+pub mod compiled;
+#[cfg(not(feature = "internals"))]
+mod compiled;
+#[cfg(feature = "internals")]
+pub mod config;
+#[cfg(not(feature = "internals"))]
+mod config;
+#[cfg(feature = "internals")]
+pub mod cosign;
+#[cfg(not(feature = "internals"))]
+mod cosign;
+#[cfg(feature = "internals")]
+pub mod exit;
+#[cfg(not(feature = "internals"))]
+mod exit;
+#[cfg(feature = "internals")]
+pub mod keys;
+#[cfg(not(feature = "internals"))]
+mod keys;
+#[cfg(feature = "internals")]
+pub mod pipeline;
+#[cfg(not(feature = "internals"))]
+mod pipeline;
+#[cfg(feature = "internals")]
+pub mod policy;
+#[cfg(not(feature = "internals"))]
+mod policy;
+#[cfg(feature = "internals")]
+pub mod policy_tests;
+#[cfg(not(feature = "internals"))]
+mod policy_tests;
+#[cfg(feature = "internals")]
+pub mod progress;
+#[cfg(not(feature = "internals"))]
+mod progress;
+#[cfg(feature = "internals")]
+pub mod records;
+#[cfg(not(feature = "internals"))]
+mod records;
+#[cfg(feature = "internals")]
+pub mod referrers;
+#[cfg(not(feature = "internals"))]
+mod referrers;
+#[cfg(feature = "internals")]
+pub mod sandbox;
+#[cfg(not(feature = "internals"))]
+mod sandbox;
+#[cfg(feature = "internals")]
+pub mod stages;
+#[cfg(not(feature = "internals"))]
+mod stages;
+#[cfg(feature = "internals")]
+pub mod state;
+#[cfg(not(feature = "internals"))]
+mod state;
+#[cfg(feature = "internals")]
+pub mod verify;
+#[cfg(not(feature = "internals"))]
+mod verify;
 
 pub use cli::main as cli_main;
 pub use exit::Exit;
-pub use policy::{Asks, Decision, Denial, DirAsk, Grant, Request};
+pub use policy::{Asks, Decision, Denial, DirAsk, EnvValue, Grant, Request};
 pub use registry_client::{ClientOptions, Digest, NoProgress, Progress, Reference, WasmKind};
 pub use sandbox::{Finished, Limit, Outcome, RunLimits};
 pub use stages::{

@@ -132,7 +132,7 @@ impl RunLimits {
 pub struct Handles {
     /// Directories: held open since they were asked for, where the guest sees them, writable.
     dirs: Vec<(crate::policy::HostDir, String, bool)>,
-    env: Vec<(String, String)>,
+    env: Vec<(String, crate::policy::EnvValue)>,
     /// Granted `host:port` pairs (components only: WASI preview 1 has no sockets).
     net: Vec<String>,
 }
@@ -991,7 +991,7 @@ impl GuestIo {
             .allow_ip_name_lookup(false)
             .max_random_size(limits::MAX_RANDOM_BYTES.min(limits.memory_bytes));
         for (name, value) in &handles.env {
-            builder.env(name, value);
+            builder.env(name, value.expose());
         }
         for (dir, guest, writable) in &handles.dirs {
             let perms = if *writable {

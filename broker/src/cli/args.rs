@@ -66,7 +66,7 @@ impl AskArgs {
                 }
             };
             crate::policy::check_env_name(&name).map_err(CliError::Usage)?;
-            asks.env.push((name, value));
+            asks.env.push((name, value.into()));
         }
         for text in &self.net {
             // INVARIANT (one form): the host is asked, decided, recorded and connected to in

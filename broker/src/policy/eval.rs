@@ -32,6 +32,7 @@ impl Policies {
     }
 
     /// True when no policy is loaded (everything is denied).
+    #[cfg(any(test, feature = "internals"))]
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
     }
@@ -47,6 +48,7 @@ impl Policies {
     }
 
     /// Decide `request` for the artifact described by `facts`.
+    #[cfg(any(test, feature = "internals"))]
     pub fn decide(&self, facts: &Facts, request: &Request) -> Decision {
         self.decide_all(facts, std::slice::from_ref(request))
             .pop()

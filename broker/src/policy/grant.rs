@@ -154,7 +154,7 @@ pub struct Asks {
     /// Directories.
     pub dirs: Vec<DirAsk>,
     /// Environment variables: name and value.
-    pub env: Vec<(String, String)>,
+    pub env: Vec<(String, EnvValue)>,
     /// `host:port` pairs to connect to.
     pub net: Vec<String>,
 }
@@ -179,6 +179,42 @@ impl Asks {
     }
 }
 
+/// An environment variable's value: handed to the guest, never recorded. It has no
+/// `Serialize` and its `Debug` shows nothing, so no audit record, log line or JSON document
+/// can hold it; only [`EnvValue::expose`] reads it, where the guest's context is built.
+///
+/// ```compile_fail,E0277
+/// let value = broker::EnvValue::from("hunter2");
+/// let _ = serde_json::to_string(&value);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvValue(String);
+
+impl EnvValue {
+    /// The value, for the guest's environment.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for EnvValue {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for EnvValue {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl std::fmt::Debug for EnvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnvValue(..)")
+    }
+}
+
 /// A directory granted to the guest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DirGrant {
@@ -194,8 +230,9 @@ pub struct DirGrant {
 }
 
 /// What a run may have. Only [`Policies::grant`] makes one, from allowed decisions; the
-/// sandbox builds the guest's handles from it and from nothing else.
-#[derive(Clone, Debug, Serialize)]
+/// sandbox builds the guest's handles from it and from nothing else. It is not serialisable:
+/// it holds environment values ([`EnvValue`]); the audit log records it field by field.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     digest: Digest,
     policy_hash: String,
@@ -203,7 +240,7 @@ pub struct Grant {
     timeout_ms: u64,
     fuel: Option<u64>,
     dirs: Vec<DirGrant>,
-    env: Vec<(String, String)>,
+    env: Vec<(String, EnvValue)>,
     net: Vec<String>,
     decisions: Vec<Decision>,
 }
@@ -234,7 +271,7 @@ impl Grant {
         &self.dirs
     }
     /// Granted environment variables.
-    pub fn env(&self) -> &[(String, String)] {
+    pub fn env(&self) -> &[(String, EnvValue)] {
         &self.env
     }
     /// Granted `host:port` pairs.
@@ -281,7 +318,7 @@ impl Policies {
     /// As [`Policies::grant`], and when every request is allowed, remember the decisions in
     /// `memo` for exactly these sources (their [`validation_key`], which must be that of the
     /// sources these policies were loaded from), facts and requests.
-    pub fn grant_remembering(
+    pub(crate) fn grant_remembering(
         &self,
         facts: &Facts,
         asks: &Asks,
@@ -312,6 +349,9 @@ impl Policies {
 }
 
 /// The grant `decisions` (one per `asks.requests()`, in order) make, or the denial.
+///
+/// INVARIANT (grants from policies only): the one place a [`Grant`] is built, from decisions
+/// the policies made (now, or remembered under the memo's MAC) for one artifact's facts.
 pub(super) fn grant_from(
     facts: &Facts,
     asks: &Asks,

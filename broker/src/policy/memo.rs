@@ -11,7 +11,7 @@ use super::{Asks, Decision, Facts, Grant, Request};
 /// Remembers runs whose every request was allowed, by [`decision_key`]: what the decisions
 /// were for exactly those policy files, facts and requests. Implemented by the CLI over an
 /// authenticated directory ([`crate::cache::PolicyMemo`]).
-pub trait DecisionMemo {
+pub(crate) trait DecisionMemo {
     /// The body remembered under `key`, if it is authentic.
     fn recall(&self, key: &[u8; 32]) -> Option<String>;
     /// Remember `body` under `key`.
@@ -20,7 +20,7 @@ pub trait DecisionMemo {
 
 /// What a run's decisions depend on, hashed: the policy files (their [`validation_key`]),
 /// every fact policies see, and the requests in order (limits included).
-pub fn decision_key(sources: &[u8; 32], facts: &Facts, requests: &[Request]) -> [u8; 32] {
+pub(crate) fn decision_key(sources: &[u8; 32], facts: &Facts, requests: &[Request]) -> [u8; 32] {
     let facts = serde_json::to_vec(facts).unwrap_or_default();
     let requests = serde_json::to_vec(requests).unwrap_or_default();
     hash_fields([
@@ -41,7 +41,7 @@ pub(super) struct RememberedRun {
 
 /// The grant for a run whose decisions `memo` remembers for exactly these policy files
 /// (`sources`: their [`validation_key`]), facts and requests; `None` when it does not.
-pub fn remembered_grant(
+pub(crate) fn remembered_grant(
     memo: &dyn DecisionMemo,
     sources: &[u8; 32],
     facts: &Facts,

@@ -29,10 +29,10 @@ mod tests;
 
 pub use eval::Decision;
 pub use explain::explain_table;
-pub use grant::{Asks, Denial, DirAsk, Grant, HostDir, check_env_name, parse_dir_ask};
+pub use grant::{Asks, Denial, DirAsk, EnvValue, Grant, HostDir, check_env_name, parse_dir_ask};
 pub use host::canonical_host_port;
 pub use load::{Policies, PolicyError, ValidationMemo, read_sources, validation_key};
-pub use memo::{DecisionMemo, decision_key, remembered_grant};
+pub(crate) use memo::{DecisionMemo, decision_key, remembered_grant};
 pub use model::{Facts, Request};
 #[allow(
     unused_imports,

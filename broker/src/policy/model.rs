@@ -220,26 +220,32 @@ impl Facts {
         &self.digest
     }
     /// `module` or `component`.
+    #[cfg(any(test, feature = "internals"))]
     pub fn kind(&self) -> &str {
         &self.kind
     }
     /// The Wasm layer's size.
+    #[cfg(any(test, feature = "internals"))]
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
     }
     /// The registry host (`oci-layout` for a layout).
+    #[cfg(any(test, feature = "internals"))]
     pub fn registry(&self) -> &str {
         &self.registry
     }
     /// `registry/repository` (`oci-layout:PATH` for a layout).
+    #[cfg(any(test, feature = "internals"))]
     pub fn repository(&self) -> &str {
         &self.repository
     }
     /// Every verified signer.
+    #[cfg(any(test, feature = "internals"))]
     pub fn signers(&self) -> &[Signer] {
         &self.signers
     }
     /// Every verified SLSA provenance.
+    #[cfg(any(test, feature = "internals"))]
     pub fn provenances(&self) -> &[Provenance] {
         &self.provenances
     }

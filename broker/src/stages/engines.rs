@@ -39,11 +39,7 @@ impl Engines {
     /// The engine metering fuel when `fuel`: the one built ahead if it is that one, else one
     /// built now.
     pub(super) fn get(&self, fuel: bool) -> Result<Arc<Sandbox>, Error> {
-        let slot = if fuel {
-            &self.metered
-        } else {
-            &self.unmetered
-        };
+        let slot = if fuel { &self.metered } else { &self.unmetered };
         if let Some(sandbox) = slot.get() {
             return Ok(sandbox.clone());
         }
@@ -66,4 +62,3 @@ impl Engines {
         Ok(slot.get_or_init(|| Arc::new(built)).clone())
     }
 }
-

@@ -25,12 +25,12 @@ use registry_client::{
 
 use crate::attest::Attestations;
 use crate::audit::{Audit, AuditFailure};
-use crate::records::{self, Record};
 use crate::cache::{PolicyMemo, VerdictCache};
 use crate::compiled::CompileCache;
 use crate::cosign::Verdict;
 use crate::pipeline::PipelineError;
 use crate::policy::{Asks, Decision, Denial, Grant, PolicyError};
+use crate::records::{self, Record};
 use crate::sandbox::{Finished, Handles, RunLimits, Sandbox, SandboxError};
 use crate::state::{State, StateError};
 use crate::verify::Trust;
@@ -265,9 +265,9 @@ impl Broker {
                     .unwrap_or_else(|| config.data_dir.join("store")),
             )?;
             let mut audit = match opening {
-                Ok(thread) => thread.join().unwrap_or_else(|_| {
-                    Err(AuditFailure::new(&audit_dir, "opening it panicked"))
-                }),
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|_| Err(AuditFailure::new(&audit_dir, "opening it panicked"))),
                 Err(_) => Audit::open(&audit_dir, &audit_key),
             }?;
             if let Some(records) = config.audit_keep_every {
@@ -465,7 +465,12 @@ impl Broker {
             guest,
             handles: Handles::of(&grant),
             limits,
-            reference: artifact.verified.resolution.resolved.reference().to_string(),
+            reference: artifact
+                .verified
+                .resolution
+                .resolved
+                .reference()
+                .to_string(),
             digest: artifact.fetched.digest().clone(),
             grant,
         })
@@ -593,9 +598,9 @@ impl Prepared {
         let mut argv = Vec::with_capacity(args.len() + 1);
         argv.push(self.reference.clone());
         argv.extend_from_slice(args);
-        let finished = self
-            .sandbox
-            .run_prepared(&self.guest, &argv, &self.limits, &self.handles)?;
+        let finished =
+            self.sandbox
+                .run_prepared(&self.guest, &argv, &self.limits, &self.handles)?;
         self.broker
             .record(&records::OutcomeRecord::of(&self.digest, &finished))?;
         Ok(finished)

@@ -87,4 +87,3 @@ impl RunPolicies {
         Ok((granted, policies.hash().to_owned(), false))
     }
 }
-
