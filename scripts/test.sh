@@ -20,6 +20,12 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The broker alone, without the `internals` feature the tests enable: the library and its
+# example build against the public interface only, with no warning.
+public_only="$(mktemp)"
+cargo check -p broker --lib --bins --examples --locked 2>&1 | tee "$public_only"
+if grep -q '^warning' "$public_only"; then echo "warnings without the internals feature" >&2; exit 1; fi
+rm -f "$public_only"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
