@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cosign::{Rejected, SignError, attached_layers, docker_reference, put_layers};
 use crate::keys::{PublicKey, SigningKey};
+use crate::rejection::Rejection;
 use crate::verify::{Signer, Trust, VerifyError};
 
 /// A DSSE envelope's media type.
@@ -225,51 +226,51 @@ async fn verify_one(
     digest: &Digest,
     layer: &Descriptor,
     keys: &[PublicKey],
-) -> Result<Attested, String> {
+) -> Result<Attested, Rejection> {
     if layer.media_type != MEDIA_TYPE_DSSE {
-        return Err(format!(
-            "media type `{}` is not `{MEDIA_TYPE_DSSE}`",
-            registry_client::text::excerpt(&layer.media_type, 80)
-        ));
+        return Err(Rejection::MediaType {
+            found: registry_client::text::excerpt(&layer.media_type, 80),
+            expected: MEDIA_TYPE_DSSE.into(),
+        });
     }
     if layer.size > limits::MAX_ENVELOPE_BYTES {
-        return Err(format!(
-            "envelope of {} bytes exceeds the limit of {} bytes",
-            layer.size,
-            limits::MAX_ENVELOPE_BYTES
-        ));
+        return Err(Rejection::TooLarge {
+            what: "envelope".into(),
+            size: layer.size,
+            limit: limits::MAX_ENVELOPE_BYTES,
+        });
     }
     let bytes = client
         .fetch_attached_blob(reference, layer, limits::MAX_ENVELOPE_BYTES)
         .await
-        .map_err(|e| format!("envelope: {e}"))?;
+        .map_err(|e| Rejection::unfetchable("envelope", e))?;
     let (statement, signer) = open_envelope(&bytes, keys)?;
     check_statement(statement, digest, signer)
 }
 
 /// Verify a DSSE envelope with `keys`: returns the payload and who signed it.
-pub fn open_envelope(bytes: &[u8], keys: &[PublicKey]) -> Result<(Vec<u8>, Signer), String> {
+pub fn open_envelope(bytes: &[u8], keys: &[PublicKey]) -> Result<(Vec<u8>, Signer), Rejection> {
     let envelope: Envelope =
-        registry_client::json::parse(bytes, "DSSE envelope").map_err(|e| e.to_string())?;
+        registry_client::json::parse(bytes, "DSSE envelope").map_err(|e| Rejection::json(&e))?;
     if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO {
-        return Err(format!(
-            "payload type `{}` is not `{PAYLOAD_TYPE_IN_TOTO}`",
-            registry_client::text::excerpt(&envelope.payload_type, 80)
-        ));
+        return Err(Rejection::PayloadType {
+            what: "payload".into(),
+            found: registry_client::text::excerpt(&envelope.payload_type, 80),
+            expected: format!("`{PAYLOAD_TYPE_IN_TOTO}`"),
+        });
     }
     if envelope.signatures.len() > limits::MAX_ENVELOPE_SIGNATURES {
-        return Err(format!(
-            "{} envelope signatures; at most {} are considered",
-            envelope.signatures.len(),
-            limits::MAX_ENVELOPE_SIGNATURES
-        ));
+        return Err(Rejection::TooManySignatures {
+            count: envelope.signatures.len(),
+            limit: limits::MAX_ENVELOPE_SIGNATURES,
+        });
     }
     let b64 = base64::engine::general_purpose::STANDARD;
     let payload = b64
         .decode(envelope.payload.trim())
-        .map_err(|e| format!("payload is not base64: {e}"))?;
+        .map_err(|e| Rejection::malformed("payload is not base64", e))?;
     if keys.is_empty() {
-        return Err("no public key is trusted (give `--key`)".into());
+        return Err(Rejection::NoTrustedKey { bundle: false });
     }
     let signed = pae(&envelope.payload_type, &payload);
     for signature in &envelope.signatures {
@@ -280,7 +281,7 @@ pub fn open_envelope(bytes: &[u8], keys: &[PublicKey]) -> Result<(Vec<u8>, Signe
             return Ok((payload, Signer::key(key.fingerprint())));
         }
     }
-    Err("no envelope signature verifies with a trusted key".into())
+    Err(Rejection::EnvelopeKeyMismatch)
 }
 
 /// Check a verified statement names `digest` and read its facts.
@@ -289,23 +290,22 @@ pub fn check_statement(
     payload: Vec<u8>,
     digest: &Digest,
     signer: Signer,
-) -> Result<Attested, String> {
-    let statement: Statement =
-        registry_client::json::parse(&payload, "in-toto statement").map_err(|e| e.to_string())?;
+) -> Result<Attested, Rejection> {
+    let statement: Statement = registry_client::json::parse(&payload, "in-toto statement")
+        .map_err(|e| Rejection::json(&e))?;
     if !STATEMENT_TYPES.contains(&statement.kind.as_str()) {
-        return Err(format!(
-            "statement type `{}` is not an in-toto statement",
-            registry_client::text::excerpt(&statement.kind, 80)
-        ));
+        return Err(Rejection::StatementType {
+            found: registry_client::text::excerpt(&statement.kind, 80),
+        });
     }
     let names_artifact = statement
         .subject
         .iter()
         .any(|s| s.digest.get("sha256").map(String::as_str) == Some(digest.hex()));
     if !names_artifact {
-        return Err(format!(
-            "the statement's subjects do not include the artifact `{digest}`"
-        ));
+        return Err(Rejection::SubjectsMissArtifact {
+            artifact: digest.clone(),
+        });
     }
     let provenance = match statement.predicate_type.as_str() {
         SLSA_PROVENANCE_V1 | SLSA_PROVENANCE_V02 => Some(read_provenance(
@@ -326,7 +326,7 @@ fn read_provenance(
     predicate_type: &str,
     predicate: &serde_json::Value,
     signer: Signer,
-) -> Result<Provenance, String> {
+) -> Result<Provenance, Rejection> {
     let text = |pointer: &str| {
         predicate
             .pointer(pointer)
@@ -359,9 +359,9 @@ fn read_provenance(
         (text("/builder/id"), repo, reference)
     };
     if builder_id.is_empty() {
-        return Err(format!(
-            "`{predicate_type}` provenance without a builder id"
-        ));
+        return Err(Rejection::NoBuilderId {
+            predicate_type: predicate_type.to_owned(),
+        });
     }
     Ok(Provenance {
         predicate_type: predicate_type.to_owned(),
@@ -457,18 +457,31 @@ mod tests {
             "predicateType": "https://example.com/p", "predicate": {}
         });
         let err = check_statement(statement.to_string().into_bytes(), &d, signer()).unwrap_err();
-        assert!(err.contains("do not include the artifact"), "{err}");
+        assert_eq!(
+            err,
+            Rejection::SubjectsMissArtifact {
+                artifact: d.clone()
+            }
+        );
         let no_builder = serde_json::json!({
             "_type": "https://in-toto.io/Statement/v1",
             "subject": [{"digest": {"sha256": d.hex()}}],
             "predicateType": SLSA_PROVENANCE_V1, "predicate": {}
         });
-        assert!(check_statement(no_builder.to_string().into_bytes(), &d, signer()).is_err());
+        assert_eq!(
+            check_statement(no_builder.to_string().into_bytes(), &d, signer()).unwrap_err(),
+            Rejection::NoBuilderId {
+                predicate_type: SLSA_PROVENANCE_V1.into()
+            }
+        );
         let wrong_type = serde_json::json!({
             "_type": "https://example.com/NotAStatement",
             "subject": [{"digest": {"sha256": d.hex()}}], "predicateType": "x"
         });
-        assert!(check_statement(wrong_type.to_string().into_bytes(), &d, signer()).is_err());
+        assert!(matches!(
+            check_statement(wrong_type.to_string().into_bytes(), &d, signer()),
+            Err(Rejection::StatementType { found }) if found == "https://example.com/NotAStatement"
+        ));
     }
 
     #[test]
@@ -493,15 +506,20 @@ mod tests {
         let (p, s) = open_envelope(&good, &[key.public_key()]).unwrap();
         assert_eq!(p, payload);
         assert_eq!(s.identity, key.public_key().fingerprint());
-        assert!(open_envelope(&good, &[other.public_key()]).is_err());
-        assert!(open_envelope(&good, &[]).is_err());
+        assert_eq!(
+            open_envelope(&good, &[other.public_key()]).unwrap_err(),
+            Rejection::EnvelopeKeyMismatch
+        );
+        assert_eq!(
+            open_envelope(&good, &[]).unwrap_err(),
+            Rejection::NoTrustedKey { bundle: false }
+        );
         // The payload type is signed (PAE): changing it breaks the signature, and a type other
         // than in-toto is refused by name.
         let retyped = envelope("application/json", &sig);
-        assert!(
-            open_envelope(&retyped, &[key.public_key()])
-                .unwrap_err()
-                .contains("payload type")
-        );
+        assert!(matches!(
+            open_envelope(&retyped, &[key.public_key()]),
+            Err(Rejection::PayloadType { found, .. }) if found == "application/json"
+        ));
     }
 }

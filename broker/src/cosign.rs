@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use sigstore_verify::types::Bundle;
 
-use crate::keys::SigningKey;
+use crate::keys::{PublicKey, SigningKey};
+use crate::rejection::Rejection;
 use crate::verify::{Signer, Subject, Trust, VerifyError};
 
 /// The simple-signing payload's media type.
@@ -52,7 +53,7 @@ pub struct Rejected {
     /// Which signature (tag and layer digest).
     pub source: String,
     /// Why it was rejected.
-    pub reason: String,
+    pub reason: Rejection,
 }
 
 /// The outcome of verifying an artifact's signatures: who verifiably signed this digest, and
@@ -115,21 +116,22 @@ pub fn payload(docker_reference: &str, digest: &Digest) -> Vec<u8> {
 
 /// Check that a payload binds to `digest`.
 // INVARIANT (digest binding): a signature counts only for the digest its payload names.
-pub fn check_payload(bytes: &[u8], digest: &Digest) -> Result<(), String> {
-    let payload: Payload =
-        registry_client::json::parse(bytes, "simple-signing payload").map_err(|e| e.to_string())?;
+pub fn check_payload(bytes: &[u8], digest: &Digest) -> Result<(), Rejection> {
+    let payload: Payload = registry_client::json::parse(bytes, "simple-signing payload")
+        .map_err(|e| Rejection::json(&e))?;
     if payload.critical.kind != PAYLOAD_TYPE {
-        return Err(format!(
-            "payload type `{}` is not `{PAYLOAD_TYPE}`",
-            registry_client::text::excerpt(&payload.critical.kind, 80)
-        ));
+        return Err(Rejection::PayloadType {
+            what: "payload".into(),
+            found: registry_client::text::excerpt(&payload.critical.kind, 80),
+            expected: format!("`{PAYLOAD_TYPE}`"),
+        });
     }
     let named = &payload.critical.image.docker_manifest_digest;
     if named != &digest.to_string() {
-        return Err(format!(
-            "payload names `{}`, not the artifact `{digest}`",
-            registry_client::text::excerpt(named, 80)
-        ));
+        return Err(Rejection::WrongDigest {
+            named: registry_client::text::excerpt(named, 80),
+            artifact: digest.clone(),
+        });
     }
     Ok(())
 }
@@ -324,52 +326,51 @@ async fn verify_one(
     digest: &Digest,
     layer: &Descriptor,
     trust: &Trust,
-) -> Result<Signer, String> {
+) -> Result<Signer, Rejection> {
     if layer.media_type != MEDIA_TYPE_SIMPLE_SIGNING {
-        return Err(format!(
-            "media type `{}` is not `{MEDIA_TYPE_SIMPLE_SIGNING}`",
-            registry_client::text::excerpt(&layer.media_type, 80)
-        ));
+        return Err(Rejection::MediaType {
+            found: registry_client::text::excerpt(&layer.media_type, 80),
+            expected: MEDIA_TYPE_SIMPLE_SIGNING.into(),
+        });
     }
     let Some(encoded) = layer.annotations.get(ANNOTATION_SIGNATURE) else {
-        return Err(format!("no `{ANNOTATION_SIGNATURE}` annotation"));
+        return Err(Rejection::MissingAnnotation {
+            name: ANNOTATION_SIGNATURE.into(),
+            keyless: false,
+        });
     };
     if encoded.len() > limits::MAX_SIGNATURE_ANNOTATION_CHARS {
-        return Err(format!(
-            "signature annotation longer than {} characters",
-            limits::MAX_SIGNATURE_ANNOTATION_CHARS
-        ));
+        return Err(Rejection::AnnotationTooLong {
+            what: "signature annotation".into(),
+            limit: limits::MAX_SIGNATURE_ANNOTATION_CHARS,
+        });
     }
     let signature = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .map_err(|e| format!("signature is not base64: {e}"))?;
+        .map_err(|e| Rejection::malformed("signature is not base64", e))?;
     if layer.size > limits::MAX_SIGNATURE_BYTES {
-        return Err(format!(
-            "payload of {} bytes exceeds the limit of {} bytes",
-            layer.size,
-            limits::MAX_SIGNATURE_BYTES
-        ));
+        return Err(Rejection::TooLarge {
+            what: "payload".into(),
+            size: layer.size,
+            limit: limits::MAX_SIGNATURE_BYTES,
+        });
     }
     let payload = client
         .fetch_attached_blob(reference, layer, limits::MAX_SIGNATURE_BYTES)
         .await
-        .map_err(|e| format!("payload: {e}"))?;
+        .map_err(|e| Rejection::unfetchable("payload", e))?;
     let signer = if layer.annotations.contains_key(ANNOTATION_CERTIFICATE) {
         let bundle = keyless_bundle(&layer.annotations, &payload, &signature)?;
         trust.verify_bundle(&bundle, Subject::Bytes(&payload))?
     } else {
         let keys = trust.public_keys();
         if keys.is_empty() {
-            return Err("no public key is trusted (give `--key`)".into());
+            return Err(Rejection::NoTrustedKey { bundle: false });
         }
         let Some(key) = keys.iter().find(|k| k.verify(&payload, &signature)) else {
-            return Err(format!(
-                "the signature does not verify with any trusted key ({})",
-                keys.iter()
-                    .map(|k| format!("`{}`", k.fingerprint()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Err(Rejection::KeyMismatch {
+                keys: keys.iter().map(PublicKey::fingerprint).collect(),
+            });
         };
         Signer::key(key.fingerprint())
     };
@@ -410,40 +411,41 @@ pub fn keyless_bundle(
     annotations: &BTreeMap<String, String>,
     payload: &[u8],
     signature: &[u8],
-) -> Result<Bundle, String> {
-    let annotation = |name: &str| -> Result<&String, String> {
+) -> Result<Bundle, Rejection> {
+    let annotation = |name: &str| -> Result<&String, Rejection> {
         let value = annotations
             .get(name)
-            .ok_or_else(|| format!("a keyless signature without the `{name}` annotation"))?;
+            .ok_or_else(|| Rejection::MissingAnnotation {
+                name: name.to_owned(),
+                keyless: true,
+            })?;
         if value.len() > limits::MAX_KEYLESS_ANNOTATION_CHARS {
-            return Err(format!(
-                "`{name}` annotation longer than {} characters",
-                limits::MAX_KEYLESS_ANNOTATION_CHARS
-            ));
+            return Err(Rejection::AnnotationTooLong {
+                what: format!("`{name}` annotation"),
+                limit: limits::MAX_KEYLESS_ANNOTATION_CHARS,
+            });
         }
         Ok(value)
     };
     let certificate = crate::keys::certificate_der(annotation(ANNOTATION_CERTIFICATE)?)
-        .map_err(|e| format!("`{ANNOTATION_CERTIFICATE}`: {e}"))?;
+        .map_err(|e| Rejection::malformed(format!("`{ANNOTATION_CERTIFICATE}`"), e))?;
     let rekor: RekorAnnotation =
         registry_client::json::parse(annotation(ANNOTATION_BUNDLE)?.as_bytes(), ANNOTATION_BUNDLE)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Rejection::json(&e))?;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let body = b64
-        .decode(rekor.payload.body.trim())
-        .map_err(|e| format!("`{ANNOTATION_BUNDLE}` body is not base64: {e}"))?;
+    let body = b64.decode(rekor.payload.body.trim()).map_err(|e| {
+        Rejection::malformed(format!("`{ANNOTATION_BUNDLE}` body is not base64"), e)
+    })?;
     let kind: RekorBody = registry_client::json::parse(&body, "transparency-log entry body")
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Rejection::json(&e))?;
     if kind.kind != "hashedrekord" {
-        return Err(format!(
-            "transparency-log entry kind `{}` {} is not supported (only `hashedrekord`, which \
-             cosign has written since 2022)",
-            registry_client::text::excerpt(&kind.kind, 40),
-            registry_client::text::excerpt(&kind.api_version, 40)
-        ));
+        return Err(Rejection::UnsupportedLogEntry {
+            kind: registry_client::text::excerpt(&kind.kind, 40),
+            version: registry_client::text::excerpt(&kind.api_version, 40),
+        });
     }
-    let log_id =
-        hex::decode(&rekor.payload.log_id).map_err(|e| format!("`logID` is not hex: {e}"))?;
+    let log_id = hex::decode(&rekor.payload.log_id)
+        .map_err(|e| Rejection::malformed("`logID` is not hex", e))?;
     let bundle = serde_json::json!({
         "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
         "verificationMaterial": {
@@ -465,7 +467,8 @@ pub fn keyless_bundle(
             "signature": b64.encode(signature),
         },
     });
-    Bundle::from_json(&bundle.to_string()).map_err(|e| format!("as a Sigstore bundle: {e}"))
+    Bundle::from_json(&bundle.to_string())
+        .map_err(|e| Rejection::malformed("as a Sigstore bundle", e))
 }
 
 #[cfg(test)]
@@ -490,20 +493,35 @@ mod tests {
         let other = Digest::of(b"other");
         assert!(check_payload(&payload("r", &d), &d).is_ok());
         let err = check_payload(&payload("r", &other), &d).unwrap_err();
-        assert!(err.contains("not the artifact"), "{err}");
+        assert_eq!(
+            err,
+            Rejection::WrongDigest {
+                named: other.to_string(),
+                artifact: d.clone()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("payload names `{other}`, not the artifact `{d}`")
+        );
         let wrong_type = String::from_utf8(payload("r", &d))
             .unwrap()
             .replace(PAYLOAD_TYPE, "something else");
-        assert!(
-            check_payload(wrong_type.as_bytes(), &d)
-                .unwrap_err()
-                .contains("payload type")
-        );
+        assert!(matches!(
+            check_payload(wrong_type.as_bytes(), &d),
+            Err(Rejection::PayloadType { found, .. }) if found == "something else"
+        ));
         let extra = String::from_utf8(payload("r", &d))
             .unwrap()
             .replace(r#""optional":null"#, r#""optional":null,"critical2":{}"#);
-        assert!(check_payload(extra.as_bytes(), &d).is_err());
-        assert!(check_payload(b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", &d).is_err());
+        assert!(matches!(
+            check_payload(extra.as_bytes(), &d),
+            Err(Rejection::Malformed { .. })
+        ));
+        assert!(matches!(
+            check_payload(b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", &d),
+            Err(Rejection::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -540,6 +558,13 @@ mod keyless_vector {
         let err = keyless_bundle(&annotations, &payload, &sig).unwrap_err();
         assert_eq!(
             err,
+            Rejection::UnsupportedLogEntry {
+                kind: "rekord".into(),
+                version: "0.0.1".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
             "transparency-log entry kind `rekord` 0.0.1 is not supported (only `hashedrekord`, \
              which cosign has written since 2022)"
         );
@@ -555,7 +580,10 @@ mod keyless_vector {
             let err = keyless_bundle(&without, b"p", b"s").unwrap_err();
             assert_eq!(
                 err,
-                format!("a keyless signature without the `{missing}` annotation")
+                Rejection::MissingAnnotation {
+                    name: missing.into(),
+                    keyless: true
+                }
             );
         }
         let mut long = annotations.clone();
@@ -563,10 +591,12 @@ mod keyless_vector {
             ANNOTATION_BUNDLE.into(),
             " ".repeat(limits::MAX_KEYLESS_ANNOTATION_CHARS + 1),
         );
-        assert!(
-            keyless_bundle(&long, b"p", b"s")
-                .unwrap_err()
-                .contains("longer than")
+        assert_eq!(
+            keyless_bundle(&long, b"p", b"s").unwrap_err(),
+            Rejection::AnnotationTooLong {
+                what: format!("`{ANNOTATION_BUNDLE}` annotation"),
+                limit: limits::MAX_KEYLESS_ANNOTATION_CHARS
+            }
         );
     }
 }

@@ -122,6 +122,10 @@ pub mod referrers;
 #[cfg(not(feature = "internals"))]
 mod referrers;
 #[cfg(feature = "internals")]
+pub mod rejection;
+#[cfg(not(feature = "internals"))]
+mod rejection;
+#[cfg(feature = "internals")]
 pub mod sandbox;
 #[cfg(not(feature = "internals"))]
 mod sandbox;
@@ -142,6 +146,7 @@ pub use cli::main as cli_main;
 pub use exit::Exit;
 pub use policy::{Asks, Decision, Denial, DirAsk, EnvValue, Grant, Request};
 pub use registry_client::{ClientOptions, Digest, NoProgress, Progress, Reference, WasmKind};
+pub use rejection::Rejection;
 pub use sandbox::{Finished, Limit, Outcome, RunLimits};
 pub use stages::{
     Artifact, Broker, Config, Error, Granted, Prepared, Resolution, Verified, limits, terminal_text,

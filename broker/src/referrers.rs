@@ -15,6 +15,7 @@ use sigstore_verify::types::bundle::SignatureContent;
 
 use crate::attest::{Attestations, Attested, check_statement};
 use crate::cosign::{Rejected, Verdict};
+use crate::rejection::Rejection;
 use crate::verify::{Signer, Subject, Trust, VerifyError};
 
 /// Sigstore bundle media types, as an `artifactType` or a layer media type.
@@ -98,51 +99,60 @@ async fn verify_one(
     digest: &Digest,
     descriptor: &Descriptor,
     trust: &Trust,
-) -> Result<Found, String> {
+) -> Result<Found, Rejection> {
     let referrer = client
         .fetch_referrer(reference, &descriptor.digest)
         .await
-        .map_err(|e| format!("manifest: {e}"))?
-        .ok_or("manifest listed but not found")?
+        .map_err(|e| Rejection::unfetchable("manifest", e))?
+        .ok_or_else(|| Rejection::unfetchable("manifest", "listed but not found"))?
         .manifest;
     // INVARIANT (digest binding): the listing is the registry's word; the referrer's own
     // subject, and then the signed content, must name the artifact.
     if referrer.subject.as_ref().map(|s| &s.digest) != Some(digest) {
-        return Err(format!("its subject is not `{digest}`"));
+        return Err(Rejection::SubjectNotArtifact {
+            artifact: digest.clone(),
+        });
     }
     let layer = match referrer.layers.as_slice() {
         [layer] if is_bundle_type(&layer.media_type) => layer,
         [layer] => {
-            return Err(format!(
-                "layer media type `{}` is not a Sigstore bundle",
-                registry_client::text::excerpt(&layer.media_type, 80)
-            ));
+            return Err(Rejection::NotABundle {
+                media_type: registry_client::text::excerpt(&layer.media_type, 80),
+            });
         }
-        layers => return Err(format!("{} layers, expected one bundle", layers.len())),
+        layers => {
+            return Err(Rejection::LayerCount {
+                count: layers.len(),
+            });
+        }
     };
     if layer.size > limits::MAX_BUNDLE_BYTES {
-        return Err(format!(
-            "bundle of {} bytes exceeds the limit of {} bytes",
-            layer.size,
-            limits::MAX_BUNDLE_BYTES
-        ));
+        return Err(Rejection::TooLarge {
+            what: "bundle".into(),
+            size: layer.size,
+            limit: limits::MAX_BUNDLE_BYTES,
+        });
     }
     let bytes = client
         .fetch_attached_blob(reference, layer, limits::MAX_BUNDLE_BYTES)
         .await
-        .map_err(|e| format!("bundle: {e}"))?;
-    registry_client::json::check_depth(&bytes, registry_client::limits::MAX_JSON_DEPTH)?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| format!("bundle is not UTF-8: {e}"))?;
-    let bundle = Bundle::from_json(text).map_err(|e| format!("malformed bundle: {e}"))?;
+        .map_err(|e| Rejection::unfetchable("bundle", e))?;
+    registry_client::json::check_depth(&bytes, registry_client::limits::MAX_JSON_DEPTH)
+        .map_err(|e| Rejection::malformed("malformed bundle", e))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|e| Rejection::malformed("bundle is not UTF-8", e))?;
+    let bundle =
+        Bundle::from_json(text).map_err(|e| Rejection::malformed("malformed bundle", e))?;
     let signer = trust.verify_bundle(&bundle, Subject::Digest(digest))?;
     match &bundle.content {
         SignatureContent::MessageSignature(_) => Ok(Found::Signature(signer)),
         SignatureContent::DsseEnvelope(envelope) => {
             if envelope.payload_type != crate::attest::PAYLOAD_TYPE_IN_TOTO {
-                return Err(format!(
-                    "DSSE payload type `{}` is not an in-toto statement",
-                    registry_client::text::excerpt(&envelope.payload_type, 80)
-                ));
+                return Err(Rejection::PayloadType {
+                    what: "DSSE payload".into(),
+                    found: registry_client::text::excerpt(&envelope.payload_type, 80),
+                    expected: "an in-toto statement".into(),
+                });
             }
             let attested = check_statement(envelope.payload.as_bytes().to_vec(), digest, signer)?;
             if attested.predicate_type == PREDICATE_COSIGN_SIGN {
@@ -151,6 +161,6 @@ async fn verify_one(
                 Ok(Found::Attestation(Box::new(attested)))
             }
         }
-        _ => Err("unsupported bundle content".into()),
+        _ => Err(Rejection::UnsupportedContent),
     }
 }

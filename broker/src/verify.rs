@@ -24,6 +24,7 @@ use sigstore_verify::{
 
 use crate::keys::PublicKey;
 use crate::pipeline::PipelineError;
+use crate::rejection::Rejection;
 
 /// The verify stage's bounds.
 pub mod limits {
@@ -273,34 +274,31 @@ impl Trust {
     /// Verify `bundle` over `subject`: with a certificate, the certificate must chain to the
     /// trusted root, carry a valid SCT, be logged, and name a trusted identity; without one, it
     /// must verify with a trusted key. Offline. The error is the reason, for a verdict.
-    pub fn verify_bundle(&self, bundle: &Bundle, subject: Subject<'_>) -> Result<Signer, String> {
+    pub fn verify_bundle(
+        &self,
+        bundle: &Bundle,
+        subject: Subject<'_>,
+    ) -> Result<Signer, Rejection> {
         if bundle.signing_certificate().is_some() {
             return self.verify_keyless(bundle, subject);
         }
         if self.bundle_keys.is_empty() {
-            return Err("a keyed bundle, and no public key is trusted (give `--key`)".into());
+            return Err(Rejection::NoTrustedKey { bundle: true });
         }
         let mut reasons = Vec::new();
         for (key, fingerprint) in &self.bundle_keys {
             let policy = PublicKeyVerificationPolicy::new(key.clone());
             match check(&self.verifier, bundle, subject, &policy) {
                 Ok(_) => return Ok(Signer::key(fingerprint.clone())),
-                Err(e) => reasons.push(format!("`{fingerprint}`: {e}")),
+                Err(e) => reasons.push((fingerprint.clone(), e)),
             }
         }
-        Err(format!(
-            "does not verify with any trusted key ({})",
-            reasons.join("; ")
-        ))
+        Err(Rejection::BundleKeyMismatch { reasons })
     }
 
-    fn verify_keyless(&self, bundle: &Bundle, subject: Subject<'_>) -> Result<Signer, String> {
+    fn verify_keyless(&self, bundle: &Bundle, subject: Subject<'_>) -> Result<Signer, Rejection> {
         if self.identities.is_empty() && !self.any_identity {
-            return Err(
-                "a keyless signature, and no certificate identity is trusted (give \
-                 `--certificate-identity` with `--certificate-oidc-issuer`)"
-                    .into(),
-            );
+            return Err(Rejection::NoTrustedIdentity);
         }
         // Cryptography first (chain, SCT, log, signature); then the identity, matched exactly
         // against each trusted pair here, so that a mismatch names what the certificate says.
@@ -309,9 +307,10 @@ impl Trust {
             bundle,
             subject,
             &VerificationPolicy::any_identity(),
-        )?;
+        )
+        .map_err(|detail| Rejection::BundleInvalid { detail })?;
         let Some(info) = result.certificate() else {
-            return Err("verified without a certificate".into());
+            return Err(Rejection::NoCertificate);
         };
         let identity = info.identity.as_ref().map(|san| san.as_str()).unwrap_or("");
         let issuer = info.issuer.as_deref().unwrap_or("");
@@ -321,9 +320,10 @@ impl Trust {
                 .iter()
                 .any(|t| t.identity == identity && t.issuer == issuer)
         {
-            return Err(format!(
-                "certificate identity `{identity}` from issuer `{issuer}` is not trusted"
-            ));
+            return Err(Rejection::UntrustedIdentity {
+                identity: identity.to_owned(),
+                issuer: issuer.to_owned(),
+            });
         }
         Ok(Signer {
             kind: SignerKind::Keyless,
@@ -545,7 +545,7 @@ pub fn verify_bundle_text(
     }
     trust
         .verify_bundle(&bundle, input.into())
-        .map_err(VerifyError::Failed)
+        .map_err(|r| VerifyError::Failed(r.to_string()))
 }
 
 /// Verify `bundle` over `subject` under `policy`.

@@ -367,11 +367,12 @@ fn check(
         (_, Err(e)) => return Err(format!("expected {expect:?}, got the error `{e}`")),
         (_, Ok(found)) => found,
     };
-    let rejected: Vec<&str> = verdict
+    // The rendered reasons: these cases pin what the operator is told.
+    let rejected: Vec<String> = verdict
         .rejected
         .iter()
         .chain(&attestations.rejected)
-        .map(|r| r.reason.as_str())
+        .map(|r| r.reason.to_string())
         .collect();
     let summary = || {
         format!(

@@ -442,7 +442,7 @@ async fn verify(
                 .await
                 .map(|v| Outcome {
                     verified: v.signers.into_iter().map(|s| (s.identity, None)).collect(),
-                    rejected: v.rejected.into_iter().map(|r| r.reason).collect(),
+                    rejected: v.rejected.iter().map(|r| r.reason.to_string()).collect(),
                 })
         }
         Kind::Attestations => {
@@ -454,7 +454,7 @@ async fn verify(
                         .into_iter()
                         .map(|v| (v.signer.identity, Some(v.predicate_type)))
                         .collect(),
-                    rejected: a.rejected.into_iter().map(|r| r.reason).collect(),
+                    rejected: a.rejected.iter().map(|r| r.reason.to_string()).collect(),
                 })
         }
     }

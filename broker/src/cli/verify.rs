@@ -99,7 +99,7 @@ pub(super) fn verify(
             }
         }
         for r in verdict.rejected.iter().chain(&attestations.rejected) {
-            outln!("rejected  {}: {}", q(&r.source), q(&r.reason));
+            outln!("rejected  {}: {}", q(&r.source), q(&r.reason.to_string()));
         }
     }
     if verdict.signers.is_empty() {
