@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod components;
 mod conformance;
+mod docs;
 mod example;
 mod findings;
 mod fuzzed_guests;

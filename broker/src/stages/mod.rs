@@ -210,6 +210,10 @@ pub(crate) fn saving<T>(what: &str, opened: Result<T, StateError>) -> Result<Opt
 
 /// The pipeline, opened once: the state, store, registry client, trust, policies, audit log
 /// and engine every stage uses. Cheap to clone and shared across threads.
+///
+/// INVARIANT (sealed stages): each stage's output ([`Resolution`], [`Verified`], [`Artifact`],
+/// [`Granted`], [`Prepared`]) has private fields and is made only by its stage here, from the
+/// output of the stage before.
 #[derive(Clone)]
 pub struct Broker {
     inner: Arc<Inner>,
