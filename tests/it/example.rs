@@ -202,3 +202,82 @@ fn the_plugin_host_example_runs_the_embedded_hello_artifact() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no signature of"), "{stderr}");
 }
+
+/// One prepared guest, run from several threads at once through the library: each run is its
+/// own instance with the same grant, and each is recorded (`outcome`), after the one `pull`,
+/// `verify`, `decide` and `instantiate` of its preparation.
+#[test]
+fn a_prepared_guest_runs_from_many_threads_each_run_recorded() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let home = tempfile::tempdir().unwrap();
+    let trust =
+        broker::Trust::from_key_files(&[root.join("examples/hello/example-signer.pub")]).unwrap();
+    let mut config = broker::Config::new(home.path().join("warrant"), trust);
+    config.policies = Some(root.join("examples/hello/policies"));
+    let broker = broker::Broker::open(config).unwrap();
+    let reference: Reference = format!(
+        "oci-layout:{}",
+        root.join("examples/hello/layout").display()
+    )
+    .parse()
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let artifact = runtime
+        .block_on(async {
+            let resolution = broker.resolve(&reference).await?;
+            let verified = broker.verify(resolution).await?;
+            broker.fetch(verified).await
+        })
+        .unwrap();
+    let asks = broker::Asks {
+        memory_bytes: 16 << 20,
+        timeout_ms: 5_000,
+        ..broker::Asks::default()
+    };
+    let guest = broker
+        .prepare(broker.decide(artifact, &asks, false).unwrap())
+        .unwrap();
+    let outputs: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| guest.run(&[]).unwrap()))
+            .collect();
+        runs.into_iter()
+            .map(|run| {
+                let finished = run.join().unwrap();
+                assert_eq!(finished.outcome, broker::Outcome::Exited(0));
+                finished.stdout
+            })
+            .collect()
+    });
+    for stdout in outputs {
+        assert_eq!(
+            String::from_utf8_lossy(&stdout),
+            tests::fixtures::HELLO_OUTPUT
+        );
+    }
+    broker.checkpoint().unwrap();
+    let log = std::fs::read_to_string(home.path().join("warrant/audit/log.jsonl")).unwrap();
+    let kinds: Vec<String> = log
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["kind"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "pull",
+            "verify",
+            "decide",
+            "instantiate",
+            "outcome",
+            "outcome",
+            "outcome",
+            "outcome"
+        ]
+    );
+}
