@@ -38,14 +38,19 @@
 //! Outside the library no one can make a stage's output without the stage before it:
 //!
 //! ```compile_fail,E0451
-//! // verified facts,
-//! let verified = broker::Verified { resolution: todo!(), verdict: todo!(), attestations: todo!() };
+//! // verified facts (from a resolution that was never verified),
+//! fn forge(resolution: broker::Resolution) -> broker::Verified {
+//!     broker::Verified { resolution }
+//! }
 //! ```
 //!
 //! ```compile_fail,E0451
 //! // a grant,
-//! let grant = broker::Grant { digest: todo!(), policy_hash: todo!(), memory_bytes: 0,
-//!     timeout_ms: 0, fuel: None, dirs: vec![], env: vec![], net: vec![], decisions: vec![] };
+//! fn forge(digest: broker::Digest) -> broker::Grant {
+//!     broker::Grant { digest, policy_hash: String::new(), memory_bytes: 1 << 20,
+//!         timeout_ms: 1000, fuel: None, dirs: Vec::new(), env: Vec::new(),
+//!         net: Vec::new(), decisions: Vec::new() }
+//! }
 //! ```
 //!
 //! ```compile_fail,E0308

@@ -404,10 +404,11 @@ impl Sandbox {
     /// As [`Sandbox::with_fuel`], keeping compiled code in `compile_cache` (named by the
     /// guest's bytes and the engine's configuration, authenticated, in the user's private
     /// state: see [`crate::compiled`]): a guest compiled once is not compiled again by any
-    /// later run with the same configuration.
+    /// later run with the same configuration. Engines of other configurations may share the
+    /// cache: its entries are named by the engine's fingerprint too.
     pub fn configured(
         fuel: bool,
-        compile_cache: Option<CompileCache>,
+        compile_cache: Option<Arc<CompileCache>>,
     ) -> Result<Self, SandboxError> {
         Self::build(fuel, compile_cache, None)
     }
@@ -423,7 +424,7 @@ impl Sandbox {
 
     fn build(
         fuel: bool,
-        compile_cache: Option<CompileCache>,
+        compile_cache: Option<Arc<CompileCache>>,
         pooling: Option<u32>,
     ) -> Result<Self, SandboxError> {
         let engine_error = |e: wasmtime::Error| SandboxError::Engine(format!("{e:#}"));
@@ -454,7 +455,7 @@ impl Sandbox {
             ticker: Arc::new(Ticker::start(engine.clone())?),
             engine,
             fuel,
-            cache: compile_cache.map(Arc::new),
+            cache: compile_cache,
             runtime: Arc::new(GuestRuntime(Some(runtime))),
             compile_deadline: limits::COMPILE_DEADLINE,
         })

@@ -199,7 +199,7 @@ fn a_second_run_of_the_same_guest_is_not_compiled_again() {
     let wasm = wat::parse_str(HELLO).unwrap();
     let run_in = |state: &crate::state::State, wasm: &[u8]| {
         let cache = CompileCache::open(state).unwrap();
-        let sandbox = Sandbox::configured(false, Some(cache)).unwrap();
+        let sandbox = Sandbox::configured(false, Some(Arc::new(cache))).unwrap();
         let f = sandbox
             .run(
                 wasm,

@@ -12,8 +12,9 @@ pub(super) struct Engines {
     metered: OnceLock<Arc<Sandbox>>,
     unmetered: OnceLock<Arc<Sandbox>>,
     building: Mutex<Option<Building>>,
-    /// The compile cache for the engine built on first use (the one built ahead has its own).
-    cache: Mutex<Option<CompileCache>>,
+    /// The compile cache, shared by both engines (its entries are named by the engine's
+    /// fingerprint as well as the guest's bytes).
+    cache: Option<Arc<CompileCache>>,
 }
 
 struct Building {
@@ -23,16 +24,18 @@ struct Building {
 
 impl Engines {
     pub(super) fn start(fuel: bool, cache: Option<CompileCache>) -> Self {
+        let cache = cache.map(Arc::new);
+        let ahead = cache.clone();
         let building = std::thread::Builder::new()
             .name("warrant-engine".into())
-            .spawn(move || Sandbox::configured(fuel, cache))
+            .spawn(move || Sandbox::configured(fuel, ahead))
             .ok()
             .map(|thread| Building { fuel, thread });
         Self {
             metered: OnceLock::new(),
             unmetered: OnceLock::new(),
             building: Mutex::new(building),
-            cache: Mutex::new(None),
+            cache,
         }
     }
 
@@ -54,11 +57,26 @@ impl Engines {
             Some(b) => b.thread.join().unwrap_or_else(|_| {
                 Err(SandboxError::Engine("building the engine panicked".into()))
             }),
-            None => {
-                let cache = self.cache.lock().ok().and_then(|mut c| c.take());
-                Sandbox::configured(fuel, cache)
-            }
+            None => Sandbox::configured(fuel, self.cache.clone()),
         }?;
         Ok(slot.get_or_init(|| Arc::new(built)).clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine built on demand, for the fuel mode not built ahead, keeps compiled code in
+    /// the same compile cache as the one built ahead.
+    #[test]
+    fn both_engines_use_the_compile_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::State::open(&dir.path().join("data")).unwrap();
+        let engines = Engines::start(false, Some(CompileCache::open(&state).unwrap()));
+        for fuel in [true, false] {
+            let sandbox = engines.get(fuel).unwrap();
+            assert_eq!(sandbox.compile_cache_hits(), Some(0), "fuel: {fuel}");
+        }
     }
 }

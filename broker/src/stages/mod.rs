@@ -325,10 +325,7 @@ impl Broker {
     /// whose manifest is in the store is resolved from the store (checked against the digest),
     /// without asking the registry. Records `pull`.
     pub async fn resolve(&self, reference: &Reference) -> Result<Resolution, Error> {
-        let resolved = match Resolved::from_store(&self.inner.store, reference)? {
-            Some(resolved) => resolved,
-            None => self.inner.client.resolve(reference).await?,
-        };
+        let resolved = resolve_once(&self.inner.client, &self.inner.store, reference).await?;
         // The reference as resolved (a layout by its canonical path): the name the policies
         // decide on.
         self.record(&records::Pull {
@@ -628,15 +625,25 @@ pub(crate) async fn explain(
     asks: &Asks,
     progress: &dyn Progress,
 ) -> Result<(crate::policy::Facts, Vec<Decision>), Error> {
-    let resolved = match Resolved::from_store(store, reference)? {
-        Some(resolved) => resolved,
-        None => client.resolve(reference).await?,
-    };
+    let resolved = resolve_once(client, store, reference).await?;
     let (verdict, attestations, fetched) =
         crate::pipeline::fetch_verified(client, store, &resolved, trust, cache, progress).await?;
     let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
     let decisions = policies.decide_all(&facts, &asks.requests());
     Ok((facts, decisions))
+}
+
+/// `reference` resolved to a digest: from the store when it pins a digest whose manifest the
+/// store holds (checked against the digest, no registry asked), else by the registry.
+async fn resolve_once(
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+) -> Result<Resolved, Error> {
+    Ok(match Resolved::from_store(store, reference)? {
+        Some(resolved) => resolved,
+        None => client.resolve(reference).await?,
+    })
 }
 
 /// A guest's output made safe for a terminal: as UTF-8 (a byte that is not, such as a lone
