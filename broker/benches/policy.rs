@@ -104,6 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             memory_bytes: 64 << 20,
             timeout_ms: 1000,
             fuel: None,
+            runtime: broker::Runtime::Cli,
         },
         Request::FsRead(PathBuf::from("/srv/data/in")),
         Request::FsRead(PathBuf::from("/srv/data/more/deeply/nested")),

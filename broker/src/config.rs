@@ -54,6 +54,13 @@ pub struct Config {
     /// Signature verification.
     #[serde(default)]
     pub verify: VerifyConfig,
+    /// `warrant serve`: the listeners and the tenants.
+    #[serde(default)]
+    pub serve: crate::serve::config::ServeSection,
+    /// The file this was read from, if any (`[[serve.tenant]]` paths are relative to its
+    /// directory).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[verify]`.
@@ -203,10 +210,12 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
             reason: e.to_string(),
-        })
+        })?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Load `explicit` if given, else `$WARRANT_CONFIG`, else `warrant.toml` in the user's

@@ -135,6 +135,10 @@ pub mod sandbox;
 #[cfg(not(feature = "internals"))]
 mod sandbox;
 #[cfg(feature = "internals")]
+pub mod serve;
+#[cfg(not(feature = "internals"))]
+mod serve;
+#[cfg(feature = "internals")]
 pub mod stages;
 #[cfg(not(feature = "internals"))]
 mod stages;
@@ -149,12 +153,13 @@ mod verify;
 
 pub use cli::main as cli_main;
 pub use exit::Exit;
-pub use policy::{Asks, Decision, Denial, DirAsk, EnvValue, Grant, Request};
+pub use policy::{Asks, Decision, Denial, DirAsk, EnvValue, Grant, Request, Runtime};
 pub use registry_client::{ClientOptions, Digest, NoProgress, Progress, Reference, WasmKind};
 pub use rejection::Rejection;
 pub use sandbox::{Finished, Limit, Outcome, RunLimits};
 pub use stages::{
-    Artifact, Broker, Config, Error, Granted, Prepared, Resolution, Verified, limits, terminal_text,
+    Artifact, Broker, Config, Error, Granted, Prepared, PreparedHttp, Resolution, Verified, limits,
+    terminal_text,
 };
 pub use verify::{Identity, Signer, SignerKind, Trust};
 

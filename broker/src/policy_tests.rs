@@ -329,6 +329,11 @@ fn request(r: &TestRequest) -> Result<Request, String> {
             timeout_ms: r.timeout_ms.unwrap_or(10_000),
             // No `fuel`: unmetered; `fuel = 0` is metered with none.
             fuel: r.fuel,
+            // No `resource`, or `cli`: `warrant run`; any other: that `warrant serve` tenant.
+            runtime: match r.resource.as_deref() {
+                None | Some("cli") => crate::policy::Runtime::Cli,
+                Some(name) => crate::policy::Runtime::Tenant(name.to_owned()),
+            },
         },
         "fs.read" => Request::FsRead(resource()?.into()),
         "fs.write" => Request::FsWrite(resource()?.into()),

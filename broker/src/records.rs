@@ -158,6 +158,58 @@ impl Record for OutcomeRecord<'_> {
     const KIND: &'static str = "outcome";
 }
 
+/// `load`: a `warrant serve` tenant verified, granted and compiled, about to take traffic.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Load<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) route: &'a str,
+    pub(crate) reference: &'a str,
+    pub(crate) digest: &'a Digest,
+    pub(crate) outbound: &'a [String],
+}
+
+impl Record for Load<'_> {
+    const KIND: &'static str = "load";
+}
+
+/// `unserved`: a tenant not served (or no longer served), and why.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Unserved<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) reference: &'a str,
+    /// The digest still served instead, if any (a new version refused, the old one kept).
+    pub(crate) kept: Option<&'a Digest>,
+    pub(crate) reason: &'a str,
+}
+
+impl Record for Unserved<'_> {
+    const KIND: &'static str = "unserved";
+}
+
+/// `request`: one request a tenant served (or refused), written with group commit.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Request<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) digest: Option<&'a Digest>,
+    pub(crate) method: &'a str,
+    /// The path, without the query.
+    pub(crate) path: &'a str,
+    pub(crate) status: u16,
+    pub(crate) elapsed_us: u64,
+    pub(crate) limit: Option<&'a str>,
+    pub(crate) trap: Option<&'a str>,
+    pub(crate) response_bytes: u64,
+    pub(crate) outbound_allowed: u32,
+    pub(crate) outbound_denied: u32,
+}
+
+impl Record for Request<'_> {
+    const KIND: &'static str = "request";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

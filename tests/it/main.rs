@@ -24,6 +24,7 @@ mod policy_corpus;
 mod policy_e2e;
 mod policy_props;
 mod registry;
+mod serve;
 mod signing;
 mod store_findings;
 mod tamper;

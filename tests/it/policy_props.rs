@@ -420,6 +420,7 @@ fn request() -> impl Strategy<Value = Request> {
                     memory_bytes,
                     timeout_ms,
                     fuel,
+                    runtime: broker::policy::Runtime::Cli,
                 }
             }
         ),
@@ -564,7 +565,7 @@ proptest! {
                 .filter(|e| e.contains("policy `overflow`") && e.contains("overflow while"))
                 .count()
         };
-        let request = Request::Instantiate { memory_bytes, timeout_ms, fuel: Some(fuel) };
+        let request = Request::Instantiate { memory_bytes, timeout_ms, fuel: Some(fuel), runtime: broker::policy::Runtime::Cli };
         let decision = policies.evaluate(&facts, &request);
         prop_assert!(!decision.allowed, "{decision:?}");
         // The same error from every signer's evaluation is reported once.
@@ -576,7 +577,7 @@ proptest! {
             decision.explanation()
         );
         // 0 and 1 times `i64::MAX` do not overflow; other actions do not evaluate it.
-        let request = Request::Instantiate { memory_bytes: small, timeout_ms, fuel: Some(fuel) };
+        let request = Request::Instantiate { memory_bytes: small, timeout_ms, fuel: Some(fuel), runtime: broker::policy::Runtime::Cli };
         let decision = policies.evaluate(&facts, &request);
         prop_assert_eq!(from_overflow(&decision), 0, "{:?}", decision);
         if !matches!(other, Request::Instantiate { .. }) {

@@ -11,6 +11,8 @@
 pub mod components;
 pub mod fixtures;
 pub mod hostile;
+pub mod http_guests;
 pub mod registry;
+pub mod serve;
 pub mod sigstore;
 pub mod store_check;

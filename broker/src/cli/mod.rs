@@ -42,6 +42,7 @@ mod pull;
 mod push;
 mod render;
 mod run;
+mod serve;
 mod sign;
 mod verify;
 
@@ -202,6 +203,26 @@ enum Command {
         /// Arguments passed to the guest
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
+    },
+    /// Serve `wasi:http` components, one per tenant of `[[serve.tenant]]` in the config: each
+    /// verified against its own signers, granted by policy and compiled before its route takes
+    /// traffic; a fresh instance per request (SIGHUP reloads, SIGTERM drains and stops)
+    Serve {
+        /// Where requests are served (default: `[serve] listen`, else 127.0.0.1:8080; port 0
+        /// picks a free port)
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Where `/metrics`, `/healthz` and `/readyz` are served (default: `[serve]
+        /// admin_listen`, else not served)
+        #[arg(long, value_name = "ADDR")]
+        admin_listen: Option<String>,
+        /// Load every tenant as serving would, print each verdict and grant, and exit without
+        /// listening (0 when every tenant would be served, else the first failure's code)
+        #[arg(long)]
+        check: bool,
+        /// With `--check`: print the result as JSON
+        #[arg(long, requires = "check")]
+        json: bool,
     },
     /// Cedar policies: check them, explain a decision, run their tests
     Policy {
@@ -445,6 +466,16 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         } => run::run(&ctx, runtime, reference, trust, asks, drop_denied, args),
         Command::Audit { command } => audit::audit(&ctx, command),
         Command::Policy { command } => policy::policy(&ctx, &runtime, command),
+        Command::Serve {
+            listen,
+            admin_listen,
+            check,
+            json,
+        } => {
+            // The server runs on a multi-threaded runtime of its own.
+            drop(runtime);
+            serve::serve(&ctx, listen, admin_listen, check, json)
+        }
     }
 }
 

@@ -273,6 +273,7 @@ impl Policies {
                 memory_bytes,
                 timeout_ms,
                 fuel,
+                runtime,
             } => {
                 // `fuel` only when the run is metered: an unmetered run has no fuel bound to
                 // compare, and a policy must say `context has fuel` to ask for one.
@@ -297,7 +298,7 @@ impl Policies {
                     .chain(metered),
                 )
                 .map_err(|e| e.to_string())?;
-                (uid("Runtime", "cli")?, context)
+                (uid("Runtime", runtime.id())?, context)
             }
             Request::FsRead(path) | Request::FsWrite(path) => {
                 (uid("Dir", &path_text(path)?)?, Context::empty())
@@ -431,7 +432,20 @@ impl Policies {
         );
         for request in requests {
             match request {
-                Request::Instantiate { .. } => {}
+                Request::Instantiate { runtime, .. } => {
+                    if let Some(parent) = runtime.parent() {
+                        let parent = uid("Runtime", parent)?;
+                        let this = uid("Runtime", runtime.id())?;
+                        entities.insert(
+                            parent.clone(),
+                            Entity::new_no_attrs(parent.clone(), HashSet::new()),
+                        );
+                        entities.insert(
+                            this.clone(),
+                            Entity::new_no_attrs(this, HashSet::from([parent])),
+                        );
+                    }
+                }
                 Request::FsRead(path) | Request::FsWrite(path) => {
                     // An unusable path is that request's error (see `cedar_request`).
                     let Ok(chain) = dir_chain(path) else { continue };

@@ -157,6 +157,10 @@ pub struct Asks {
     pub env: Vec<(String, EnvValue)>,
     /// `host:port` pairs to connect to.
     pub net: Vec<String>,
+    /// `host:port` pairs to make HTTP requests to (`warrant serve`'s `outbound`), canonical.
+    pub http: Vec<String>,
+    /// Where the artifact is instantiated (`instantiate`'s resource).
+    pub runtime: super::Runtime,
 }
 
 impl Asks {
@@ -166,6 +170,7 @@ impl Asks {
             memory_bytes: self.memory_bytes,
             timeout_ms: self.timeout_ms,
             fuel: self.fuel,
+            runtime: self.runtime.clone(),
         }];
         for dir in &self.dirs {
             requests.push(Request::FsRead(dir.host.clone()));
@@ -175,6 +180,7 @@ impl Asks {
         }
         requests.extend(self.env.iter().map(|(n, _)| Request::EnvRead(n.clone())));
         requests.extend(self.net.iter().cloned().map(Request::NetConnect));
+        requests.extend(self.http.iter().cloned().map(Request::HttpOutgoing));
         requests
     }
 }
@@ -242,6 +248,7 @@ pub struct Grant {
     dirs: Vec<DirGrant>,
     env: Vec<(String, EnvValue)>,
     net: Vec<String>,
+    http: Vec<String>,
     decisions: Vec<Decision>,
 }
 
@@ -277,6 +284,10 @@ impl Grant {
     /// Granted `host:port` pairs.
     pub fn net(&self) -> &[String] {
         &self.net
+    }
+    /// Granted `host:port` pairs for outgoing HTTP requests.
+    pub fn http(&self) -> &[String] {
+        &self.http
     }
     /// Every decision made for this run.
     pub fn decisions(&self) -> &[Decision] {
@@ -391,6 +402,12 @@ pub(super) fn grant_from(
         .filter(|host| allowed(&Request::NetConnect((*host).clone())))
         .cloned()
         .collect();
+    let http = asks
+        .http
+        .iter()
+        .filter(|host| allowed(&Request::HttpOutgoing((*host).clone())))
+        .cloned()
+        .collect();
     Ok(Grant {
         digest: facts.digest.clone(),
         policy_hash: policy_hash.to_owned(),
@@ -400,6 +417,7 @@ pub(super) fn grant_from(
         dirs,
         env,
         net,
+        http,
         decisions,
     })
 }

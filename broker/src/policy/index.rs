@@ -230,7 +230,10 @@ pub(super) fn slice_by_action(
 /// A request's resource uid followed by its ancestors (a directory's parent chain).
 pub(super) fn request_resource(request: &Request) -> Result<Vec<EntityUid>, String> {
     Ok(match request {
-        Request::Instantiate { .. } => vec![uid("Runtime", "cli")?],
+        Request::Instantiate { runtime, .. } => std::iter::once(runtime.id())
+            .chain(runtime.parent())
+            .map(|id| uid("Runtime", id))
+            .collect::<Result<_, _>>()?,
         Request::FsRead(path) | Request::FsWrite(path) => dir_chain(path)?
             .iter()
             .map(|d| uid("Dir", d))

@@ -33,7 +33,7 @@ pub use grant::{Asks, Denial, DirAsk, EnvValue, Grant, HostDir, check_env_name, 
 pub use host::canonical_host_port;
 pub use load::{Policies, PolicyError, ValidationMemo, read_sources, validation_key};
 pub(crate) use memo::{DecisionMemo, decision_key, remembered_grant};
-pub use model::{Facts, Request};
+pub use model::{Facts, Request, Runtime};
 #[allow(
     unused_imports,
     reason = "named only outside this crate, through the `internals` feature (tests, fuzzers)"

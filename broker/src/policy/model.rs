@@ -261,6 +261,40 @@ impl Facts {
     }
 }
 
+/// Where an artifact is instantiated: the resource `instantiate` is asked on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Runtime {
+    /// `warrant run`: `Runtime::"cli"`.
+    #[default]
+    Cli,
+    /// A `warrant serve` tenant: `Runtime::"<name>"`, whose parent is `Runtime::"serve"`, so
+    /// that one policy can cover every tenant and another a single one. The name is checked
+    /// by the server (`[a-z0-9-]+`, and none of [`Runtime::RESERVED`]).
+    Tenant(String),
+}
+
+impl Runtime {
+    /// The runtime ids that are not tenants' names: a tenant named `cli` would be granted
+    /// what policies grant `warrant run`, and one named `serve` would be its own parent.
+    pub const RESERVED: [&str; 3] = ["cli", "serve", "k8s"];
+
+    /// The entity id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Cli => "cli",
+            Self::Tenant(name) => name,
+        }
+    }
+
+    /// The parent entity's id, if any.
+    pub fn parent(&self) -> Option<&'static str> {
+        match self {
+            Self::Cli => None,
+            Self::Tenant(_) => Some("serve"),
+        }
+    }
+}
+
 /// One thing an artifact asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Request {
@@ -272,6 +306,8 @@ pub enum Request {
         timeout_ms: u64,
         /// Fuel; `None`: unmetered (the context has no `fuel`).
         fuel: Option<u64>,
+        /// Where (the resource).
+        runtime: Runtime,
     },
     /// Read a host directory (canonical path).
     FsRead(PathBuf),
@@ -298,10 +334,10 @@ impl Request {
         }
     }
 
-    /// The resource's id (`cli` for `instantiate`).
+    /// The resource's id (`cli`, or the tenant's name, for `instantiate`).
     pub fn resource(&self) -> String {
         match self {
-            Self::Instantiate { .. } => "cli".into(),
+            Self::Instantiate { runtime, .. } => runtime.id().into(),
             Self::FsRead(p) | Self::FsWrite(p) => p.display().to_string(),
             Self::EnvRead(n) => n.clone(),
             Self::NetConnect(h) | Self::HttpOutgoing(h) => h.clone(),
@@ -320,6 +356,7 @@ impl Serialize for Request {
             memory_bytes,
             timeout_ms,
             fuel,
+            ..
         } = self
         {
             let mut context = serde_json::json!({
@@ -341,16 +378,24 @@ impl std::fmt::Display for Request {
                 memory_bytes,
                 timeout_ms,
                 fuel,
-            } => match fuel {
-                Some(fuel) => write!(
-                    f,
-                    "instantiate (memory {memory_bytes} B, timeout {timeout_ms} ms, fuel {fuel})"
-                ),
-                None => write!(
-                    f,
-                    "instantiate (memory {memory_bytes} B, timeout {timeout_ms} ms, unmetered)"
-                ),
-            },
+                runtime,
+            } => {
+                if let Runtime::Tenant(name) = runtime {
+                    write!(f, "instantiate {name} ")?;
+                } else {
+                    write!(f, "instantiate ")?;
+                }
+                match fuel {
+                    Some(fuel) => write!(
+                        f,
+                        "(memory {memory_bytes} B, timeout {timeout_ms} ms, fuel {fuel})"
+                    ),
+                    None => write!(
+                        f,
+                        "(memory {memory_bytes} B, timeout {timeout_ms} ms, unmetered)"
+                    ),
+                }
+            }
             Self::FsRead(p) => write!(f, "fs.read {}", p.display()),
             Self::FsWrite(p) => write!(f, "fs.write {}", p.display()),
             Self::EnvRead(n) => write!(f, "env.read {n}"),

@@ -474,6 +474,7 @@ fn context_number(request: &Request, name: &str) -> Option<i64> {
             memory_bytes,
             timeout_ms,
             fuel,
+            ..
         } => match name {
             "memoryBytes" => Some(to_long(*memory_bytes)),
             "timeoutMs" => Some(to_long(*timeout_ms)),

@@ -357,16 +357,19 @@ pub(super) fn requests() -> Vec<Request> {
             memory_bytes: 1 << 20,
             timeout_ms: 1000,
             fuel: None,
+            runtime: crate::policy::Runtime::Cli,
         },
         Request::Instantiate {
             memory_bytes: 1 << 30,
             timeout_ms: 1,
             fuel: Some(1000),
+            runtime: crate::policy::Runtime::Cli,
         },
         Request::Instantiate {
             memory_bytes: 1 << 20,
             timeout_ms: 1000,
             fuel: Some(0),
+            runtime: crate::policy::Runtime::Cli,
         },
         Request::FsRead(PathBuf::from("/srv/data/in/x")),
         Request::FsRead(PathBuf::from("/etc")),
@@ -634,11 +637,13 @@ fn every_simple_test_alone_agrees_with_cedar() {
             memory_bytes: 1000,
             timeout_ms: 999,
             fuel: None,
+            runtime: crate::policy::Runtime::Cli,
         },
         Request::Instantiate {
             memory_bytes: u64::MAX,
             timeout_ms: 1001,
             fuel: Some(1000),
+            runtime: crate::policy::Runtime::Cli,
         },
     ];
     let (mut compared, mut refused) = (0, 0);

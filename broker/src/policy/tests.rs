@@ -57,6 +57,7 @@ fn instantiate() -> Request {
         memory_bytes: 1 << 20,
         timeout_ms: 1000,
         fuel: None,
+        runtime: crate::policy::Runtime::Cli,
     }
 }
 
@@ -333,6 +334,7 @@ fn remembered_decisions_give_the_same_grant_for_exactly_the_same_run() {
         dirs: Vec::new(),
         env: env.iter().map(|n| ((*n).to_owned(), "v".into())).collect(),
         net: Vec::new(),
+        ..Asks::default()
     };
     let allowed = asks(&["LOG_LEVEL"], 1 << 20);
     assert!(remembered_grant(&memo, &key, &f, &allowed).is_none());
@@ -419,6 +421,7 @@ fn every_request_conforms_to_the_schema() {
             memory_bytes: u64::MAX,
             timeout_ms: u64::MAX,
             fuel: Some(u64::MAX),
+            runtime: crate::policy::Runtime::Cli,
         },
         Request::FsRead(PathBuf::from("/srv/data/in")),
         Request::FsWrite(PathBuf::from("/")),
@@ -748,6 +751,7 @@ fn finding_fuel_an_unmetered_run_cannot_satisfy_a_fuel_bound() {
                     memory_bytes: 1 << 20,
                     timeout_ms: 1000,
                     fuel,
+                    runtime: crate::policy::Runtime::Cli,
                 },
             )
             .allowed
@@ -879,4 +883,89 @@ fn the_hash_ignores_file_order_but_not_content() {
     assert_eq!(one.hash(), two.hash());
     let three = load(&[("1.cedar", a)]).unwrap();
     assert_ne!(one.hash(), three.hash());
+}
+
+fn instantiate_on(runtime: Runtime) -> Request {
+    Request::Instantiate {
+        memory_bytes: 1 << 20,
+        timeout_ms: 1000,
+        fuel: None,
+        runtime,
+    }
+}
+
+/// A serve tenant's `instantiate` is asked on `Runtime::"<name>"` in `Runtime::"serve"`: a
+/// policy `in Runtime::"serve"` covers every tenant and none of `warrant run`; a policy `==
+/// Runtime::"acme"` covers that tenant only; a `forbid` on one tenant leaves the others.
+#[test]
+fn tenant_runtimes_sit_under_serve_and_policies_scope_them() {
+    let policies = load(&[(
+        "serve.cedar",
+        r#"
+        @id("every-tenant")
+        permit (principal, action == Warrant::Action::"instantiate", resource in Warrant::Runtime::"serve");
+        @id("acme-outbound")
+        permit (principal, action == Warrant::Action::"http.outgoing", resource == Warrant::Host::"api.example.com:443")
+        ;
+        @id("not-evil")
+        forbid (principal, action == Warrant::Action::"instantiate", resource == Warrant::Runtime::"evil");
+        "#,
+    )])
+    .unwrap();
+    let f = facts(vec![keyless(RELEASE)]);
+    let tenant = |name: &str| instantiate_on(Runtime::Tenant(name.into()));
+    assert!(policies.decide(&f, &tenant("acme")).allowed);
+    assert!(policies.decide(&f, &tenant("other")).allowed);
+    assert!(!policies.decide(&f, &tenant("evil")).allowed);
+    assert!(!policies.decide(&f, &instantiate_on(Runtime::Cli)).allowed);
+    // The indexed evaluation and plain Cedar agree on every one.
+    for request in [tenant("acme"), tenant("evil"), instantiate_on(Runtime::Cli)] {
+        let screened = policies.decide(&f, &request);
+        let plain = policies.evaluate_naive(&f, &request);
+        assert_eq!(screened.allowed, plain.allowed, "{request}");
+    }
+    let only_acme = load(&[(
+        "acme.cedar",
+        r#"@id("acme") permit (principal, action == Warrant::Action::"instantiate", resource == Warrant::Runtime::"acme");"#,
+    )])
+    .unwrap();
+    assert!(only_acme.decide(&f, &tenant("acme")).allowed);
+    assert!(!only_acme.decide(&f, &tenant("acme-2")).allowed);
+    assert!(!only_acme.decide(&f, &instantiate_on(Runtime::Cli)).allowed);
+}
+
+/// A tenant's asks carry its runtime and its outbound hosts; the grant keeps the allowed
+/// outbound hosts only (with `drop_denied`), and the memo's key tells tenants apart.
+#[test]
+fn a_tenant_grant_keeps_only_the_allowed_outbound_hosts() {
+    let policies = load(&[(
+        "serve.cedar",
+        r#"
+        @id("tenants") permit (principal, action == Warrant::Action::"instantiate", resource in Warrant::Runtime::"serve");
+        @id("api") permit (principal, action == Warrant::Action::"http.outgoing", resource == Warrant::Host::"api.example.com:443");
+        "#,
+    )])
+    .unwrap();
+    let f = facts(vec![keyless(RELEASE)]);
+    let asks = Asks {
+        memory_bytes: 1 << 20,
+        timeout_ms: 1000,
+        http: vec!["api.example.com:443".into(), "evil.example:443".into()],
+        runtime: Runtime::Tenant("acme".into()),
+        ..Asks::default()
+    };
+    assert!(policies.grant(&f, &asks, false).is_err());
+    let grant = policies.grant(&f, &asks, true).unwrap();
+    assert_eq!(grant.http(), ["api.example.com:443".to_owned()]);
+    let key = |runtime: Runtime| {
+        let asks = Asks {
+            runtime,
+            ..asks.clone()
+        };
+        decision_key(&[0; 32], &f, &asks.requests())
+    };
+    assert_ne!(
+        key(Runtime::Tenant("acme".into())),
+        key(Runtime::Tenant("other".into()))
+    );
 }

@@ -55,6 +55,7 @@ use crate::compiled::{CompileCache, Compiled};
 use crate::policy::Grant;
 
 mod capability;
+pub mod http;
 mod outcome;
 mod prepare;
 
@@ -324,8 +325,12 @@ struct Limiter {
 
 impl Limiter {
     fn new(limits: &RunLimits, parts: usize) -> Self {
+        Self::with_memory(limits.memory_bytes, parts)
+    }
+
+    fn with_memory(memory_bytes: u64, parts: usize) -> Self {
         Self {
-            memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            memory_bytes: usize::try_from(memory_bytes).unwrap_or(usize::MAX),
             memory_used: 0,
             table_elements: limits::MAX_TABLE_ELEMENTS,
             parts,

@@ -39,6 +39,11 @@ impl Engines {
         }
     }
 
+    /// The compile cache the engines share, if there is one.
+    pub(super) fn cache(&self) -> Option<Arc<CompileCache>> {
+        self.cache.clone()
+    }
+
     /// The engine metering fuel when `fuel`: the one built ahead if it is that one, else one
     /// built now.
     pub(super) fn get(&self, fuel: bool) -> Result<Arc<Sandbox>, Error> {

@@ -217,18 +217,30 @@ pub(crate) fn saving<T>(what: &str, opened: Result<T, StateError>) -> Result<Opt
 #[derive(Clone)]
 pub struct Broker {
     inner: Arc<Inner>,
+    scope: Arc<Scope>,
 }
 
+/// What every broker of one process shares: the state, the store, the audit log, the engines.
 struct Inner {
+    state: State,
+    /// The registry client every scope's budgeted client is made from.
     client: RegistryClient,
+    /// A scope's registry work together is bounded by this deadline and the request cap.
+    registry_deadline: Duration,
     store: Store,
-    trust: Trust,
     verdicts: Option<VerdictCache>,
-    policies: Mutex<RunPolicies>,
     audit: Mutex<Audit>,
     engines: Engines,
     output_bytes: u64,
     progress: Box<dyn Progress + Send>,
+}
+
+/// What a broker decides with: who may sign, the policies, and a registry budget of its own
+/// ([`Broker::scoped`]: a `warrant serve` tenant's).
+struct Scope {
+    client: RegistryClient,
+    trust: Trust,
+    policies: Mutex<RunPolicies>,
 }
 
 impl Broker {
@@ -261,8 +273,8 @@ impl Broker {
             // One broker's registry work together is bounded by the operation deadline and
             // the request cap, not each operation alone.
             let deadline = config.registry.operation_deadline;
-            let client = RegistryClient::new(config.registry)?
-                .budgeted(deadline, registry_client::limits::MAX_REQUESTS_PER_RUN);
+            let base = RegistryClient::new(config.registry)?;
+            let client = base.budgeted(deadline, registry_client::limits::MAX_REQUESTS_PER_RUN);
             let store = Store::open(
                 config
                     .store
@@ -279,18 +291,54 @@ impl Broker {
             }
             Ok(Self {
                 inner: Arc::new(Inner {
-                    client,
+                    state,
+                    client: base,
+                    registry_deadline: deadline,
                     store,
-                    trust: config.trust,
                     verdicts,
-                    policies: Mutex::new(policies),
                     audit: Mutex::new(audit),
                     engines,
                     output_bytes: config.output_bytes,
                     progress: config.progress,
                 }),
+                scope: Arc::new(Scope {
+                    client,
+                    trust: config.trust,
+                    policies: Mutex::new(policies),
+                }),
             })
         })
+    }
+
+    /// A broker sharing this one's state, store, audit log and engines, that verifies against
+    /// `trust` only and decides with the policies in `policies` (none: everything denied),
+    /// with a registry budget of its own: a `warrant serve` tenant, whose signers lend nothing
+    /// to another tenant. The policies are checked now, as [`Broker::open`] checks them.
+    pub fn scoped(&self, trust: Trust, policies: Option<&Path>) -> Result<Self, Error> {
+        let memo = saving("the policy memo", PolicyMemo::open(&self.inner.state))?;
+        let policies = RunPolicies::open(policies, memo)?;
+        Ok(Self {
+            inner: self.inner.clone(),
+            scope: Arc::new(Scope {
+                client: self.inner.client.budgeted(
+                    self.inner.registry_deadline,
+                    registry_client::limits::MAX_REQUESTS_PER_RUN,
+                ),
+                trust,
+                policies: Mutex::new(policies),
+            }),
+        })
+    }
+
+    /// The compile cache this broker's engines use, if there is one (for another engine of
+    /// the same process: entries are named by the engine's fingerprint too).
+    pub(crate) fn compile_cache(&self) -> Option<Arc<CompileCache>> {
+        self.inner.engines.cache()
+    }
+
+    /// The trust this broker verifies against.
+    pub fn trust(&self) -> &Trust {
+        &self.scope.trust
     }
 
     /// Append a record to the audit log (written with the next commit).
@@ -325,7 +373,7 @@ impl Broker {
     /// whose manifest is in the store is resolved from the store (checked against the digest),
     /// without asking the registry. Records `pull`.
     pub async fn resolve(&self, reference: &Reference) -> Result<Resolution, Error> {
-        let resolved = resolve_once(&self.inner.client, &self.inner.store, reference).await?;
+        let resolved = resolve_once(&self.scope.client, &self.inner.store, reference).await?;
         // The reference as resolved (a layout by its canonical path): the name the policies
         // decide on.
         self.record(&records::Pull {
@@ -340,11 +388,11 @@ impl Broker {
     /// trust. Refused (and the refusal committed to the log before it is returned) when the
     /// trust names signers and none of them signed. Records `verify`.
     pub async fn verify(&self, resolution: Resolution) -> Result<Verified, Error> {
-        let trust = &self.inner.trust;
+        let trust = &self.scope.trust;
         // INVARIANT (digest binding): verification uses the resolved digest; nothing looks the
         // tag up again.
         let (verdict, attestations) = crate::pipeline::verify_cached(
-            &self.inner.client,
+            &self.scope.client,
             resolution.resolved.reference(),
             resolution.resolved.digest(),
             trust,
@@ -383,7 +431,7 @@ impl Broker {
     /// module's bytes, checked to be that digest and the kind its manifest says.
     pub async fn fetch(&self, verified: Verified) -> Result<Artifact, Error> {
         let fetched = self
-            .inner
+            .scope
             .client
             .fetch(
                 &verified.resolution.resolved,
@@ -415,7 +463,7 @@ impl Broker {
             &artifact.verified.attestations,
         );
         let (granted, policy_hash, remembered) = self
-            .inner
+            .scope
             .policies
             .lock()
             .map_err(|_| Error::Poisoned("the policies"))?
@@ -475,6 +523,60 @@ impl Broker {
             digest: artifact.fetched.digest().clone(),
             grant,
         })
+    }
+
+    /// Compile (or find compiled) and link a granted `wasi:http` component for `warrant
+    /// serve`'s tenant `tenant` at `route`, and commit the grant and the `load` record to the
+    /// log: it is durable before the tenant can take a request. Records `instantiate` and
+    /// `load`.
+    ///
+    /// Compilation runs no guest code; a component that cannot be served (a core module, no
+    /// `wasi:http/incoming-handler` export) is refused here, before anything is recorded.
+    pub fn prepare_http(
+        &self,
+        granted: Granted,
+        engine: &crate::sandbox::http::HttpEngine,
+        tenant: &str,
+        route: &str,
+    ) -> Result<PreparedHttp, Error> {
+        let Granted { artifact, grant } = granted;
+        let reference = artifact
+            .verified
+            .resolution
+            .resolved
+            .reference()
+            .to_string();
+        let guest = engine.prepare(artifact.wasm)?;
+        self.record(&records::Instantiate::of(&grant, 0))?;
+        self.record_before_effect(&records::Load {
+            tenant,
+            route,
+            reference: &reference,
+            digest: artifact.fetched.digest(),
+            outbound: grant.http(),
+        })?;
+        Ok(PreparedHttp {
+            guest,
+            digest: artifact.fetched.digest().clone(),
+            signers: artifact.verified.verdict.signers.clone(),
+            reference,
+            grant,
+        })
+    }
+
+    /// Append a record to the log, written with the next commit ([`Broker::commit`]).
+    pub(crate) fn record_later<R: Record>(&self, record: &R) -> Result<(), Error> {
+        self.record(record)
+    }
+
+    /// Append a record to the log and commit everything pending: durable when this returns.
+    pub(crate) fn record_now<R: Record>(&self, record: &R) -> Result<(), Error> {
+        self.record_before_effect(record)
+    }
+
+    /// Make every record written so far durable (one `fdatasync` if any is pending).
+    pub(crate) fn commit(&self) -> Result<(), Error> {
+        Ok(self.audit()?.commit()?)
     }
 
     /// Commit the log and sign a checkpoint over it: the end of a run, or of a batch of them.
@@ -605,6 +707,43 @@ impl Prepared {
         self.broker
             .record(&records::OutcomeRecord::of(&self.digest, &finished))?;
         Ok(finished)
+    }
+}
+
+/// A granted `wasi:http` component compiled and linked for serving
+/// ([`Broker::prepare_http`]): a fresh instance of it serves each request.
+pub struct PreparedHttp {
+    guest: crate::sandbox::http::HttpGuest,
+    digest: Digest,
+    signers: Vec<crate::verify::Signer>,
+    reference: String,
+    grant: Grant,
+}
+
+impl PreparedHttp {
+    /// The artifact's manifest digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The reference as resolved.
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// Who verifiably signed it.
+    pub fn signers(&self) -> &[crate::verify::Signer] {
+        &self.signers
+    }
+
+    /// What it was granted.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// The compiled and linked component.
+    pub(crate) fn guest(&self) -> &crate::sandbox::http::HttpGuest {
+        &self.guest
     }
 }
 
