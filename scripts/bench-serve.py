@@ -10,7 +10,7 @@ granted by a Cedar policy, every request recorded in the audit log with group co
 Modes (from the repository root, after building the binaries):
 
   cargo build --release -p broker --bin warrant
-  cargo build --release -p tests --bin write-guest
+  cargo build -p tests --bin write-guest      # makes the guests; its speed does not matter
   python3 scripts/bench-serve.py throughput --wasmtime PATH [--rounds 6] [--seconds 10]
   python3 scripts/bench-serve.py rss --wasmtime PATH [--requests 1000000]
   python3 scripts/bench-serve.py density [--tenants 1000]
@@ -28,7 +28,7 @@ import argparse, json, os, re, signal, socket, statistics, subprocess, sys, temp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARRANT = os.path.join(ROOT, "target/release/warrant")
-WRITE_GUEST = os.path.join(ROOT, "target/release/write-guest")
+WRITE_GUEST = os.path.join(ROOT, "target/debug/write-guest")
 REGISTRY = "/usr/bin/docker-registry"
 
 POLICY = """
@@ -160,14 +160,14 @@ def rss_kib(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
-def setup_one(work, w, registry):
+def setup_one(work, w, registry, route="/"):
     wasm = os.path.join(work, "hello.wasm")
     subprocess.run([WRITE_GUEST, "hello", wasm], check=True)
     reference = f"127.0.0.1:{registry.port}/bench/hello:v1"
     w.publish(wasm, reference)
     config = os.path.join(work, "warrant.toml")
     with open(config, "w") as f:
-        f.write('[serve]\nlisten = "127.0.0.1:0"\n\n' + tenant_toml("hello", "/", reference, w.key, w.policies))
+        f.write('[serve]\nlisten = "127.0.0.1:0"\n\n' + tenant_toml("hello", route, reference, w.key, w.policies))
     return wasm, config
 
 
@@ -249,7 +249,8 @@ def density(args, work, w, registry):
 
 
 def coldstart(args, work, w, registry):
-    wasm, config = setup_one(work, w, registry)
+    # Not at `/`: the added tenants' routes must not fall under the first one's.
+    wasm, config = setup_one(work, w, registry, route="/hello")
     proc, addr, _, _ = start_warrant(w, config)
     base = open(config).read()
     try:

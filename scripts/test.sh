@@ -2,14 +2,16 @@
 # Run Warrant's whole test suite on a fresh Debian machine.
 #
 # Installs what the tests start for real when it is missing (Debian's `docker-registry`, the
-# CNCF distribution registry, and `skopeo`, used as an independent OCI tool), then checks
-# formatting, lints with warnings as errors, and runs every test in the workspace.
+# CNCF distribution registry; `skopeo`, used as an independent OCI tool; `openssl`, which makes
+# the test CA for outgoing HTTPS), then checks formatting, lints with warnings as errors, and
+# runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

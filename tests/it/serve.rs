@@ -228,7 +228,7 @@ fn tenants_are_verified_against_their_own_keys_and_routed_by_whole_segments() {
         "GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(ready.status, 200);
-    drop(server);
+    server.stop();
 
     let records = f.records(&config);
     let loads: Vec<&str> = records
@@ -425,7 +425,7 @@ fn hostile_guests_are_contained_and_the_other_tenants_keep_answering() {
         started.elapsed()
     );
     assert_eq!(looping.join().unwrap(), 504);
-    drop(server);
+    server.stop();
 
     let records = f.records(&config);
     let limit_of = |tenant: &str| {
@@ -480,6 +480,11 @@ struct Canary {
 
 impl Canary {
     fn start() -> Self {
+        Self::answering(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\ncanary")
+    }
+
+    /// A canary that answers every request with `response`.
+    fn answering(response: &'static [u8]) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -493,9 +498,7 @@ impl Canary {
                     let mut buf = [0u8; 4096];
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                     let _ = stream.read(&mut buf);
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\ncanary",
-                    );
+                    let _ = stream.write_all(response);
                 });
             }
         });
@@ -600,7 +603,7 @@ fn cve_2024_32980_outbound_reaches_only_granted_destinations_as_written() {
         );
     }
     assert_eq!(canary.hits(), 1, "a refused request reached the canary");
-    drop(server);
+    server.stop();
     let records = f.records(&config);
     for (name, _, _) in &cases {
         let record = records
@@ -990,4 +993,255 @@ fn sigkill_under_load_leaves_a_verifiable_log_and_sigterm_drains() {
         .collect();
     assert_eq!(new.len(), 2, "{new:?}");
     f.audit_verifies(&config);
+}
+
+/// `openssl` makes a CA and a server certificate for `127.0.0.1` signed by it, in `dir`:
+/// (CA certificate, server certificate, server key).
+fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let file = |ext: &str| dir.join(format!("{name}-{ext}"));
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    let (ca_key, ca, key, csr, cert, ext) = (
+        file("ca.key"),
+        file("ca.pem"),
+        file("server.key"),
+        file("server.csr"),
+        file("server.pem"),
+        file("ext.cnf"),
+    );
+    let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &s(&ca_key),
+        "-out",
+        &s(&ca),
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name} test CA"),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &s(&key),
+        "-out",
+        &s(&csr),
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(&csr),
+        "-CA",
+        &s(&ca),
+        "-CAkey",
+        &s(&ca_key),
+        "-CAcreateserial",
+        "-out",
+        &s(&cert),
+        "-days",
+        "2",
+        "-extfile",
+        &s(&ext),
+    ]);
+    (ca, cert, key)
+}
+
+/// An HTTPS server (Python's, on loopback) with `cert` and `key`, answering 200 `tls`.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(cert: &Path, key: &Path) -> Self {
+        let port = tests::registry::free_port();
+        let script = format!(
+            r#"
+import http.server, ssl
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "3"); self.end_headers(); self.wfile.write(b"tls")
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", {port}), H)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain("{cert}", "{key}")
+s.socket = c.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+"#,
+            cert = cert.display(),
+            key = key.display()
+        );
+        let child = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "the HTTPS server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Outgoing HTTPS is verified by rustls against the webpki roots and the operator's
+/// `outbound_roots`: a server certified by that CA answers; one certified by another CA is
+/// refused. No redirect is followed: the guest gets the 302 itself, and the place it points
+/// to gets nothing.
+#[test]
+fn outbound_https_is_verified_and_redirects_are_not_followed() {
+    let f = Fixture::new();
+    let (ca, cert, key) = certificates(f.home.path(), "trusted");
+    let (_, other_cert, other_key) = certificates(f.home.path(), "other");
+    let trusted = TlsServer::start(&cert, &key);
+    let untrusted = TlsServer::start(&other_cert, &other_key);
+    let target = Canary::start();
+    let redirect: &'static [u8] = Box::leak(
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://{}/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            target.addr
+        )
+        .into_bytes()
+        .into_boxed_slice(),
+    );
+    let redirecting = Canary::answering(redirect);
+    let (signing, public) = f.keygen("t");
+    let policies = f.policies("all", SERVE_POLICY);
+    let mut tenants = String::new();
+    for (name, scheme, authority) in [
+        ("trusted", "https", format!("127.0.0.1:{}", trusted.port)),
+        (
+            "untrusted",
+            "https",
+            format!("127.0.0.1:{}", untrusted.port),
+        ),
+        ("redirect", "http", redirecting.addr.to_string()),
+    ] {
+        f.publish(
+            &format!("tls/{name}"),
+            "v1",
+            &guests::fetch(Some(scheme), Some(&authority), "/"),
+            Some(&signing),
+        );
+        let reference = f.registry.reference(&format!("tls/{name}"), "v1");
+        tenants.push_str(&tenant(
+            name,
+            &format!("/{name}"),
+            &reference,
+            &public,
+            &policies,
+            &format!("outbound = [\"{authority}\"]"),
+        ));
+    }
+    let config = f.config(&format!(
+        "{LISTEN}outbound_roots = \"{}\"\n{tenants}",
+        ca.display()
+    ));
+    let server = f.serve(&config);
+    let ok = server.get("/trusted");
+    assert_eq!((ok.status, ok.text()), (200, "upstream 200\n".to_owned()));
+    let refused = server.get("/untrusted");
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    let moved = server.get("/redirect");
+    assert_eq!(
+        (moved.status, moved.text()),
+        (200, "upstream 302\n".to_owned())
+    );
+    assert_eq!(redirecting.hits(), 1);
+    assert_eq!(target.hits(), 0, "a redirect was followed");
+}
+
+/// Components built by real toolchains — Python by componentize-py, JavaScript by jco and
+/// componentize-js — are verified, granted and served like any other: they link (they import
+/// filesystem, terminal, environment, exit and socket interfaces beyond the proxy world), see
+/// the full path and method, and read the request body.
+#[test]
+fn components_from_real_toolchains_are_served() {
+    let f = Fixture::new();
+    let (key, public) = f.keygen("t");
+    let policies = f.policies("all", SERVE_POLICY);
+    let mut tenants = String::new();
+    for (name, wasm) in [
+        ("python", tests::toolchain::python_http_guest()),
+        ("js", tests::toolchain::js_http_guest()),
+    ] {
+        f.publish(&format!("toolchain/{name}"), "v1", &wasm, Some(&key));
+        let reference = f.registry.reference(&format!("toolchain/{name}"), "v1");
+        tenants.push_str(&tenant(
+            name,
+            &format!("/{name}"),
+            &reference,
+            &public,
+            &policies,
+            "memory_bytes = \"128MiB\"\ntimeout = \"10s\"",
+        ));
+    }
+    // Their own timeout instead of the 2 s `tenant` writes (TOML refuses a key given twice).
+    let tenants = tenants.replace("timeout = \"2s\"\n", "");
+    let config = f.config(&format!("{LISTEN}{tenants}"));
+    let server = Server::start(f.serve_command(&config, &[]), Duration::from_secs(600));
+    assert!(
+        server.log().contains("ready: 2 of 2 tenants served"),
+        "{}",
+        server.log()
+    );
+    for name in ["python", "js"] {
+        let hello = server.get(&format!("/{name}/a/b?c=1"));
+        assert_eq!(
+            (hello.status, hello.text()),
+            (200, format!("hello from {name}: GET /{name}/a/b?c=1\n")),
+            "{}",
+            server.log()
+        );
+        let echo = request(
+            server.addr,
+            &format!(
+                "POST /{name}/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nConnection: close\r\n\r\nbody bytes!"
+            ),
+        );
+        assert_eq!(
+            (echo.status, echo.text()),
+            (200, "body bytes!".to_owned()),
+            "{name}"
+        );
+    }
 }

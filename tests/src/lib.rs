@@ -16,3 +16,4 @@ pub mod registry;
 pub mod serve;
 pub mod sigstore;
 pub mod store_check;
+pub mod toolchain;

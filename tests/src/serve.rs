@@ -116,6 +116,19 @@ impl Server {
         None
     }
 
+    /// Stop it as an operator would (SIGTERM: drained, every record committed and a checkpoint
+    /// signed) and wait for it to exit 0.
+    pub fn stop(mut self) {
+        self.signal(15);
+        let code = self.wait_exit(Duration::from_secs(30));
+        assert_eq!(
+            code,
+            Some(0),
+            "warrant serve did not stop cleanly:\n{}",
+            self.log()
+        );
+    }
+
     /// `GET path`.
     pub fn get(&self, path: &str) -> Response {
         request(

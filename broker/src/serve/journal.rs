@@ -10,7 +10,8 @@
 //!
 //! Every request takes a slot ([`Journal::reserve`]) before its guest runs and gives it back
 //! only once its record is committed, so records waiting for the disk are bounded: with no
-//! slot free the request is refused (503), never run unrecorded.
+//! slot free the request is refused (503), never run unrecorded. Once the log refuses a write
+//! or a commit, no slot is given again: every later request is refused.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -80,6 +81,8 @@ enum Message {
 pub struct Journal {
     tx: Sender<Message>,
     slots: Arc<Semaphore>,
+    /// The log refused a write or a commit: nothing more is served.
+    broken: Arc<std::sync::atomic::AtomicBool>,
     /// Not joined: it ends when the last sender (a request's slot) is gone.
     _writer: std::thread::JoinHandle<()>,
 }
@@ -89,18 +92,25 @@ impl Journal {
     /// `checkpoint_interval`.
     pub fn start(broker: Broker, checkpoint_interval: Duration) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel();
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = broken.clone();
         let writer = std::thread::Builder::new()
             .name("warrant-journal".into())
-            .spawn(move || write_loop(&broker, &rx, checkpoint_interval))?;
+            .spawn(move || write_loop(&broker, &rx, checkpoint_interval, &flag))?;
         Ok(Self {
             tx,
             slots: Arc::new(Semaphore::new(limits::MAX_PENDING)),
+            broken,
             _writer: writer,
         })
     }
 
-    /// A slot for one request's record, or none when [`limits::MAX_PENDING`] records wait.
+    /// A slot for one request's record, or none when [`limits::MAX_PENDING`] records wait or
+    /// the log has refused a write.
     pub fn reserve(&self) -> Option<Slot> {
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let permit = self.slots.clone().try_acquire_owned().ok()?;
         Some(Slot {
             permit,
@@ -119,7 +129,12 @@ impl Journal {
     }
 }
 
-fn write_loop(broker: &Broker, rx: &Receiver<Message>, checkpoint_interval: Duration) {
+fn write_loop(
+    broker: &Broker,
+    rx: &Receiver<Message>,
+    checkpoint_interval: Duration,
+    broken: &std::sync::atomic::AtomicBool,
+) {
     let mut last_checkpoint = Instant::now();
     let mut batch: Vec<OwnedSemaphorePermit> = Vec::with_capacity(limits::BATCH_RECORDS);
     let mut dirty = false;
@@ -137,7 +152,9 @@ fn write_loop(broker: &Broker, rx: &Receiver<Message>, checkpoint_interval: Dura
             while let Some(message) = next.take() {
                 match message {
                     Message::Record(entry, permit) => {
-                        append(broker, &entry);
+                        if !append(broker, &entry) {
+                            broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
                         batch.push(permit);
                         dirty = true;
                     }
@@ -150,7 +167,8 @@ fn write_loop(broker: &Broker, rx: &Receiver<Message>, checkpoint_interval: Dura
                 next = rx.recv_timeout(left).ok();
             }
             if let Err(e) = broker.commit() {
-                tracing::error!("the audit log refused a commit: {e}");
+                broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!("the audit log refused a commit; nothing more is served: {e}");
             }
             // The slots are free once their records are durable.
             batch.clear();
@@ -172,7 +190,8 @@ fn write_loop(broker: &Broker, rx: &Receiver<Message>, checkpoint_interval: Dura
     let _ = broker.checkpoint();
 }
 
-fn append(broker: &Broker, e: &Entry) {
+/// Append one record; false when the log refused it.
+fn append(broker: &Broker, e: &Entry) -> bool {
     let record = crate::records::Request {
         tenant: &e.tenant,
         digest: e.digest.as_ref(),
@@ -186,7 +205,13 @@ fn append(broker: &Broker, e: &Entry) {
         outbound_allowed: e.outbound_allowed,
         outbound_denied: e.outbound_denied,
     };
-    if let Err(err) = broker.record_later(&record) {
-        tracing::error!("the audit log refused a request record: {err}");
+    match broker.record_later(&record) {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::error!(
+                "the audit log refused a request record; nothing more is served: {err}"
+            );
+            false
+        }
     }
 }

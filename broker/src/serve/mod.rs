@@ -90,9 +90,10 @@ pub async fn load_all(
         .await
 }
 
-/// The routes for `loaded`, each failure logged and audited (committed before the routes
-/// change).
-fn routes_of(loader: &Loader, loaded: &[Loaded]) -> Routes {
+/// The routes for `loaded`, each failure logged and audited, every record of the load
+/// committed (one `fdatasync`) before the routes are returned: none of them may take traffic
+/// before then.
+fn routes_of(loader: &Loader, loaded: &[Loaded]) -> Result<Routes, String> {
     let mut states = Vec::with_capacity(loaded.len());
     for l in loaded {
         let state = match (&l.result, &l.kept) {
@@ -100,12 +101,15 @@ fn routes_of(loader: &Loader, loaded: &[Loaded]) -> Routes {
             (Err(e), kept) => {
                 let reason = tenants::reason(e);
                 let kept_digest = kept.as_ref().map(|k| k.prepared.digest().clone());
-                let _ = loader.broker.record_now(&records::Unserved {
-                    tenant: &l.spec.name,
-                    reference: &l.spec.reference,
-                    kept: kept_digest.as_ref(),
-                    reason: &reason,
-                });
+                loader
+                    .broker
+                    .record_later(&records::Unserved {
+                        tenant: &l.spec.name,
+                        reference: &l.spec.reference,
+                        kept: kept_digest.as_ref(),
+                        reason: &reason,
+                    })
+                    .map_err(|e| format!("the audit log refused a record: {e}"))?;
                 match kept {
                     Some(k) => {
                         say(&format!(
@@ -127,7 +131,13 @@ fn routes_of(loader: &Loader, loaded: &[Loaded]) -> Routes {
         };
         states.push(Arc::new(state));
     }
-    Routes::new(states)
+    // INVARIANT (audit before effect): every tenant's `load` (and every refusal) is durable
+    // before its route can take a request.
+    loader
+        .broker
+        .commit()
+        .map_err(|e| format!("the audit log refused a commit: {e}"))?;
+    Ok(Routes::new(states))
 }
 
 /// How a server finds its configuration again on reload.
@@ -201,7 +211,7 @@ pub async fn serve(
     let started = Instant::now();
     let loaded = load_all(&loader, &settings.tenants, None).await;
     let served = loaded.iter().filter(|l| l.result.is_ok()).count();
-    shared.set_routes(routes_of(&loader, &loaded));
+    shared.set_routes(routes_of(&loader, &loaded)?);
     shared.ready.store(true, Ordering::Relaxed);
     announce(&format!(
         "ready: {served} of {} tenants served, loaded in {} ms",
@@ -295,7 +305,7 @@ async fn reload(
         .iter()
         .filter(|l| l.result.is_ok() || l.kept.is_some())
         .count();
-    shared.set_routes(routes_of(loader, &loaded));
+    shared.set_routes(routes_of(loader, &loaded)?);
     Ok((served, loaded.len()))
 }
 

@@ -526,9 +526,10 @@ impl Broker {
     }
 
     /// Compile (or find compiled) and link a granted `wasi:http` component for `warrant
-    /// serve`'s tenant `tenant` at `route`, and commit the grant and the `load` record to the
-    /// log: it is durable before the tenant can take a request. Records `instantiate` and
-    /// `load`.
+    /// serve`'s tenant `tenant` at `route`, and write the grant and the `load` record to the
+    /// log. Records `instantiate` and `load`, durable with the next commit: the server commits
+    /// once for every tenant it loads together, before any of them takes a request
+    /// ([`Broker::commit`]), so that a thousand tenants cost one `fdatasync`, not a thousand.
     ///
     /// Compilation runs no guest code; a component that cannot be served (a core module, no
     /// `wasi:http/incoming-handler` export) is refused here, before anything is recorded.
@@ -548,7 +549,7 @@ impl Broker {
             .to_string();
         let guest = engine.prepare(artifact.wasm)?;
         self.record(&records::Instantiate::of(&grant, 0))?;
-        self.record_before_effect(&records::Load {
+        self.record(&records::Load {
             tenant,
             route,
             reference: &reference,
@@ -567,11 +568,6 @@ impl Broker {
     /// Append a record to the log, written with the next commit ([`Broker::commit`]).
     pub(crate) fn record_later<R: Record>(&self, record: &R) -> Result<(), Error> {
         self.record(record)
-    }
-
-    /// Append a record to the log and commit everything pending: durable when this returns.
-    pub(crate) fn record_now<R: Record>(&self, record: &R) -> Result<(), Error> {
-        self.record_before_effect(record)
     }
 
     /// Make every record written so far durable (one `fdatasync` if any is pending).
