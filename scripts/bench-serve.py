@@ -11,7 +11,7 @@ Modes (from the repository root, after building the binaries):
 
   cargo build --release -p broker --bin warrant
   cargo build -p tests --bin write-guest      # makes the guests; its speed does not matter
-  python3 scripts/bench-serve.py throughput --wasmtime PATH [--rounds 6] [--seconds 10]
+  python3 scripts/bench-serve.py throughput --wasmtime PATH [--rounds 6] [--seconds 10] [--guest hello|python|js]
   python3 scripts/bench-serve.py rss --wasmtime PATH [--requests 1000000]
   python3 scripts/bench-serve.py density [--tenants 1000]
   python3 scripts/bench-serve.py coldstart [--tenants 1]
@@ -104,7 +104,7 @@ class Warrant:
 
 def tenant_toml(name, route, reference, key, policies):
     return (f'[[serve.tenant]]\nname = "{name}"\nroute = "{route}"\nreference = "{reference}"\n'
-            f'keys = ["{key}.pub"]\npolicies = "{policies}"\nmemory_bytes = "64MiB"\ntimeout = "10s"\n'
+            f'keys = ["{key}.pub"]\npolicies = "{policies}"\nmemory_bytes = "128MiB"\ntimeout = "10s"\n'
             f'max_concurrency = 1000\n\n')
 
 
@@ -130,12 +130,13 @@ def start_warrant(w, config):
     return proc, addr, ready, lines
 
 
-def start_wasmtime(wasmtime, wasm):
+def start_wasmtime(wasmtime, wasm, cli=False):
     port = free_port()
     proc = subprocess.Popen([wasmtime, "serve", "-O", "pooling-allocator=y",
-                             "--max-instance-reuse-count", "1", "--addr", f"127.0.0.1:{port}", wasm],
+                             "--max-instance-reuse-count", "1", *(["-S", "cli"] if cli else []),
+                             "--addr", f"127.0.0.1:{port}", wasm],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_http(f"http://127.0.0.1:{port}/")
+    wait_http(f"http://127.0.0.1:{port}/", within=300)
     return proc, f"127.0.0.1:{port}"
 
 
@@ -160,9 +161,19 @@ def rss_kib(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
-def setup_one(work, w, registry, route="/"):
-    wasm = os.path.join(work, "hello.wasm")
-    subprocess.run([WRITE_GUEST, "hello", wasm], check=True)
+def guest(work, which):
+    """The component to serve: the tests' hello guest, or a real toolchain's (python, js)."""
+    if which == "hello":
+        wasm = os.path.join(work, "hello.wasm")
+        subprocess.run([WRITE_GUEST, "hello", wasm], check=True)
+        return wasm
+    out = subprocess.run(["bash", os.path.join(ROOT, "scripts/build-toolchain-guests.sh")],
+                         check=True, capture_output=True, text=True).stdout
+    return dict(l.split("=", 1) for l in out.splitlines())[which]
+
+
+def setup_one(work, w, registry, route="/", which="hello"):
+    wasm = guest(work, which)
     reference = f"127.0.0.1:{registry.port}/bench/hello:v1"
     w.publish(wasm, reference)
     config = os.path.join(work, "warrant.toml")
@@ -172,9 +183,11 @@ def setup_one(work, w, registry, route="/"):
 
 
 def throughput(args, work, w, registry):
-    wasm, config = setup_one(work, w, registry)
+    wasm, config = setup_one(work, w, registry, which=args.guest)
     wproc, waddr, _, _ = start_warrant(w, config)
-    tproc, taddr = start_wasmtime(args.wasmtime, wasm)
+    # Real toolchains' guests import WASI beyond the proxy world: `wasmtime serve` needs `-S
+    # cli` for them, which grants them more than Warrant does (not like for like).
+    tproc, taddr = start_wasmtime(args.wasmtime, wasm, cli=args.guest != "hello")
     try:
         for addr in (waddr, taddr):
             wrk(addr, 3)  # warm-up
@@ -289,6 +302,8 @@ def main():
     ap.add_argument("--requests", type=int, default=1_000_000)
     ap.add_argument("--tenants", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--guest", choices=["hello", "python", "js"], default="hello",
+                    help="throughput: the component served (python, js: built by real toolchains)")
     args = ap.parse_args()
     if args.mode in ("throughput", "rss") and not args.wasmtime:
         sys.exit("--wasmtime PATH is needed for this mode")

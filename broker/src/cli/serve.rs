@@ -31,13 +31,9 @@ pub(super) fn serve(
             "no tenants: add `[[serve.tenant]]` sections to the configuration".into(),
         ));
     }
-    let root = ctx.config.verify.trusted_root.clone();
+    let root = crate::verify::load_trusted_root(ctx.config.verify.trusted_root.as_deref())?;
     // The base broker verifies nothing itself: each tenant is given its own trust.
-    let trust = crate::verify::Trust::new(
-        Vec::new(),
-        Vec::new(),
-        &crate::verify::load_trusted_root(root.as_deref())?,
-    )?;
+    let trust = crate::verify::Trust::new(Vec::new(), Vec::new(), &root)?;
     let mut config = ctx.broker_config(trust, false)?;
     config.progress = Box::new(registry_client::NoProgress);
     let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);

@@ -300,13 +300,58 @@ async fn reload(
         }
     };
     let previous = shared.routes();
-    let loaded = load_all(loader, &settings.tenants, Some(&previous)).await;
-    let served = loaded
+    // Tenants added by this reload first, switched in beside the running ones as soon as they
+    // are loaded (an added tenant is not kept waiting for every other tenant's re-check); then
+    // every tenant, the routes replaced as a whole.
+    let is_new = |spec: &TenantSpec| !previous.tenants().any(|t| t.spec().name == spec.name);
+    let added: Vec<TenantSpec> = settings
+        .tenants
         .iter()
-        .filter(|l| l.result.is_ok() || l.kept.is_some())
+        .filter(|s| is_new(s))
+        .cloned()
+        .collect();
+    if !added.is_empty() && added.len() < settings.tenants.len() {
+        let loaded = load_all(loader, &added, None).await;
+        let mut states: Vec<Arc<TenantState>> = previous
+            .tenants()
+            .filter(|t| {
+                settings
+                    .tenants
+                    .iter()
+                    .any(|s| s.name == t.spec().name && s.route == t.spec().route)
+            })
+            .cloned()
+            .collect();
+        states.extend(routes_of(loader, &loaded)?.tenants().cloned());
+        shared.set_routes(Routes::new(states));
+    }
+    let again: Vec<TenantSpec> = settings
+        .tenants
+        .iter()
+        .filter(|s| added.len() == settings.tenants.len() || !is_new(s))
+        .cloned()
+        .collect();
+    let reloaded = load_all(loader, &again, Some(&previous)).await;
+    let current = shared.routes();
+    let mut states: Vec<Arc<TenantState>> =
+        routes_of(loader, &reloaded)?.tenants().cloned().collect();
+    // The tenants added in the first phase, as they were switched in.
+    states.extend(
+        current
+            .tenants()
+            .filter(|t| {
+                added.len() < settings.tenants.len()
+                    && added.iter().any(|a| a.name == t.spec().name)
+            })
+            .cloned(),
+    );
+    let served = states
+        .iter()
+        .filter(|t| matches!(***t, TenantState::Serving(_)))
         .count();
-    shared.set_routes(routes_of(loader, &loaded)?);
-    Ok((served, loaded.len()))
+    let total = states.len();
+    shared.set_routes(Routes::new(states));
+    Ok((served, total))
 }
 
 fn placeholder_settings() -> ServeSettings {
@@ -328,7 +373,7 @@ fn placeholder_settings() -> ServeSettings {
 pub fn loader(
     broker: crate::Broker,
     compile_cache: Option<Arc<crate::compiled::CompileCache>>,
-    trusted_root: Option<PathBuf>,
+    trusted_root: crate::verify::TrustedRoot,
     extra_roots: Option<&std::path::Path>,
 ) -> Result<Loader, String> {
     let engine = crate::sandbox::http::HttpEngine::new(compile_cache).map_err(|e| e.to_string())?;
@@ -336,7 +381,7 @@ pub fn loader(
         broker,
         engine: Arc::new(engine),
         tls: outbound::tls_config(extra_roots)?,
-        trusted_root,
+        trusted_root: Arc::new(trusted_root),
         metrics: Arc::new(metrics::Metrics::default()),
     })
 }

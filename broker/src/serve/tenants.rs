@@ -63,8 +63,8 @@ pub struct Loader {
     pub engine: Arc<HttpEngine>,
     /// Outbound TLS.
     pub tls: Arc<rustls::ClientConfig>,
-    /// A Sigstore trusted root for keyless tenants (none: the embedded production root).
-    pub trusted_root: Option<std::path::PathBuf>,
+    /// The Sigstore trusted root for keyless tenants, parsed once.
+    pub trusted_root: Arc<crate::verify::TrustedRoot>,
     /// The metrics, per tenant.
     pub metrics: Arc<super::metrics::Metrics>,
 }
@@ -141,9 +141,7 @@ impl Loader {
                 issuer: i.issuer.clone(),
             })
             .collect();
-        let root = crate::verify::load_trusted_root(self.trusted_root.as_deref())
-            .map_err(|e| Error::Verification(crate::pipeline::PipelineError::from(e)))?;
-        crate::verify::Trust::new(keys, identities, &root)
+        crate::verify::Trust::new(keys, identities, &self.trusted_root)
             .map_err(|e| Error::Verification(crate::pipeline::PipelineError::from(e)))
     }
 }
