@@ -14,7 +14,8 @@ Modes (from the repository root, after building the binaries):
   python3 scripts/bench-serve.py throughput --wasmtime PATH [--rounds 6] [--seconds 10] [--guest hello|python|js]
   python3 scripts/bench-serve.py rss --wasmtime PATH [--requests 1000000]
   python3 scripts/bench-serve.py density [--tenants 1000]
-  python3 scripts/bench-serve.py coldstart [--tenants 1]
+  python3 scripts/bench-serve.py coldstart [--samples 10]
+  python3 scripts/bench-serve.py connections [--connections 10000]
 
 `throughput`: `wrk -t1 -c16 --latency` against each server in turn, alternating, `--rounds`
 rounds of `--seconds` each after a warm-up; requests per second and p50/p99 latency per round,
@@ -22,7 +23,8 @@ their medians and the ratios Warrant/wasmtime. `rss`: each server's resident set
 after `--requests` requests. `density`: `--tenants` tenants, each a distinct signed artifact;
 start-up time with the compile cache cold and then warm, RSS per tenant, and that each answers.
 `coldstart`: a tenant added by SIGHUP whose compiled code is cached: from the signal to its
-first 200, `--samples` times.
+first 200, `--samples` times. `connections`: `--connections` idle connections held open, and the
+latency of requests on fresh connections meanwhile against before.
 """
 import argparse, json, os, re, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
@@ -293,15 +295,54 @@ def coldstart(args, work, w, registry):
         open(config, "w").write(base)
 
 
+def connections(args, work, w, registry):
+    """`--connections` idle connections held open (each sending nothing), and meanwhile the
+    latency of requests on fresh connections, against the same requests before the flood."""
+    wasm, config = setup_one(work, w, registry)
+    proc, addr, _, _ = start_warrant(w, config)
+    host, port = addr.rsplit(":", 1)
+
+    def latencies(n):
+        out = []
+        for _ in range(n):
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"http://{addr}/x", timeout=10) as r:
+                r.read()
+                assert r.status == 200
+            out.append((time.perf_counter() - started) * 1000)
+        return out
+
+    try:
+        before = latencies(200)
+        idle = []
+        for _ in range(args.connections):
+            s = socket.socket()
+            s.connect((host, int(port)))
+            idle.append(s)
+        time.sleep(0.5)
+        during = latencies(200)
+        rss = rss_kib(proc.pid)
+        alive = proc.poll() is None
+        print(f"{args.connections} idle connections held open: server alive {alive}, RSS {rss / 1024:.0f} MiB; "
+              f"request latency before p50 {statistics.median(before):.2f} ms / max {max(before):.2f}, "
+              f"during p50 {statistics.median(during):.2f} ms / max {max(during):.2f}")
+        for s in idle:
+            s.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["throughput", "rss", "density", "coldstart"])
+    ap.add_argument("mode", choices=["throughput", "rss", "density", "coldstart", "connections"])
     ap.add_argument("--wasmtime", help="a wasmtime 48 CLI")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--requests", type=int, default=1_000_000)
     ap.add_argument("--tenants", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=10_000)
     ap.add_argument("--guest", choices=["hello", "python", "js"], default="hello",
                     help="throughput: the component served (python, js: built by real toolchains)")
     args = ap.parse_args()
@@ -311,7 +352,8 @@ def main():
     registry = Registry(work)
     try:
         w = Warrant(work)
-        {"throughput": throughput, "rss": rss, "density": density, "coldstart": coldstart}[args.mode](
+        {"throughput": throughput, "rss": rss, "density": density, "coldstart": coldstart,
+         "connections": connections}[args.mode](
             args, work, w, registry)
     finally:
         registry.stop()

@@ -32,8 +32,11 @@ pub mod limits {
     pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
     /// Time a client has to send a request's whole head: slow-header clients are dropped.
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-    /// Open connections at once; past it new ones are closed at once.
-    pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+    /// Open connections at once; past it new ones are closed at once. High enough that a
+    /// flood of idle connections (each dropped at the header-read timeout) does not keep other
+    /// clients out: an idle connection costs a task and a few KiB. The server raises its
+    /// open-file limit to its hard limit at start, and says so when that is below this cap.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 16_384;
     /// Tenants in one server.
     pub const MAX_TENANTS: usize = 20_000;
     /// Longest tenant name.

@@ -187,6 +187,7 @@ pub async fn serve(
             })
             .collect(),
     ));
+    raise_open_files(settings.max_connections);
     let listener = bind(settings.listen).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -255,6 +256,28 @@ pub async fn serve(
     shared.journal.checkpoint()?;
     announce("stopped");
     Ok(())
+}
+
+/// Raise the soft open-file limit to the hard one: each connection is a descriptor, and the
+/// usual soft limit (1,024) is far below the connection cap. Said when even the hard limit is.
+fn raise_open_files(max_connections: u32) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    // Descriptors besides connections: the listeners, the log, the store, the engine's.
+    const RESERVED: u64 = 256;
+    if let Some(n) = now
+        && n < u64::from(max_connections).saturating_add(RESERVED)
+    {
+        say(&format!(
+            "the open-file limit ({n}) is below max_connections ({max_connections}) and what \
+             the server needs besides; connections past it wait in the listen queue"
+        ));
+    }
 }
 
 /// A line on standard error, escaped for the terminal (reasons carry registry text).
