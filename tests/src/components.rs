@@ -7,7 +7,8 @@
 
 use wit_parser::Resolve;
 
-const WASI_IO: &str = r#"
+/// The parts of `wasi:io@0.2.0` the tests' components use (shared with `http_guests`).
+pub(crate) const WASI_IO: &str = r#"
 package wasi:io@0.2.0;
 
 interface error {

@@ -8,34 +8,7 @@
 
 use wit_parser::Resolve;
 
-const WASI_IO: &str = r#"
-package wasi:io@0.2.0;
-
-interface error {
-  resource error;
-}
-
-interface poll {
-  resource pollable {
-    block: func();
-  }
-}
-
-interface streams {
-  use error.{error};
-
-  resource input-stream;
-
-  variant stream-error {
-    last-operation-failed(error),
-    closed,
-  }
-
-  resource output-stream {
-    blocking-write-and-flush: func(contents: list<u8>) -> result<_, stream-error>;
-  }
-}
-"#;
+use crate::components::WASI_IO;
 
 const WASI_HTTP: &str = r#"
 package wasi:http@0.2.0;

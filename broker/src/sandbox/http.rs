@@ -154,11 +154,6 @@ impl HttpEngine {
         })
     }
 
-    /// How many guests were found compiled in the compile cache, when there is one.
-    pub fn compile_cache_hits(&self) -> Option<usize> {
-        self.cache.as_ref().map(|c| c.hits())
-    }
-
     /// Compile (or find compiled) and link a `wasi:http` component, on a thread of its own,
     /// waiting at most the compile deadline. A core module, or a component that does not
     /// export `wasi:http/incoming-handler`, is refused.
@@ -323,13 +318,15 @@ fn one_line(e: &wasmtime::Error) -> String {
 /// ends in an error, which closes the connection: the head was sent already), and ended in an
 /// error, not cleanly, when the guest was stopped (a deadline, a trap) before it finished it,
 /// so that a truncated response never reads as a whole one. `written` counts the bytes sent
-/// and `capped` is set when the cap cut it.
+/// and `capped` is set when the cap cut it; `held` is dropped with the body (when the response
+/// is done, or the connection gone).
 pub fn checked_body(
     inner: HyperOutgoingBody,
     cap: u64,
     end: Arc<OnceLock<GuestEnd>>,
     capped: Arc<AtomicBool>,
     written: Arc<AtomicU64>,
+    held: impl Send + 'static,
 ) -> HyperOutgoingBody {
     CheckedBody {
         inner,
@@ -338,6 +335,7 @@ pub fn checked_body(
         end,
         capped,
         written,
+        _held: Box::new(held),
     }
     .boxed_unsync()
 }
@@ -349,6 +347,7 @@ struct CheckedBody {
     end: Arc<OnceLock<GuestEnd>>,
     capped: Arc<AtomicBool>,
     written: Arc<AtomicU64>,
+    _held: Box<dyn Send>,
 }
 
 impl http_body::Body for CheckedBody {

@@ -386,21 +386,21 @@ pub async fn handle(
         Answer::Response(response) => {
             flight.status = response.status().as_u16();
             let (parts, body) = response.into_parts();
-            let body = checked_body(
-                body,
-                shared.max_response_bytes,
+            let (end, capped, written) = (
                 flight.end.clone(),
                 flight.capped.clone(),
                 flight.written.clone(),
             );
-            hyper::Response::from_parts(
-                parts,
-                Recorded {
-                    inner: body,
-                    _flight: flight,
-                }
-                .boxed_unsync(),
-            )
+            // The body holds the request's `InFlight`: it is recorded when the body is done.
+            let body = checked_body(
+                body,
+                shared.max_response_bytes,
+                end,
+                capped,
+                written,
+                flight,
+            );
+            hyper::Response::from_parts(parts, body)
         }
         Answer::Failed(end) => {
             let (status, text) = if flight.request_too_large.load(Ordering::Relaxed) {
@@ -452,32 +452,6 @@ impl http_body::Body for CappedRequest {
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// The response body, holding the request's [`InFlight`] until it is done.
-struct Recorded {
-    inner: HyperOutgoingBody,
-    _flight: InFlight,
-}
-
-impl http_body::Body for Recorded {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
