@@ -147,6 +147,10 @@ pub mod state;
 #[cfg(not(feature = "internals"))]
 mod state;
 #[cfg(feature = "internals")]
+pub mod uses;
+#[cfg(not(feature = "internals"))]
+mod uses;
+#[cfg(feature = "internals")]
 pub mod verify;
 #[cfg(not(feature = "internals"))]
 mod verify;

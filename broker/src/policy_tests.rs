@@ -172,10 +172,22 @@ pub fn run_dir(policies: &Policies, dir: &Path) -> Result<Report, String> {
         } else {
             toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?
         };
-        for case in file.case {
-            report.results.push(run_case(policies, &name, &case));
-        }
+        run_file(policies, &name, file, &mut report);
     }
+    Ok(report)
+}
+
+fn run_file(policies: &Policies, name: &str, file: File, report: &mut Report) {
+    for case in file.case {
+        report.results.push(run_case(policies, name, &case));
+    }
+}
+
+/// Run the cases of one TOML test file's `text`, named `name` in the results.
+pub fn run_text(policies: &Policies, name: &str, text: &str) -> Result<Report, String> {
+    let file: File = toml::from_str(text).map_err(|e| format!("`{name}`: {e}"))?;
+    let mut report = Report::default();
+    run_file(policies, name, file, &mut report);
     Ok(report)
 }
 
@@ -271,10 +283,15 @@ fn facts(name: &str, a: &TestArtifact) -> Result<Facts, String> {
         .repository
         .clone()
         .unwrap_or_else(|| "registry.example/plugin".into());
-    let registry = repository
-        .split_once('/')
-        .map_or(repository.as_str(), |(r, _)| r)
-        .to_owned();
+    // As a run names them: a layout's registry is `oci-layout`.
+    let registry = if repository.starts_with("oci-layout:") {
+        "oci-layout".to_owned()
+    } else {
+        repository
+            .split_once('/')
+            .map_or(repository.as_str(), |(r, _)| r)
+            .to_owned()
+    };
     let kind = match a.kind.as_deref().unwrap_or("module") {
         "module" => WasmKind::Module,
         "component" => WasmKind::Component,

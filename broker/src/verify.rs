@@ -127,13 +127,109 @@ impl Signer {
     }
 }
 
-/// A keyless signer the operator trusts: both must match the certificate exactly.
+/// A keyless signer the operator trusts: the certificate's identity and its issuer must both
+/// match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     /// The certificate's subject alternative name (an email address or a URI).
-    pub identity: String,
+    pub identity: Match,
     /// The OIDC issuer recorded in the certificate.
-    pub issuer: String,
+    pub issuer: Match,
+}
+
+impl Identity {
+    /// Whether a certificate naming `identity` from `issuer` is this signer.
+    pub fn matches(&self, identity: &str, issuer: &str) -> bool {
+        self.identity.matches(identity) && self.issuer.matches(issuer)
+    }
+}
+
+/// Longest identity or issuer pattern accepted, in bytes: a real one is a URL with a wildcard
+/// or two.
+pub const MAX_PATTERN_BYTES: usize = 1024;
+/// Most memory one compiled pattern may take (the `regex` crate's compiled-program limit): far
+/// above any real identity pattern, far below what a hostile one could ask for.
+pub const MAX_PATTERN_PROGRAM_BYTES: usize = 1 << 20;
+
+/// How one part of a keyless identity is matched: exactly, or by a regular expression that
+/// must match the **whole** text — anchored at both ends whatever the pattern says, so
+/// `https://github.com/acme/.*` does not match `https://github.com/acme-evil/…`'s prefix
+/// trick, and nothing may follow what the pattern names. Patterns run on the `regex` crate's
+/// finite automata: matching takes time linear in the text, whatever the pattern.
+#[derive(Clone, Debug)]
+pub enum Match {
+    /// Equal, byte for byte.
+    Exact(String),
+    /// Matched whole by the pattern (as written, for messages and the trust id).
+    Pattern {
+        /// The pattern as the operator wrote it.
+        source: String,
+        /// `\A(?:source)\z`, compiled.
+        regex: regex::Regex,
+    },
+}
+
+impl Match {
+    /// A pattern matched against the whole text; refused when it does not compile, is longer
+    /// than [`MAX_PATTERN_BYTES`] or compiles larger than [`MAX_PATTERN_PROGRAM_BYTES`].
+    pub fn pattern(source: &str) -> Result<Self, String> {
+        if source.len() > MAX_PATTERN_BYTES {
+            return Err(format!(
+                "pattern is {} bytes, more than {MAX_PATTERN_BYTES}",
+                source.len()
+            ));
+        }
+        // INVARIANT (anchored patterns): a pattern matches the whole identity or nothing.
+        let regex = regex::RegexBuilder::new(&format!(r"\A(?:{source})\z"))
+            .size_limit(MAX_PATTERN_PROGRAM_BYTES)
+            .dfa_size_limit(MAX_PATTERN_PROGRAM_BYTES)
+            .build()
+            .map_err(|e| format!("pattern `{source}` is not a valid regular expression: {e}"))?;
+        Ok(Self::Pattern {
+            source: source.to_owned(),
+            regex,
+        })
+    }
+
+    /// Whether `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            Self::Exact(exact) => exact == text,
+            Self::Pattern { regex, .. } => regex.is_match(text),
+        }
+    }
+
+    /// The exact text, or `/pattern/`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Exact(exact) => exact.clone(),
+            Self::Pattern { source, .. } => format!("/{source}/"),
+        }
+    }
+}
+
+impl PartialEq for Match {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Exact(a), Self::Exact(b)) => a == b,
+            (Self::Pattern { source: a, .. }, Self::Pattern { source: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Match {}
+
+impl From<String> for Match {
+    fn from(exact: String) -> Self {
+        Self::Exact(exact)
+    }
+}
+
+impl From<&str> for Match {
+    fn from(exact: &str) -> Self {
+        Self::Exact(exact.to_owned())
+    }
 }
 
 /// What a bundle is checked over.
@@ -314,12 +410,7 @@ impl Trust {
         };
         let identity = info.identity.as_ref().map(|san| san.as_str()).unwrap_or("");
         let issuer = info.issuer.as_deref().unwrap_or("");
-        if !self.any_identity
-            && !self
-                .identities
-                .iter()
-                .any(|t| t.identity == identity && t.issuer == issuer)
-        {
+        if !self.any_identity && !self.identities.iter().any(|t| t.matches(identity, issuer)) {
             return Err(Rejection::UntrustedIdentity {
                 identity: identity.to_owned(),
                 issuer: issuer.to_owned(),
@@ -368,23 +459,42 @@ fn trust_id(
     let mut keys: Vec<&str> = keys.iter().map(|(_, f)| f.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
-    let mut identities: Vec<(&str, &str)> = identities
-        .iter()
-        .map(|i| (i.identity.as_str(), i.issuer.as_str()))
-        .collect();
-    identities.sort_unstable();
-    identities.dedup();
-    let statement = serde_json::json!({
+    // Exact pairs as they always were (so an id made before patterns existed is unchanged);
+    // a pair with a pattern in it goes in a list of its own, each part tagged.
+    let mut exact: Vec<(&str, &str)> = Vec::new();
+    let mut patterns: Vec<(String, String)> = Vec::new();
+    for i in identities {
+        match (&i.identity, &i.issuer) {
+            (Match::Exact(identity), Match::Exact(issuer)) => exact.push((identity, issuer)),
+            (identity, issuer) => patterns.push((tagged(identity), tagged(issuer))),
+        }
+    }
+    exact.sort_unstable();
+    exact.dedup();
+    patterns.sort_unstable();
+    patterns.dedup();
+    let mut statement = serde_json::json!({
         "v": 1,
         "root": root_digest,
         "keys": keys,
-        "identities": identities,
+        "identities": exact,
         "anyIdentity": any_identity,
     });
+    if let (false, Some(map)) = (patterns.is_empty(), statement.as_object_mut()) {
+        map.insert("identityPatterns".into(), serde_json::json!(patterns));
+    }
     format!(
         "sha256:{}",
         hex::encode(Sha256::digest(statement.to_string().as_bytes()))
     )
+}
+
+/// `exact:TEXT` or `pattern:SOURCE`, for the trust id.
+fn tagged(part: &Match) -> String {
+    match part {
+        Match::Exact(exact) => format!("exact:{exact}"),
+        Match::Pattern { source, .. } => format!("pattern:{source}"),
+    }
 }
 
 /// Hex SHA-256 of the trusted root's JSON (as serialized again from its parsed form).
@@ -533,8 +643,8 @@ pub fn verify_bundle_text(
         SignerRequirement::Identity { identity, issuer } => Trust::new(
             Vec::new(),
             vec![Identity {
-                identity: identity.clone(),
-                issuer: issuer.clone(),
+                identity: identity.clone().into(),
+                issuer: issuer.clone().into(),
             }],
             trusted_root,
         )?,
@@ -654,5 +764,85 @@ mod tests {
         let err = verify_blob(&deep, &input, &requirement, &root).unwrap_err();
         assert!(matches!(err, VerifyError::MalformedBundle { .. }), "{err}");
         assert!(!err.is_usage());
+    }
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::{Identity, MAX_PATTERN_BYTES, Match};
+
+    const RELEASE: &str =
+        "https://github.com/acme/plugin/.github/workflows/release.yml@refs/tags/v1.2.0";
+    const GITHUB: &str = "https://token.actions.githubusercontent.com";
+
+    /// Cosign's `--certificate-identity-regexp 'https://github.com/acme/.*'` is unanchored at
+    /// the start and the end: a repository of `acme-evil`, an identity with a suffix after the
+    /// tag, an issuer with a trailing path all pass it. Warrant's patterns match whole texts.
+    #[test]
+    fn patterns_match_the_whole_identity_regression_unanchored_cosign_regexp() {
+        let acme = Match::pattern("https://github.com/acme/.*").unwrap();
+        assert!(acme.matches(RELEASE));
+        assert!(!acme.matches(
+            "https://github.com/acme-evil/plugin/.github/workflows/release.yml@refs/tags/v1"
+        ));
+        assert!(!acme.matches(&format!("https://evil.example/?{RELEASE}")));
+
+        let tagged = Match::pattern(
+            r"https://github\.com/acme/plugin/\.github/workflows/release\.yml@refs/tags/v[0-9.]+",
+        )
+        .unwrap();
+        assert!(tagged.matches(RELEASE));
+        assert!(!tagged.matches(&format!("{RELEASE}-evil")));
+        assert!(!tagged.matches(&format!("{RELEASE}\n")));
+        assert!(
+            !tagged.matches(
+                "https://github.com/acme/plugin/.github/workflows/release.yml@refs/heads/v1"
+            )
+        );
+
+        // An alternation is anchored as a whole, not just its first and last branch.
+        let either = Match::pattern("https://a.example|https://b.example").unwrap();
+        assert!(either.matches("https://b.example"));
+        assert!(!either.matches("https://b.example.evil"));
+        assert!(!either.matches("https://evil/https://a.example"));
+
+        let issuer = Identity {
+            identity: acme,
+            issuer: Match::pattern(r"https://token\.actions\.githubusercontent\.com").unwrap(),
+        };
+        assert!(issuer.matches(RELEASE, GITHUB));
+        assert!(!issuer.matches(RELEASE, &format!("{GITHUB}/evil")));
+        assert!(!issuer.matches(RELEASE, &format!("{GITHUB}.evil.example")));
+    }
+
+    #[test]
+    fn exact_forms_stay_exact() {
+        let exact = Identity {
+            identity: RELEASE.into(),
+            issuer: GITHUB.into(),
+        };
+        assert!(exact.matches(RELEASE, GITHUB));
+        // A dot in an exact identity is a dot, not "any character".
+        assert!(!exact.matches(&RELEASE.replace(".yml", "Xyml"), GITHUB));
+        assert!(!exact.matches(RELEASE, &GITHUB.to_uppercase()));
+    }
+
+    /// A pattern that makes a backtracking engine take exponential time matches in linear
+    /// time here; a pattern that would compile huge, or is too long, is refused.
+    #[test]
+    fn a_pathological_pattern_stays_bounded() {
+        let evil = Match::pattern("(a*)*b|(a|aa)*c").unwrap();
+        let text = "a".repeat(100_000);
+        let started = std::time::Instant::now();
+        assert!(!evil.matches(&text));
+        // Generous: linear matching of 100 kB takes milliseconds; backtracking would take
+        // longer than the age of the universe.
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+        let huge = Match::pattern(r"\w{1000}{1000}").unwrap_err();
+        assert!(huge.contains("not a valid regular expression"), "{huge}");
+        let long = Match::pattern(&"a".repeat(MAX_PATTERN_BYTES + 1)).unwrap_err();
+        assert!(long.contains("more than"), "{long}");
+        assert!(Match::pattern("(unclosed").is_err());
     }
 }

@@ -72,6 +72,68 @@ fn every_subcommand_has_help() {
     }
 }
 
+/// `run --help` says what `run` does today; completions and the manual page come from the
+/// same definitions (so they name every subcommand, `policy suggest` included), and need no
+/// configuration: a broken one does not stop them.
+#[test]
+fn help_completions_and_the_manual_page_come_from_the_definitions() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(warrant(home.path()).args(["run", "--help"]));
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        help.contains("WASI 0.2 command component") && !help.contains("no capabilities"),
+        "{help}"
+    );
+
+    let config = home.path().join("broken.toml");
+    std::fs::write(&config, "[run\n").unwrap();
+    let config = config.to_str().unwrap();
+    for (shell, marker) in [
+        ("bash", "_warrant()"),
+        ("zsh", "#compdef warrant"),
+        ("fish", "complete -c warrant"),
+    ] {
+        let out = run(warrant(home.path()).args(["--config", config, "completions", shell]));
+        assert_eq!(code(&out), 0, "{shell}: {}", stderr(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("suggest"), "{shell}");
+        assert!(script.contains("certificate-identity-regexp"), "{shell}");
+    }
+    let out = run(warrant(home.path()).args(["completions", "tcsh"]));
+    assert_eq!(code(&out), 2, "an unknown shell is a usage error");
+
+    let out = run(warrant(home.path()).args(["--config", config, "man"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH warrant 1"), "{page}");
+    for sub in ["run", "policy", "serve", "completions"] {
+        assert!(
+            page.contains(&format!("warrant\\-{sub}(1)")),
+            "{sub}: {page}"
+        );
+    }
+    // A subcommand's page, and every page written to a directory.
+    let out = run(warrant(home.path()).args(["man", "policy", "suggest"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH warrant-policy-suggest 1"), "{page}");
+    assert!(page.contains("\\-\\-out"), "{page}");
+    let out = run(warrant(home.path()).args(["man", "policy", "nope"]));
+    assert_eq!(code(&out), 2);
+    let pages = home.path().join("man1");
+    let out = run(warrant(home.path()).args(["man", "--out", pages.to_str().unwrap()]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for file in [
+        "warrant.1",
+        "warrant-run.1",
+        "warrant-policy-suggest.1",
+        "warrant-audit-verify.1",
+    ] {
+        assert!(pages.join(file).is_file(), "{file}");
+    }
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let home = tempfile::tempdir().unwrap();

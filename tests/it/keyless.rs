@@ -16,7 +16,7 @@ use broker::cosign::{
 };
 use broker::pipeline::verify_artifact;
 use broker::referrers::PREDICATE_COSIGN_SIGN;
-use broker::verify::{Identity, Trust, TrustedRoot, load_trusted_root};
+use broker::verify::{Identity, Match, Trust, TrustedRoot, load_trusted_root};
 use registry_client::attached::signature_tag;
 use registry_client::manifest::MEDIA_TYPE_OCI_MANIFEST;
 use registry_client::{
@@ -531,6 +531,60 @@ fn cases() -> Vec<Case> {
                 }])
             },
             Expect::Rejected("certificate identity `https://github.com/acme` from issuer"),
+        ),
+        // Identity patterns: anchored at both ends, unlike cosign's `--certificate-identity-regexp`.
+        case(
+            "a pattern matching the whole identity, with an exact issuer, is trusted",
+            |c| {
+                Material::sig(c.signed_layer()).identities(vec![Identity {
+                    identity: Match::pattern(r"https://github\.com/acme/plugin/\.github/workflows/release\.yml@refs/tags/v[0-9.]+").unwrap(),
+                    issuer: ISSUER.into(),
+                }])
+            },
+            Expect::Signed,
+        ),
+        case(
+            "pattern anchoring: `https://github.com/acme/.*` does not match `…/acme-evil/…`",
+            |c| {
+                let payload = c.payload(&c.digest.clone());
+                let evil = CertSpec::new(
+                    "https://github.com/acme-evil/plugin/.github/workflows/release.yml@refs/tags/v1.0.0",
+                    ISSUER,
+                );
+                let signed = c.sigstore.sign_message(&payload, &evil);
+                Material::sig(sig_layer(payload, &signed)).identities(vec![Identity {
+                    identity: Match::pattern("https://github.com/acme/.*").unwrap(),
+                    issuer: ISSUER.into(),
+                }])
+            },
+            Expect::Rejected("certificate identity `https://github.com/acme-evil/plugin/"),
+        ),
+        case(
+            "pattern anchoring: nothing may follow the tag a pattern names",
+            |c| {
+                let payload = c.payload(&c.digest.clone());
+                let suffixed = CertSpec::new(&format!("{IDENTITY}-evil"), ISSUER);
+                let signed = c.sigstore.sign_message(&payload, &suffixed);
+                Material::sig(sig_layer(payload, &signed)).identities(vec![Identity {
+                    identity: Match::pattern(r"https://github\.com/acme/plugin/\.github/workflows/release\.yml@refs/tags/v[0-9.]+").unwrap(),
+                    issuer: ISSUER.into(),
+                }])
+            },
+            Expect::Rejected("-evil` from issuer"),
+        ),
+        case(
+            "pattern anchoring: an issuer with a trailing path is another issuer",
+            |c| {
+                let payload = c.payload(&c.digest.clone());
+                let trailing = CertSpec::new(IDENTITY, &format!("{ISSUER}/evil"));
+                let signed = c.sigstore.sign_message(&payload, &trailing);
+                Material::sig(sig_layer(payload, &signed)).identities(vec![Identity {
+                    identity: IDENTITY.into(),
+                    issuer: Match::pattern(r"https://token\.actions\.githubusercontent\.com")
+                        .unwrap(),
+                }])
+            },
+            Expect::Rejected("githubusercontent.com/evil` is not trusted"),
         ),
         case(
             "email identity differing only in case",
@@ -1050,6 +1104,82 @@ fn keyless_verify_and_run_through_the_cli() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Identity patterns on the command line: anchored at both ends. The whole identity by
+    // pattern with an exact issuer verifies; a pattern naming only a prefix of it does not
+    // (cosign's would); an issuer pattern with an exact identity verifies; a pattern without
+    // its pair, or one that does not compile, is a usage error.
+    let acme =
+        r"https://github\.com/acme/plugin/\.github/workflows/release\.yml@refs/tags/v[0-9.]+";
+    let github = r"https://token\.actions\.githubusercontent\.com";
+    for (flags, code, said) in [
+        (
+            vec![
+                "--certificate-identity-regexp",
+                acme,
+                "--certificate-oidc-issuer",
+                ISSUER,
+            ],
+            0,
+            "verified  keyless signature",
+        ),
+        (
+            vec![
+                "--certificate-identity",
+                IDENTITY,
+                "--certificate-oidc-issuer-regexp",
+                github,
+            ],
+            0,
+            "verified  keyless signature",
+        ),
+        (
+            vec![
+                "--certificate-identity-regexp",
+                "https://github.com/acme/plugin",
+                "--certificate-oidc-issuer",
+                ISSUER,
+            ],
+            122,
+            "is not trusted",
+        ),
+        (
+            vec![
+                "--certificate-identity-regexp",
+                acme,
+                "--certificate-oidc-issuer-regexp",
+                "https://token",
+            ],
+            122,
+            "is not trusted",
+        ),
+        (
+            vec!["--certificate-identity-regexp", acme],
+            2,
+            "give them in pairs",
+        ),
+        (
+            vec![
+                "--certificate-identity-regexp",
+                "(unclosed",
+                "--certificate-oidc-issuer",
+                ISSUER,
+            ],
+            2,
+            "`--certificate-identity-regexp`: pattern `(unclosed` is not a valid regular expression",
+        ),
+    ] {
+        let mut args = vec!["verify", &reference, "--trusted-root", root];
+        args.extend(&flags);
+        let out = warrant(dir.path(), &args);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(code), "{flags:?}: {all}");
+        assert!(all.contains(said), "{flags:?}: {all}");
+    }
 
     // Run: the keyless signature lets the guest run; against the production root it does not.
     let policies = tests::fixtures::permit_all_policies(dir.path());

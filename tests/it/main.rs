@@ -27,6 +27,7 @@ mod registry;
 mod serve;
 mod signing;
 mod store_findings;
+mod suggest;
 mod tamper;
 
 /// The `warrant` CLI with `home` as its home (`WARRANT_HOME` and `HOME`) and no configuration or

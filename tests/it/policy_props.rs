@@ -702,3 +702,181 @@ proptest! {
         prop_assert_eq!(&policies.decide(&all, &request), &full);
     }
 }
+
+/// k of n: the signers a group may hold, and the ones that may sign: members, a non-member
+/// key, and an impostor (keyless, with member key `a`'s fingerprint as its identity).
+mod quorum {
+    use super::*;
+
+    fn key(c: char) -> Signer {
+        Signer::key(format!("sha256:{}", c.to_string().repeat(64)))
+    }
+
+    fn keyless(identity: &str) -> Signer {
+        Signer {
+            kind: SignerKind::Keyless,
+            identity: identity.into(),
+            issuer: "https://issuer.example".into(),
+            claims: BTreeMap::new(),
+        }
+    }
+
+    /// A group of `n` holds the first `n` of these.
+    fn members() -> Vec<Signer> {
+        vec![
+            key('a'),
+            keyless("https://github.com/acme/plugin/.github/workflows/release.yml@refs/tags/v1"),
+            key('b'),
+            key('c'),
+            key('d'),
+        ]
+    }
+
+    /// Who may sign: any member, plus two who never count.
+    fn pool() -> Vec<Signer> {
+        let mut pool = members();
+        pool.push(key('e'));
+        pool.push(Signer {
+            kind: SignerKind::Keyless,
+            identity: key('a').identity,
+            issuer: "key".into(),
+            claims: BTreeMap::new(),
+        });
+        pool
+    }
+
+    fn record(s: &Signer) -> String {
+        format!(
+            "{{kind: \"{}\", identity: \"{}\", issuer: \"{}\"}}",
+            s.kind.as_str(),
+            s.identity,
+            s.issuer
+        )
+    }
+
+    /// "At least `k` of the first `n` members", spelled out as every `k`-combination.
+    fn enumerated(n: usize, k: usize) -> String {
+        fn combinations(from: &[Signer], k: usize) -> Vec<Vec<Signer>> {
+            if k == 0 {
+                return vec![Vec::new()];
+            }
+            let mut all = Vec::new();
+            for (i, first) in from.iter().enumerate() {
+                for mut rest in combinations(&from[i + 1..], k - 1) {
+                    rest.insert(0, first.clone());
+                    all.push(rest);
+                }
+            }
+            all
+        }
+        let members = &members()[..n];
+        combinations(members, k)
+            .iter()
+            .map(|c| {
+                let all: Vec<String> = c
+                    .iter()
+                    .map(|s| format!("principal.signers.contains({})", record(s)))
+                    .collect();
+                format!("({})", all.join(" && "))
+            })
+            .collect::<Vec<_>>()
+            .join(" || ")
+    }
+
+    fn grouped(k: usize) -> String {
+        format!("principal.approvals.contains({{group: \"release\", atLeast: {k}}})")
+    }
+
+    fn groups_file(n: usize) -> String {
+        let members: Vec<String> = members()[..n]
+            .iter()
+            .map(|s| match s.kind {
+                SignerKind::Key => format!("{{ kind = \"key\", identity = \"{}\" }}", s.identity),
+                _ => format!(
+                    "{{ kind = \"keyless\", identity = \"{}\", issuer = \"{}\" }}",
+                    s.identity, s.issuer
+                ),
+            })
+            .collect();
+        format!(
+            "[[group]]\nname = \"release\"\nsigners = [{}]\n",
+            members.join(", ")
+        )
+    }
+
+    /// The permit form and the forbid form (beside a permit of everything) of `condition`,
+    /// loaded with the groups of `n`.
+    fn sets(n: usize, condition: &str) -> [Policies; 2] {
+        let load = |text: String| {
+            Policies::from_sources(&[
+                (PathBuf::from("q.cedar"), text),
+                (PathBuf::from("signer-groups.toml"), groups_file(n)),
+            ])
+            .unwrap()
+        };
+        [
+            load(format!(
+                "@id(\"quorum\")\npermit (principal, action, resource) when {{ {condition} }};\n"
+            )),
+            load(format!(
+                "@id(\"all\")\npermit (principal, action, resource);\n\
+                 @id(\"quorum\")\nforbid (principal, action, resource) unless {{ {condition} }};\n"
+            )),
+        ]
+    }
+
+    /// For every `n` from 1 to 5 and `k` from 1 to `n`: (n, k, grouped forms, enumerated forms).
+    type Forms = Vec<(usize, usize, [Policies; 2], [Policies; 2])>;
+    static FORMS: LazyLock<Forms> = LazyLock::new(|| {
+        let mut forms = Vec::new();
+        for n in 1..=5 {
+            for k in 1..=n {
+                forms.push((n, k, sets(n, &grouped(k)), sets(n, &enumerated(n, k))));
+            }
+        }
+        forms
+    });
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// `approvals.contains({group, atLeast: k})` decides exactly as the enumerated form,
+        /// as a permit and as a forbid, whoever signs (members, twice, non-members,
+        /// impostors) and with or without a provenance (more evaluations per request).
+        #[test]
+        fn k_of_n_by_group_agrees_with_the_enumerated_form(
+            form in 0..15_usize,
+            signed in proptest::collection::vec(select(pool()), 0..8),
+            artifact in artifact(),
+            request in request(),
+        ) {
+            let (n, k, grouped, enumerated) = &FORMS[form];
+            let facts = facts(&artifact, signed.clone());
+            for (g, e) in grouped.iter().zip(enumerated) {
+                let by_group = g.evaluate(&facts, &request);
+                let spelled = e.evaluate(&facts, &request);
+                prop_assert_eq!(
+                    outcome(&by_group),
+                    outcome(&spelled),
+                    "{} of {}, signed by {:?}",
+                    k,
+                    n,
+                    signed.iter().map(|s| &s.identity).collect::<Vec<_>>()
+                );
+            }
+            // And the count is what it says: a member's signature counts once.
+            let distinct = members()[..*n]
+                .iter()
+                .filter(|m| signed.contains(m))
+                .count();
+            let instantiate = Request::Instantiate {
+                memory_bytes: 1 << 20,
+                timeout_ms: 1000,
+                fuel: None,
+                runtime: broker::policy::Runtime::Cli,
+            };
+            let allowed = grouped[0].evaluate(&facts, &instantiate).allowed;
+            prop_assert_eq!(allowed, distinct >= *k);
+        }
+    }
+}

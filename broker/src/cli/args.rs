@@ -91,6 +91,15 @@ pub(super) struct TrustArgs {
     /// The OIDC issuer of the `--certificate-identity` in the same position, matched exactly
     #[arg(long = "certificate-oidc-issuer", value_name = "URL")]
     issuers: Vec<String>,
+    /// A keyless signer's identity as a regular expression that must match the whole SAN (it
+    /// is anchored at both ends: `https://github.com/acme/.*` does not match `acme-evil`);
+    /// repeatable. Identities pair with issuers in order, exact forms first, then patterns
+    #[arg(long = "certificate-identity-regexp", value_name = "REGEX")]
+    identity_regexps: Vec<String>,
+    /// An OIDC issuer as a regular expression that must match the whole issuer; repeatable,
+    /// paired in order after the exact `--certificate-oidc-issuer`s
+    #[arg(long = "certificate-oidc-issuer-regexp", value_name = "REGEX")]
+    issuer_regexps: Vec<String>,
     /// A Sigstore `trusted_root.json` for keyless signatures (default: `[verify]
     /// trusted_root` in the config, else the embedded public-good production root)
     #[arg(long, value_name = "FILE")]
@@ -109,26 +118,51 @@ impl TrustArgs {
         config: &Config,
         any_identity: bool,
     ) -> Result<crate::verify::Trust, CliError> {
-        if self.identities.len() != self.issuers.len() {
+        let identities = self.identities.len() + self.identity_regexps.len();
+        let issuers = self.issuers.len() + self.issuer_regexps.len();
+        if identities != issuers {
             return Err(CliError::Usage(format!(
-                "{} `--certificate-identity` but {} `--certificate-oidc-issuer`: give them in pairs",
-                self.identities.len(),
-                self.issuers.len()
+                "{identities} certificate identit{} (`--certificate-identity`, \
+                 `--certificate-identity-regexp`) but {issuers} issuer{} \
+                 (`--certificate-oidc-issuer`, `--certificate-oidc-issuer-regexp`): give them in \
+                 pairs",
+                if identities == 1 { "y" } else { "ies" },
+                if issuers == 1 { "" } else { "s" },
             )));
         }
+        let pattern = |flag: &str, source: &String| {
+            crate::verify::Match::pattern(source)
+                .map_err(|e| CliError::Usage(format!("`--{flag}`: {e}")))
+        };
+        let identity_parts = self
+            .identities
+            .iter()
+            .map(|i| Ok(crate::verify::Match::from(i.as_str())))
+            .chain(
+                self.identity_regexps
+                    .iter()
+                    .map(|p| pattern("certificate-identity-regexp", p)),
+            )
+            .collect::<Result<Vec<_>, CliError>>()?;
+        let issuer_parts = self
+            .issuers
+            .iter()
+            .map(|i| Ok(crate::verify::Match::from(i.as_str())))
+            .chain(
+                self.issuer_regexps
+                    .iter()
+                    .map(|p| pattern("certificate-oidc-issuer-regexp", p)),
+            )
+            .collect::<Result<Vec<_>, CliError>>()?;
         let keys = self
             .keys
             .iter()
             .map(|path| crate::keys::read_public_key(path))
             .collect::<Result<Vec<_>, _>>()?;
-        let identities = self
-            .identities
-            .iter()
-            .zip(&self.issuers)
-            .map(|(identity, issuer)| crate::verify::Identity {
-                identity: identity.clone(),
-                issuer: issuer.clone(),
-            })
+        let identities = identity_parts
+            .into_iter()
+            .zip(issuer_parts)
+            .map(|(identity, issuer)| crate::verify::Identity { identity, issuer })
             .collect();
         let root_path = self
             .trusted_root

@@ -111,7 +111,9 @@ impl From<crate::Error> for CliError {
                 expected,
                 actual,
             },
-            e @ Error::KindMismatch { .. } => Self::Integrity(e.to_string()),
+            e @ (Error::KindMismatch { .. } | Error::Malformed { .. }) => {
+                Self::Integrity(e.to_string())
+            }
             Error::Input { path, source } => Self::Input { path, source },
             Error::Key(e) => Self::Key(e),
             Error::Policy(e) => Self::Policy(e),

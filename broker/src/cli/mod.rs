@@ -187,7 +187,8 @@ enum Command {
         /// The signed file, or `sha256:<hex>` of it (a digest unless such a file exists)
         file_or_digest: String,
     },
-    /// Pull an artifact and run it (WASI preview 1 command modules) with no capabilities
+    /// Pull an artifact, verify it, ask the policies for what the run asks, and run it (a WASI
+    /// preview 1 command module or a WASI 0.2 command component) with only the granted handles
     Run {
         /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
         reference: String,
@@ -224,7 +225,24 @@ enum Command {
         #[arg(long, requires = "check")]
         json: bool,
     },
-    /// Cedar policies: check them, explain a decision, run their tests
+    /// Print a shell completion script: `warrant completions bash >
+    /// /etc/bash_completion.d/warrant` (zsh: into a directory of `$fpath` as `_warrant`; fish:
+    /// `~/.config/fish/completions/warrant.fish`)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff), made from this command line's own help: `warrant man |
+    /// man -l -`, `warrant man policy suggest | man -l -`; or write every page with `--out`
+    Man {
+        /// The (sub)command whose page to print (default: `warrant` itself)
+        command: Vec<String>,
+        /// Write `warrant.1` and a page per subcommand (`warrant-run.1`, …) into this
+        /// directory instead, e.g. `/usr/local/share/man/man1`
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        out: Option<PathBuf>,
+    },
+    /// Cedar policies: check, explain a decision, suggest a policy, run their tests
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -314,10 +332,6 @@ enum AuditCommand {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once per process; boxing would only obscure the clap definitions"
-)]
 enum PolicyCommand {
     /// Load and strictly validate the policy directory (`--policies` or `policies` in the
     /// config); exit 0 when valid, 2 naming file, line and policy id otherwise
@@ -336,6 +350,43 @@ enum PolicyCommand {
         #[command(flatten)]
         asks: AskArgs,
         /// Print the facts and decisions as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify an artifact, read what it imports, and write a least-privilege policy for what
+    /// the run asks (and the artifact can use), bound to its repository and verified signer,
+    /// with test cases; printed, or written to `--out DIR` as `NAME.cedar` and
+    /// `tests/NAME.toml`, which the directory's policies must then pass
+    Suggest {
+        /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
+        reference: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        asks: AskArgs,
+        /// Write the policy and its tests into this policy directory (created when missing;
+        /// existing files are never replaced)
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// The files' name and the `@id`s' prefix (`[a-z0-9-]`; default: the repository's
+        /// last path segment)
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the suggestion as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify an artifact and compare the policies with it: what they deny of what the run
+    /// asks, and what they grant that it cannot use or the run did not ask for (exit 0 when
+    /// they agree, 123 otherwise)
+    Diff {
+        /// `registry/repo:tag`, `registry/repo@sha256:…`, or `oci-layout:DIR[:tag|@digest]`
+        reference: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        asks: AskArgs,
+        /// Print the rows as JSON
         #[arg(long)]
         json: bool,
     },
@@ -399,7 +450,70 @@ impl Write for SafeStderr {
     }
 }
 
+/// What is made from the command line's definition alone, reading no configuration: a
+/// completion script, the manual page.
+fn generated(command: &Command) -> Option<Result<Exit, CliError>> {
+    use clap::CommandFactory as _;
+    use std::io::Write as _;
+    let mut out = Vec::new();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "warrant", &mut out);
+        }
+        Command::Man {
+            command,
+            out: Some(dir),
+        } if command.is_empty() => {
+            let written = std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), dir));
+            return Some(match written {
+                Ok(()) => {
+                    outln!("wrote the manual pages into {}", dir.display());
+                    Ok(Exit::Success)
+                }
+                Err(e) => Err(CliError::Usage(format!(
+                    "cannot write manual pages into `{}`: {e}",
+                    dir.display()
+                ))),
+            });
+        }
+        Command::Man { command, .. } => {
+            let mut page = Cli::command();
+            page.build();
+            for name in command {
+                match page.find_subcommand(name) {
+                    Some(sub) => page = sub.clone(),
+                    None => {
+                        return Some(Err(CliError::Usage(format!(
+                            "no command `{}`: `warrant man` takes a command's words, e.g. \
+                             `warrant man policy suggest`",
+                            command.join(" ")
+                        ))));
+                    }
+                }
+            }
+            if let Err(e) = clap_mangen::Man::new(page).render(&mut out) {
+                return Some(Err(CliError::Internal(format!(
+                    "cannot render the manual page: {e}"
+                ))));
+            }
+        }
+        _ => return None,
+    }
+    // Warrant's own text, not an attacker's: written as made.
+    Some(
+        std::io::stdout()
+            .lock()
+            .write_all(&out)
+            .map(|()| Exit::Success)
+            .map_err(|e| CliError::Internal(format!("cannot write to standard output: {e}"))),
+    )
+}
+
 fn run(cli: Cli) -> Result<Exit, CliError> {
+    if let Some(generated) = generated(&cli.command) {
+        return generated;
+    }
     let ctx = Context::new(&cli.global)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -466,6 +580,8 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         } => run::run(&ctx, runtime, reference, trust, asks, drop_denied, args),
         Command::Audit { command } => audit::audit(&ctx, command),
         Command::Policy { command } => policy::policy(&ctx, &runtime, command),
+        // Answered by `generated` before any configuration is read.
+        Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Success),
         Command::Serve {
             listen,
             admin_listen,

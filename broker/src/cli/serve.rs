@@ -216,7 +216,9 @@ fn exit_of(e: &crate::stages::Error) -> Exit {
         Error::Registry(_) | Error::StoreCorrupt { .. } | Error::Poisoned(_) => Exit::Registry,
         Error::Verification(PipelineError::Registry(_)) => Exit::Registry,
         Error::Verification(PipelineError::Verify(v)) if v.is_usage() => Exit::Usage,
-        Error::Verification(_) | Error::KindMismatch { .. } => Exit::Verification,
+        Error::Verification(_) | Error::KindMismatch { .. } | Error::Malformed { .. } => {
+            Exit::Verification
+        }
         Error::Input { .. } | Error::Key(_) | Error::Policy(_) => Exit::Usage,
         Error::Denied(_) => Exit::PolicyDenied,
         Error::Sandbox(SandboxError::CompileDeadline(_)) => Exit::Limit,

@@ -327,6 +327,7 @@ impl Policies {
 
     /// The artifact entity as seen by the evaluation for `signer` and `provenance`.
     pub(super) fn artifact(
+        &self,
         facts: &Facts,
         signer: &Signer,
         provenance: Option<&Provenance>,
@@ -364,6 +365,32 @@ impl Policies {
                 RestrictedExpression::new_long(to_long(facts.size_bytes)),
             ),
             ("signer".to_owned(), signer_record(signer)?),
+            (
+                "repository".to_owned(),
+                RestrictedExpression::new_string(facts.repository.clone()),
+            ),
+            (
+                "approvals".to_owned(),
+                RestrictedExpression::new_set(
+                    super::groups::counts(&self.groups, &facts.signers)
+                        .into_iter()
+                        .flat_map(|(group, n)| (1..=n).map(move |k| (group, k)))
+                        .map(|(group, k)| {
+                            RestrictedExpression::new_record([
+                                (
+                                    "group".to_owned(),
+                                    RestrictedExpression::new_string(group.to_owned()),
+                                ),
+                                (
+                                    "atLeast".to_owned(),
+                                    RestrictedExpression::new_long(to_long(k as u64)),
+                                ),
+                            ])
+                            .map_err(|e| e.to_string())
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            ),
             (
                 "signers".to_owned(),
                 RestrictedExpression::new_set(
@@ -414,7 +441,7 @@ impl Policies {
     ) -> Result<Entities, String> {
         let registry = uid("Registry", &facts.registry)?;
         let repository = uid("Repository", &facts.repository)?;
-        let artifact = Self::artifact(facts, signer, provenance)?;
+        let artifact = self.artifact(facts, signer, provenance)?;
         let mut entities: HashMap<EntityUid, Entity> = HashMap::new();
         entities.insert(
             registry.clone(),

@@ -11,6 +11,7 @@ use miette::Diagnostic as _;
 use sha2::{Digest as _, Sha256};
 
 use super::eval::DecisionCache;
+use super::groups::GROUPS_FILE;
 use super::index::{ActionIndex, Group, slice_by_action};
 use super::{SCHEMA, limits};
 
@@ -72,6 +73,10 @@ pub struct Policies {
     pub(super) schema: std::sync::OnceLock<Schema>,
     pub(super) hash: String,
     pub(super) sources: BTreeMap<String, (PathBuf, usize)>,
+    /// The directory's signer groups (`signer-groups.toml`), for `principal.approvals`.
+    pub(super) groups: Vec<super::groups::SignerGroup>,
+    /// Requests for the resources the permits name in their scopes (`policy diff`).
+    pub(super) probes: Vec<super::Request>,
     pub(super) cache: Mutex<DecisionCache>,
 }
 
@@ -200,12 +205,16 @@ pub fn read_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyError> {
         reason,
     };
     let mut files = Vec::new();
+    let mut groups = None;
     let entries = std::fs::read_dir(dir).map_err(|e| read_err(dir, e.to_string()))?;
     for entry in entries {
         let entry = entry.map_err(|e| read_err(dir, e.to_string()))?;
         let path = entry.path();
         match path.extension().and_then(|e| e.to_str()) {
             Some("cedar") => files.push(path),
+            _ if path.file_name().and_then(|n| n.to_str()) == Some(GROUPS_FILE) => {
+                groups = Some(path);
+            }
             Some("cedarschema") => check_schema_file(&path)?,
             _ => {}
         }
@@ -221,6 +230,8 @@ pub fn read_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyError> {
         ));
     }
     files.sort();
+    // The signer groups last, so a policy's position is the same with or without them.
+    files.extend(groups);
     let mut texts = Vec::with_capacity(files.len());
     for path in files {
         let text = read_bounded(&path)?;
@@ -247,7 +258,22 @@ impl Policies {
         let mut set = PolicySet::new();
         let mut where_is: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
         let mut texts: BTreeMap<String, String> = BTreeMap::new();
+        let mut groups = Vec::new();
+        let mut groups_text: Option<&str> = None;
         for (file, text) in sources {
+            if file.file_name().and_then(|n| n.to_str()) == Some(GROUPS_FILE) {
+                match super::groups::parse(text) {
+                    Ok(parsed) => groups = parsed,
+                    Err(message) => problems.push(Problem {
+                        file: file.clone(),
+                        line: None,
+                        policy: None,
+                        message,
+                    }),
+                }
+                groups_text = Some(text);
+                continue;
+            }
             let parsed = match PolicySet::from_str(text) {
                 Ok(parsed) => parsed,
                 Err(errors) => {
@@ -400,10 +426,17 @@ impl Policies {
         if !problems.is_empty() {
             return Err(PolicyError::Invalid(problems));
         }
+        // The groups are part of what decides, so of the hash (which keys remembered
+        // decisions); a set without them hashes as it always did.
+        let groups_fields = groups_text
+            .map(|text| [GROUPS_FILE.as_bytes(), text.as_bytes()])
+            .into_iter()
+            .flatten();
         let hash = hash_fields(
             texts
                 .iter()
-                .flat_map(|(id, text)| [id.as_bytes(), text.as_bytes()]),
+                .flat_map(|(id, text)| [id.as_bytes(), text.as_bytes()])
+                .chain(groups_fields),
         );
         let (by_action, invariant) = slice_by_action(&set).map_err(|reason| PolicyError::Read {
             path: PathBuf::from("(policy set)"),
@@ -418,9 +451,49 @@ impl Policies {
             schema: schema_cell,
             hash: format!("sha256:{}", hex::encode(hash)),
             sources: where_is,
+            groups,
+            probes: probes_of(&set),
             cache: Mutex::new(DecisionCache::default()),
         })
     }
+}
+
+impl Policies {
+    /// A request for each resource a `permit` names in its scope, for each action that goes
+    /// with that kind of resource: what `policy diff` asks about beyond a run's own requests.
+    pub fn probes(&self) -> Vec<super::Request> {
+        self.probes.clone()
+    }
+}
+
+fn probes_of(set: &PolicySet) -> Vec<super::Request> {
+    use super::Request;
+    use cedar_policy::{Effect, ResourceConstraint};
+    let mut probes: Vec<Request> = Vec::new();
+    for policy in set.policies().filter(|p| p.effect() == Effect::Permit) {
+        let uid = match policy.resource_constraint() {
+            ResourceConstraint::Eq(uid)
+            | ResourceConstraint::In(uid)
+            | ResourceConstraint::IsIn(_, uid) => uid,
+            ResourceConstraint::Any | ResourceConstraint::Is(_) => continue,
+        };
+        let id = uid.id().unescaped().to_owned();
+        let new: Vec<Request> = match uid.type_name().to_string().as_str() {
+            "Warrant::Dir" => vec![
+                Request::FsRead(PathBuf::from(&id)),
+                Request::FsWrite(PathBuf::from(&id)),
+            ],
+            "Warrant::EnvVar" => vec![Request::EnvRead(id)],
+            "Warrant::Host" => vec![Request::NetConnect(id.clone()), Request::HttpOutgoing(id)],
+            _ => Vec::new(),
+        };
+        for probe in new {
+            if !probes.contains(&probe) {
+                probes.push(probe);
+            }
+        }
+    }
+    probes
 }
 
 fn check_schema_file(path: &Path) -> Result<(), PolicyError> {

@@ -13,9 +13,11 @@
 //! `forbid`, and no evaluation errors.** So a `forbid` on any signer or on any provenance wins,
 //! whatever order the registry listed them in.
 
+mod diff;
 mod eval;
 mod explain;
 mod grant;
+mod groups;
 mod host;
 mod index;
 mod load;
@@ -24,9 +26,11 @@ mod model;
 mod screen;
 #[cfg(test)]
 mod screen_tests;
+mod suggest;
 #[cfg(test)]
 mod tests;
 
+pub use diff::{Finding, diff, diff_table};
 pub use eval::Decision;
 pub use explain::explain_table;
 pub use grant::{Asks, Denial, DirAsk, EnvValue, Grant, HostDir, check_env_name, parse_dir_ask};
@@ -34,6 +38,7 @@ pub use host::canonical_host_port;
 pub use load::{Policies, PolicyError, ValidationMemo, read_sources, validation_key};
 pub(crate) use memo::{DecisionMemo, decision_key, remembered_grant};
 pub use model::{Facts, Request, Runtime};
+pub use suggest::{Suggestion, check_name as check_suggestion_name, default_name, suggest};
 #[allow(
     unused_imports,
     reason = "named only outside this crate, through the `internals` feature (tests, fuzzers)"

@@ -73,7 +73,9 @@ impl<'a> Stores<'a> {
                 self.signers.get(signer),
                 self.provenances.get(provenance),
             ) {
-                (Some(Some(Ok(first))), Some(s), Some(p)) => Policies::artifact(self.facts, s, *p)
+                (Some(Some(Ok(first))), Some(s), Some(p)) => self
+                    .policies
+                    .artifact(self.facts, s, *p)
                     .and_then(|artifact| {
                         first
                             .clone()
@@ -235,12 +237,10 @@ impl Facts {
         &self.registry
     }
     /// `registry/repository` (`oci-layout:PATH` for a layout).
-    #[cfg(any(test, feature = "internals"))]
     pub fn repository(&self) -> &str {
         &self.repository
     }
     /// Every verified signer.
-    #[cfg(any(test, feature = "internals"))]
     pub fn signers(&self) -> &[Signer] {
         &self.signers
     }

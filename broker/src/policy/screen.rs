@@ -203,6 +203,7 @@ enum Kind {
 enum Text {
     Digest,
     Kind,
+    Repository,
     SignerKind,
     SignerIdentity,
     SignerIssuer,
@@ -373,9 +374,8 @@ impl Test {
                 if is_var(on, "principal") {
                     match attr {
                         "provenance" => Kind::HasProvenance,
-                        "digest" | "kind" | "sizeBytes" | "signer" | "signers" => {
-                            Kind::Constant(true)
-                        }
+                        "digest" | "kind" | "repository" | "sizeBytes" | "signer" | "signers"
+                        | "approvals" => Kind::Constant(true),
                         _ => return None,
                     }
                 } else if is_var(on, "context") {
@@ -441,6 +441,7 @@ impl Text {
         Some(match self {
             Self::Digest => view.digest,
             Self::Kind => &view.facts.kind,
+            Self::Repository => &view.facts.repository,
             Self::SignerKind => view.signer.kind.as_str(),
             Self::SignerIdentity => &view.signer.identity,
             Self::SignerIssuer => &view.signer.issuer,
@@ -513,6 +514,7 @@ fn text(expr: &Value) -> Option<Text> {
         return match attr {
             "digest" => Some(Text::Digest),
             "kind" => Some(Text::Kind),
+            "repository" => Some(Text::Repository),
             _ => None,
         };
     }

@@ -142,7 +142,14 @@ fn simple(dice: &mut Dice, with_context: bool) -> String {
         ),
         9 => format!(
             "principal has {}",
-            dice.pick(&["digest", "signer", "signers", "sizeBytes"])
+            dice.pick(&[
+                "digest",
+                "signer",
+                "signers",
+                "sizeBytes",
+                "repository",
+                "approvals"
+            ])
         ),
         10 => dice.pick(&["true", "false"]).to_string(),
         12 => {
@@ -523,6 +530,7 @@ fn every_simple_test_alone_agrees_with_cedar() {
         "principal.signer.identity",
         "principal.signer.issuer",
         "principal.kind",
+        "principal.repository",
     ];
     let strings: Vec<String> = IDENTITIES
         .iter()
@@ -615,6 +623,10 @@ fn every_simple_test_alone_agrees_with_cedar() {
         "principal has provenance && principal.provenance.signer.identity like \"sha256:*\"".into(),
     );
     leaves.push("principal has provenance".into());
+    leaves.push("principal.repository like \"ghcr.io/acme/*\"".into());
+    leaves.push("principal.repository == \"ghcr.io/acme/plugin\"".into());
+    leaves.push("principal.approvals.contains({group: \"g\", atLeast: 1})".into());
+    leaves.push("principal.approvals.isEmpty()".into());
     leaves.push("context has memoryBytes".into());
     // Fuel is in the context only when metered.
     leaves.push("context has fuel".into());

@@ -969,3 +969,86 @@ fn a_tenant_grant_keeps_only_the_allowed_outbound_hosts() {
         key(Runtime::Tenant("other".into()))
     );
 }
+
+/// `principal.repository like "ghcr.io/acme/*"` covers every repository under that prefix,
+/// and only those: the text is the canonical repository, lowercase host.
+#[test]
+fn the_repository_fact_matches_by_prefix() {
+    let policies = load(&[(
+        "acme.cedar",
+        r#"@id("acme-org")
+permit (principal, action == Warrant::Action::"instantiate", resource)
+when { principal.repository like "ghcr.io/acme/*" };"#,
+    )])
+    .unwrap();
+    let at = |repository: &str| {
+        let registry = repository.split('/').next().unwrap_or_default().to_owned();
+        Facts::new(
+            Digest::of(repository.as_bytes()),
+            WasmKind::Module,
+            1000,
+            registry,
+            repository.into(),
+            vec![keyless(RELEASE)],
+            Vec::new(),
+        )
+    };
+    for (repository, allowed) in [
+        ("ghcr.io/acme/plugin", true),
+        ("ghcr.io/acme/team/tool", true),
+        ("ghcr.io/acme-evil/plugin", false),
+        ("ghcr.io/acmeplugin", false),
+        ("evil.example/ghcr.io/acme/plugin", false),
+    ] {
+        let decision = policies.evaluate(&at(repository), &instantiate());
+        assert_eq!(decision.allowed, allowed, "{repository}");
+    }
+}
+
+/// A bad `signer-groups.toml` refuses the whole directory, naming the file; a good one is part
+/// of the set's hash (so remembered decisions cannot outlive a change to a group).
+#[test]
+fn signer_groups_are_validated_and_hashed_with_the_policies() {
+    let policy = (
+        "q.cedar",
+        r#"@id("two")
+permit (principal, action, resource)
+when { principal.approvals.contains({group: "release", atLeast: 2}) };"#,
+    );
+    let group = |members: &[char]| {
+        let members: Vec<String> = members
+            .iter()
+            .map(|c| {
+                format!(
+                    "{{ kind = \"key\", identity = \"sha256:{}\" }}",
+                    c.to_string().repeat(64)
+                )
+            })
+            .collect();
+        format!(
+            "[[group]]\nname = \"release\"\nsigners = [{}]\n",
+            members.join(", ")
+        )
+    };
+    let two = load(&[policy, ("signer-groups.toml", &group(&['a', 'b']))]).unwrap();
+    let three = load(&[policy, ("signer-groups.toml", &group(&['a', 'b', 'c']))]).unwrap();
+    let none = load(&[policy]).unwrap();
+    assert_ne!(two.hash(), three.hash());
+    assert_ne!(two.hash(), none.hash());
+    let key = |c: char| Signer::key(format!("sha256:{}", c.to_string().repeat(64)));
+    let signed = facts(vec![key('a'), key('c')]);
+    assert!(!two.evaluate(&signed, &instantiate()).allowed);
+    assert!(three.evaluate(&signed, &instantiate()).allowed);
+    assert!(!none.evaluate(&signed, &instantiate()).allowed);
+
+    let bad = problems(&[
+        policy,
+        (
+            "signer-groups.toml",
+            "[[group]]\nname = \"release\"\nsigners = []\n",
+        ),
+    ]);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0].file, PathBuf::from("signer-groups.toml"));
+    assert!(bad[0].message.contains("give 1 to 64"), "{bad:?}");
+}

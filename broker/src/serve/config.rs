@@ -77,9 +77,36 @@ pub struct ServeSection {
 #[serde(deny_unknown_fields)]
 pub struct IdentitySection {
     /// The certificate's identity (SAN), matched exactly.
-    pub identity: String,
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// … or a regular expression that must match the whole SAN.
+    #[serde(default)]
+    pub identity_regexp: Option<String>,
     /// The OIDC issuer, matched exactly.
-    pub issuer: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// … or a regular expression that must match the whole issuer.
+    #[serde(default)]
+    pub issuer_regexp: Option<String>,
+}
+
+impl IdentitySection {
+    /// The trusted identity: exactly one of `identity` and `identity_regexp`, and one of
+    /// `issuer` and `issuer_regexp`, each pattern compiled.
+    pub fn identity(&self) -> Result<crate::verify::Identity, String> {
+        let part =
+            |exact: &Option<String>, pattern: &Option<String>, what: &str| match (exact, pattern) {
+                (Some(exact), None) => Ok(crate::verify::Match::from(exact.as_str())),
+                (None, Some(pattern)) => crate::verify::Match::pattern(pattern),
+                _ => Err(format!(
+                    "a certificate identity needs exactly one of `{what}` and `{what}_regexp`"
+                )),
+            };
+        Ok(crate::verify::Identity {
+            identity: part(&self.identity, &self.identity_regexp, "identity")?,
+            issuer: part(&self.issuer, &self.issuer_regexp, "issuer")?,
+        })
+    }
 }
 
 /// `[[serve.tenant]]`, as written.
@@ -148,8 +175,8 @@ pub struct TenantSpec {
     pub reference: String,
     /// Key files, absolute or relative to the configuration file's directory.
     pub keys: Vec<PathBuf>,
-    /// Keyless signers.
-    pub identities: Vec<IdentitySection>,
+    /// Keyless signers, their patterns compiled.
+    pub identities: Vec<crate::verify::Identity>,
     /// The policy directory (the tenant's own, else the global one).
     pub policies: Option<PathBuf>,
     /// Outbound `host:port` pairs, canonical.
@@ -307,7 +334,11 @@ fn tenant(
         route,
         reference: t.reference.clone(),
         keys: t.keys.iter().map(relative).collect(),
-        identities: t.certificate_identities.clone(),
+        identities: t
+            .certificate_identities
+            .iter()
+            .map(|i| i.identity().map_err(|e| format!("tenant `{name}`: {e}")))
+            .collect::<Result<_, _>>()?,
         policies: t
             .policies
             .as_ref()
@@ -472,6 +503,42 @@ mod tests {
     }
 
     #[test]
+    fn a_tenants_identity_patterns_are_compiled_and_anchored() {
+        let s = section(
+            r#"
+            [serve]
+            [[serve.tenant]]
+            name = "acme"
+            route = "/acme"
+            reference = "r/acme:v1"
+            certificate_identities = [
+              { identity_regexp = 'https://github\.com/acme/[^/]+/\.github/workflows/release\.yml@refs/tags/v.*', issuer = "https://token.actions.githubusercontent.com" },
+              { identity = "release@acme.example", issuer_regexp = 'https://accounts\.google\.com' },
+            ]
+            "#,
+        );
+        let settings = settings(&s, Path::new("/"), None, None, None).unwrap();
+        let [pattern, exact] = settings.tenants[0].identities.as_slice() else {
+            panic!("two identities");
+        };
+        let github = "https://token.actions.githubusercontent.com";
+        assert!(pattern.matches(
+            "https://github.com/acme/fn/.github/workflows/release.yml@refs/tags/v1",
+            github
+        ));
+        assert!(!pattern.matches(
+            "https://github.com/acme-evil/fn/.github/workflows/release.yml@refs/tags/v1",
+            github
+        ));
+        assert!(!pattern.matches(
+            "https://github.com/acme/fn/.github/workflows/release.yml@refs/tags/v1",
+            &format!("{github}/x")
+        ));
+        assert!(exact.matches("release@acme.example", "https://accounts.google.com"));
+        assert!(!exact.matches("release@acme.example", "https://accounts.google.com.evil"));
+    }
+
+    #[test]
     fn unsigned_duplicate_and_unroutable_tenants_are_refused() {
         let base = r#"
             [[serve.tenant]]
@@ -500,6 +567,21 @@ mod tests {
                 "numeric outbound",
                 "[[serve.tenant]]\nname = \"b\"\nroute = \"/b\"\nreference = \"r/b:v1\"\nkeys = [\"b.pub\"]\noutbound = [\"2130706433:80\"]\n",
                 "outbound",
+            ),
+            (
+                "an identity given both ways",
+                "[[serve.tenant]]\nname = \"b\"\nroute = \"/b\"\nreference = \"r/b:v1\"\ncertificate_identities = [{ identity = \"x\", identity_regexp = \"x.*\", issuer = \"i\" }]\n",
+                "exactly one of `identity` and `identity_regexp`",
+            ),
+            (
+                "an issuer not given",
+                "[[serve.tenant]]\nname = \"b\"\nroute = \"/b\"\nreference = \"r/b:v1\"\ncertificate_identities = [{ identity_regexp = \"x.*\" }]\n",
+                "exactly one of `issuer` and `issuer_regexp`",
+            ),
+            (
+                "a pattern that does not compile",
+                "[[serve.tenant]]\nname = \"b\"\nroute = \"/b\"\nreference = \"r/b:v1\"\ncertificate_identities = [{ identity_regexp = \"(x\", issuer = \"i\" }]\n",
+                "tenant `b`: pattern `(x` is not a valid regular expression",
             ),
             (
                 "huge memory",

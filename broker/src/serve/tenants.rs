@@ -133,15 +133,7 @@ impl Loader {
             .iter()
             .map(|path| crate::keys::read_public_key(path))
             .collect::<Result<Vec<_>, _>>()?;
-        let identities = spec
-            .identities
-            .iter()
-            .map(|i| crate::verify::Identity {
-                identity: i.identity.clone(),
-                issuer: i.issuer.clone(),
-            })
-            .collect();
-        crate::verify::Trust::new(keys, identities, &self.trusted_root)
+        crate::verify::Trust::new(keys, spec.identities.clone(), &self.trusted_root)
             .map_err(|e| Error::Verification(crate::pipeline::PipelineError::from(e)))
     }
 }

@@ -155,6 +155,14 @@ pub enum Error {
         /// What its bytes are.
         found: &'static str,
     },
+    /// The verified bytes do not parse as WebAssembly.
+    #[error("`{reference}`'s verified bytes are not valid WebAssembly: {reason}")]
+    Malformed {
+        /// The artifact.
+        reference: String,
+        /// What the parser said.
+        reason: String,
+    },
     /// A stored file could not be read.
     #[error("cannot read `{path}`: {source}", path = .path.display())]
     Input {
@@ -760,12 +768,44 @@ pub(crate) async fn explain(
     asks: &Asks,
     progress: &dyn Progress,
 ) -> Result<(crate::policy::Facts, Vec<Decision>), Error> {
+    let (facts, _) = verified_facts(client, store, reference, trust, cache, progress).await?;
+    let decisions = policies.decide_all(&facts, &asks.requests());
+    Ok((facts, decisions))
+}
+
+/// The facts a run would decide on for `reference`, and what its verified bytes import
+/// (`warrant policy suggest`): resolved, verified and fetched as [`explain`] does, the bytes
+/// checked against the verified digest, nothing recorded and nothing run.
+pub(crate) async fn facts_and_uses(
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+    trust: &Trust,
+    cache: Option<&VerdictCache>,
+    progress: &dyn Progress,
+) -> Result<(crate::policy::Facts, crate::uses::Uses), Error> {
+    let (facts, fetched) = verified_facts(client, store, reference, trust, cache, progress).await?;
+    let wasm = checked_bytes(&fetched)?;
+    let uses = crate::uses::uses(&wasm).map_err(|reason| Error::Malformed {
+        reference: fetched.resolved().reference().to_string(),
+        reason,
+    })?;
+    Ok((facts, uses))
+}
+
+async fn verified_facts(
+    client: &RegistryClient,
+    store: &Store,
+    reference: &Reference,
+    trust: &Trust,
+    cache: Option<&VerdictCache>,
+    progress: &dyn Progress,
+) -> Result<(crate::policy::Facts, Fetched), Error> {
     let resolved = resolve_once(client, store, reference).await?;
     let (verdict, attestations, fetched) =
         crate::pipeline::fetch_verified(client, store, &resolved, trust, cache, progress).await?;
     let facts = crate::pipeline::facts(&fetched, &verdict, &attestations);
-    let decisions = policies.decide_all(&facts, &asks.requests());
-    Ok((facts, decisions))
+    Ok((facts, fetched))
 }
 
 /// `reference` resolved to a digest: from the store when it pins a digest whose manifest the
