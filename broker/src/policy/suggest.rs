@@ -544,3 +544,101 @@ fn sibling(path: &std::path::Path) -> std::path::PathBuf {
     });
     text.into()
 }
+
+#[cfg(test)]
+mod tests {
+    use registry_client::{Digest, WasmKind};
+
+    use super::*;
+    use crate::uses::uses;
+
+    fn facts(signers: Vec<Signer>) -> Facts {
+        Facts::new(
+            Digest::of(b"artifact"),
+            WasmKind::Module,
+            1000,
+            "ghcr.io".into(),
+            "ghcr.io/acme/plugin".into(),
+            signers,
+            Vec::new(),
+        )
+    }
+
+    fn keyless(identity: &str) -> Signer {
+        Signer {
+            kind: SignerKind::Keyless,
+            identity: identity.into(),
+            issuer: "https://token.actions.githubusercontent.com".into(),
+            claims: Default::default(),
+        }
+    }
+
+    fn instantiate() -> Request {
+        Request::Instantiate {
+            memory_bytes: 1 << 20,
+            timeout_ms: 1000,
+            fuel: Some(5000),
+            runtime: crate::policy::Runtime::Cli,
+        }
+    }
+
+    fn module_reading_env() -> Uses {
+        uses(
+            &wat::parse_str(
+                r#"(module (import "wasi_snapshot_preview1" "environ_get" (func (param i32 i32) (result i32))))"#,
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Keyless signers, several of them, with text that needs escaping in Cedar and TOML and
+    /// a line break that must not end a comment: the suggestion still loads and passes its
+    /// own tests (`suggest` checks both), and grants each signer, nobody else.
+    #[test]
+    fn keyless_signers_and_hostile_text_are_written_safely() {
+        let odd = "https://github.com/acme/\"plugin\"\\x/.github/workflows/r.yml@refs/tags/v1\n@id(\"x\")";
+        let facts = facts(vec![keyless(odd), keyless("release@acme.example")]);
+        let uses = module_reading_env();
+        let requests = [instantiate(), Request::EnvRead("LOG_LEVEL".into())];
+        let s = suggest(
+            &facts,
+            &uses,
+            &requests,
+            "plugin",
+            "ghcr.io/acme/plugin:v1\n@id(\"y\")",
+        )
+        .unwrap();
+        assert_eq!(s.granted.len(), 2);
+        assert!(s.cedar.contains("[{kind: \"keyless\""), "{}", s.cedar);
+        assert!(s.cedar.contains("context has fuel && context.fuel <= 5000"));
+        // Each comment is one line: nothing an attacker wrote starts a policy line.
+        assert!(
+            !s.cedar
+                .lines()
+                .any(|l| l.starts_with("@id(\"x\")") || l.starts_with("@id(\"y\")")),
+            "{}",
+            s.cedar
+        );
+        let policies = Policies::from_sources(&[("p.cedar".into(), s.cedar.clone())]).unwrap();
+        let other = self::facts(vec![keyless("https://github.com/acme/other")]);
+        assert!(!policies.evaluate(&other, &instantiate()).allowed);
+        for signer in [keyless(odd), keyless("release@acme.example")] {
+            let one = self::facts(vec![signer]);
+            assert!(policies.evaluate(&one, &instantiate()).allowed);
+        }
+    }
+
+    #[test]
+    fn nothing_unsigned_and_no_bad_name() {
+        let uses = module_reading_env();
+        let e = suggest(&facts(Vec::new()), &uses, &[instantiate()], "p", "r").unwrap_err();
+        assert!(e.contains("no signature verified"), "{e}");
+        for bad in ["", "-p", "p-", "P", "p_q", &"p".repeat(41)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(default_name("ghcr.io/acme/My_Plugin"), "my-plugin");
+        assert_eq!(default_name("oci-layout:/tmp/x/"), "x");
+        assert_eq!(default_name("ghcr.io/acme/___"), "artifact");
+    }
+}
