@@ -41,12 +41,12 @@ pub mod limits {
 pub enum SignerRequirement {
     /// A signature by this public key (PEM, SubjectPublicKeyInfo).
     Key(PathBuf),
-    /// A keyless signature whose certificate names exactly this identity (SAN) and OIDC issuer.
+    /// A keyless signature whose certificate names this identity (SAN) and OIDC issuer.
     Identity {
-        /// The certificate's subject alternative name, matched exactly.
-        identity: String,
-        /// The OIDC issuer, matched exactly.
-        issuer: String,
+        /// The certificate's subject alternative name: exactly, or by an anchored pattern.
+        identity: Match,
+        /// The OIDC issuer: exactly, or by an anchored pattern.
+        issuer: Match,
     },
 }
 
@@ -643,8 +643,8 @@ pub fn verify_bundle_text(
         SignerRequirement::Identity { identity, issuer } => Trust::new(
             Vec::new(),
             vec![Identity {
-                identity: identity.clone().into(),
-                issuer: issuer.clone().into(),
+                identity: identity.clone(),
+                issuer: issuer.clone(),
             }],
             trusted_root,
         )?,

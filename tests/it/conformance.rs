@@ -112,3 +112,65 @@ fn sigstore_conformance_bundle_suite_passes_offline() {
         mismatches.join("\n")
     );
 }
+
+/// `text` as a regular expression matching exactly it.
+fn escaped(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
+/// `verify-blob` takes identity patterns too, anchored: on every keyless case the suite
+/// expects to verify, the whole identity as a pattern (with the issuer as a pattern) verifies,
+/// and a pattern for all but its last character does not — an unanchored search would accept
+/// it.
+#[test]
+fn verify_blob_identity_patterns_match_the_whole_identity() {
+    let home = tempfile::tempdir().unwrap();
+    let mut tried = 0;
+    for entry in std::fs::read_dir(assets().join("bundle-verify")).unwrap() {
+        let case = entry.unwrap().path();
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        if !case.is_dir() || name.ends_with("_fail") || case.join("key.pub").exists() {
+            continue;
+        }
+        let identity =
+            read_trimmed(&case.join("identity")).unwrap_or_else(|| DEFAULT_IDENTITY.into());
+        let issuer = read_trimmed(&case.join("issuer")).unwrap_or_else(|| DEFAULT_ISSUER.into());
+        let mut exact = protocol_args(&case, true);
+        let at = exact
+            .iter()
+            .position(|a| a == "--certificate-identity")
+            .unwrap();
+        // Drop the four exact identity and issuer arguments.
+        exact.drain(at..at + 4);
+        let shortened = &identity[..identity.len() - 1];
+        for (pattern, code) in [(escaped(&identity), 0), (escaped(shortened), 122)] {
+            let mut args = exact.clone();
+            args.extend([
+                "--certificate-identity-regexp".to_owned(),
+                pattern,
+                "--certificate-oidc-issuer-regexp".to_owned(),
+                escaped(&issuer),
+            ]);
+            let out = Command::new(BIN)
+                .args(&args)
+                .current_dir(assets())
+                .env("HOME", home.path())
+                .env_remove("WARRANT_CONFIG")
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{name}: {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        tried += 1;
+    }
+    assert!(tried >= 5, "only {tried} keyless cases");
+}

@@ -177,3 +177,68 @@ impl TrustArgs {
         })
     }
 }
+
+/// `verify-blob`'s keyless signer: one identity and one issuer, each exact or an anchored
+/// pattern.
+#[derive(Debug, clap::Args)]
+pub(super) struct BlobIdentityArgs {
+    /// The signing certificate's identity (SAN), matched exactly
+    #[arg(
+        long,
+        value_name = "IDENTITY",
+        conflicts_with = "certificate_identity_regexp"
+    )]
+    certificate_identity: Option<String>,
+    /// The signing certificate's identity as a regular expression that must match the whole
+    /// SAN (anchored at both ends)
+    #[arg(long, value_name = "REGEX")]
+    certificate_identity_regexp: Option<String>,
+    /// The signing certificate's OIDC issuer, matched exactly
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "certificate_oidc_issuer_regexp"
+    )]
+    certificate_oidc_issuer: Option<String>,
+    /// The OIDC issuer as a regular expression that must match the whole issuer
+    #[arg(long, value_name = "REGEX")]
+    certificate_oidc_issuer_regexp: Option<String>,
+}
+
+impl BlobIdentityArgs {
+    /// `--key`, or an identity and an issuer (each exact or a pattern): exactly one of the two.
+    pub(super) fn requirement(
+        self,
+        key: Option<PathBuf>,
+    ) -> Result<crate::verify::SignerRequirement, CliError> {
+        use crate::verify::{Match, SignerRequirement};
+        let pattern = |flag: &str, source: &str| {
+            Match::pattern(source).map_err(|e| CliError::Usage(format!("`--{flag}`: {e}")))
+        };
+        let identity = match (self.certificate_identity, self.certificate_identity_regexp) {
+            (Some(exact), _) => Some(Match::from(exact)),
+            (None, Some(p)) => Some(pattern("certificate-identity-regexp", &p)?),
+            (None, None) => None,
+        };
+        let issuer = match (
+            self.certificate_oidc_issuer,
+            self.certificate_oidc_issuer_regexp,
+        ) {
+            (Some(exact), _) => Some(Match::from(exact)),
+            (None, Some(p)) => Some(pattern("certificate-oidc-issuer-regexp", &p)?),
+            (None, None) => None,
+        };
+        match (key, identity, issuer) {
+            (Some(key), None, None) => Ok(SignerRequirement::Key(key)),
+            (None, Some(identity), Some(issuer)) => {
+                Ok(SignerRequirement::Identity { identity, issuer })
+            }
+            _ => Err(CliError::Usage(
+                "give `--key PUB`, or a certificate identity (`--certificate-identity` or \
+                 `--certificate-identity-regexp`) with its issuer (`--certificate-oidc-issuer` \
+                 or `--certificate-oidc-issuer-regexp`)"
+                    .into(),
+            )),
+        }
+    }
+}

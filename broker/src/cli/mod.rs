@@ -170,14 +170,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         bundle: PathBuf,
         /// A public key (PEM) that must have made the signature
-        #[arg(long, value_name = "PUB", conflicts_with_all = ["certificate_identity", "certificate_oidc_issuer"])]
+        #[arg(long, value_name = "PUB")]
         key: Option<PathBuf>,
-        /// The signing certificate's identity (SAN), matched exactly
-        #[arg(long, value_name = "IDENTITY", requires = "certificate_oidc_issuer")]
-        certificate_identity: Option<String>,
-        /// The signing certificate's OIDC issuer, matched exactly
-        #[arg(long, value_name = "URL", requires = "certificate_identity")]
-        certificate_oidc_issuer: Option<String>,
+        #[command(flatten)]
+        identity: args::BlobIdentityArgs,
         /// A Sigstore trusted root (default: the embedded public-good production root)
         #[arg(long, value_name = "FILE")]
         trusted_root: Option<PathBuf>,
@@ -557,16 +553,13 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::VerifyBlob {
             bundle,
             key,
-            certificate_identity,
-            certificate_oidc_issuer,
+            identity,
             trusted_root,
             json,
             file_or_digest,
         } => verify::verify_blob(
             bundle,
-            key,
-            certificate_identity,
-            certificate_oidc_issuer,
+            identity.requirement(key)?,
             trusted_root,
             json,
             file_or_digest,

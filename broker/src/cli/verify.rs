@@ -128,23 +128,11 @@ pub(super) fn verify(
 /// `warrant verify-blob --bundle FILE FILE_OR_DIGEST`.
 pub(super) fn verify_blob(
     bundle: PathBuf,
-    key: Option<PathBuf>,
-    certificate_identity: Option<String>,
-    certificate_oidc_issuer: Option<String>,
+    requirement: SignerRequirement,
     trusted_root: Option<PathBuf>,
     json: bool,
     file_or_digest: String,
 ) -> Result<Exit, CliError> {
-    let requirement = match (key, certificate_identity, certificate_oidc_issuer) {
-        (Some(key), None, None) => SignerRequirement::Key(key),
-        (None, Some(identity), Some(issuer)) => SignerRequirement::Identity { identity, issuer },
-        _ => {
-            return Err(CliError::Usage(
-                "give `--key PUB`, or `--certificate-identity` with `--certificate-oidc-issuer`"
-                    .into(),
-            ));
-        }
-    };
     let root = crate::verify::load_trusted_root(trusted_root.as_deref())?;
     let input = BlobInput::parse(&file_or_digest);
     let signer = crate::verify::verify_blob(&bundle, &input, &requirement, &root)?;
