@@ -7,26 +7,11 @@ use std::process::Output;
 
 use tests::registry::TestRegistry;
 
-/// Reads `in.txt` in its first preopened directory (fd 3) and writes it to stdout; exits 0
-/// when it could, else with the errno of the failed `path_open`.
-const READER_WAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "path_open"
-    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 100) "in.txt")
-  (func (export "_start") (local $err i32)
-    (local.set $err (call $path_open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 6)
-      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 200)))
-    (if (local.get $err) (then (call $exit (local.get $err))))
-    (i32.store (i32.const 300) (i32.const 8000))
-    (i32.store (i32.const 304) (i32.const 4096))
-    (drop (call $fd_read (i32.load (i32.const 200)) (i32.const 300) (i32.const 1) (i32.const 400)))
-    (i32.store (i32.const 304) (i32.load (i32.const 400)))
-    (drop (call $fd_write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 400)))
-    (call $exit (i32.const 0))))"#;
+/// The README's reader guest (`examples/reader/reader.wat`): prints `in.txt` from its first
+/// preopened directory and exits 0, or exits with the errno of opening it.
+fn reader() -> Vec<u8> {
+    wat::parse_file(repo_root().join("examples/reader/reader.wat")).unwrap()
+}
 
 struct World {
     _dir: tempfile::TempDir,
@@ -132,7 +117,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn a_new_user_runs_a_module_with_a_suggested_policy_and_no_hand_written_cedar() {
     let w = World::new();
     let (key, fingerprint) = w.keygen_with_fingerprint("release");
-    let reference = w.publish("acme/reader", &wat::parse_str(READER_WAT).unwrap(), &key);
+    let reference = w.publish("acme/reader", &reader(), &key);
     let ro = "data::/data:ro";
 
     // No policy: denied.
@@ -332,7 +317,7 @@ fn a_component_gets_a_suggested_read_write_directory_and_what_it_imports_is_repo
 fn a_suggestion_that_does_not_fit_the_directory_leaves_nothing_written() {
     let w = World::new();
     let key = w.keygen("release");
-    let reference = w.publish("acme/reader", &wat::parse_str(READER_WAT).unwrap(), &key);
+    let reference = w.publish("acme/reader", &reader(), &key);
     let policies = w.root.join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(
@@ -356,7 +341,7 @@ fn a_suggestion_that_does_not_fit_the_directory_leaves_nothing_written() {
 fn an_unsigned_artifact_gets_no_suggestion() {
     let w = World::new();
     let file = w.root.join("reader.wasm");
-    std::fs::write(&file, wat::parse_str(READER_WAT).unwrap()).unwrap();
+    std::fs::write(&file, reader()).unwrap();
     let reference = w.registry.reference("acme/unsigned", "v1");
     w.ok(&["push", file.to_str().unwrap(), &reference]);
     let out = w.warrant(&["policy", "suggest", &reference, "--out", "policies"]);
@@ -451,7 +436,7 @@ fn the_readmes_first_policy_runs_as_written() {
 fn policy_diff_names_denials_and_grants_the_artifact_cannot_use() {
     let w = World::new();
     let (key, fingerprint) = w.keygen_with_fingerprint("release");
-    let reference = w.publish("acme/reader", &wat::parse_str(READER_WAT).unwrap(), &key);
+    let reference = w.publish("acme/reader", &reader(), &key);
     let ro = "data::/data:ro";
     w.ok(&[
         "policy",

@@ -93,18 +93,7 @@ pub(super) fn policy(
             let reference: Reference = reference.parse()?;
             let trust = trust.load_with(&ctx.config, true)?;
             let asks = asks.asks(&ctx.config)?;
-            let cache = ctx.verdict_cache()?;
-            let client = ctx.client()?;
-            let store = ctx.store()?;
-            let progress = crate::progress::TerminalProgress::new();
-            let (facts, uses) = runtime.block_on(crate::stages::facts_and_uses(
-                &client,
-                &store,
-                &reference,
-                &trust,
-                cache.as_ref(),
-                &progress,
-            ))?;
+            let (facts, uses) = facts_and_uses(ctx, runtime, &reference, &trust)?;
             if facts.signers().is_empty() {
                 return Err(CliError::Integrity(
                     "no signature verified, and a suggested policy is bound to its signer: \
@@ -193,18 +182,7 @@ pub(super) fn policy(
             let trust = trust.load_with(&ctx.config, true)?;
             let asks = asks.asks(&ctx.config)?;
             let policies = ctx.policies()?;
-            let cache = ctx.verdict_cache()?;
-            let client = ctx.client()?;
-            let store = ctx.store()?;
-            let progress = crate::progress::TerminalProgress::new();
-            let (facts, uses) = runtime.block_on(crate::stages::facts_and_uses(
-                &client,
-                &store,
-                &reference,
-                &trust,
-                cache.as_ref(),
-                &progress,
-            ))?;
+            let (facts, uses) = facts_and_uses(ctx, runtime, &reference, &trust)?;
             let rows = crate::policy::diff(&policies, &facts, &uses, &asks.requests());
             let agree = rows
                 .iter()
@@ -256,6 +234,28 @@ pub(super) fn policy(
             })
         }
     }
+}
+
+/// The verified facts of `reference` and what its verified bytes import, with the context's
+/// store, cache and registry client (`policy suggest`, `policy diff`).
+fn facts_and_uses(
+    ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
+    reference: &Reference,
+    trust: &crate::verify::Trust,
+) -> Result<(crate::policy::Facts, crate::uses::Uses), CliError> {
+    let cache = ctx.verdict_cache()?;
+    let client = ctx.client()?;
+    let store = ctx.store()?;
+    let progress = crate::progress::TerminalProgress::new();
+    Ok(runtime.block_on(crate::stages::facts_and_uses(
+        &client,
+        &store,
+        reference,
+        trust,
+        cache.as_ref(),
+        &progress,
+    ))?)
 }
 
 /// Write `suggestion` into the policy directory `dir` as `NAME.cedar` and `tests/NAME.toml`,
