@@ -3,7 +3,8 @@
 #
 # Installs what the tests start for real when it is missing (Debian's `docker-registry`, the
 # CNCF distribution registry; `skopeo`, used as an independent OCI tool; `openssl`, which makes
-# the test CA for outgoing HTTPS), then checks formatting, lints with warnings as errors, and
+# the test CA for outgoing HTTPS; `containerd` and `runc`, which run the shim's tests; and what
+# the shim builds with), then checks formatting, lints with warnings as errors, and
 # runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,15 @@ need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The containerd shim: a real containerd and runc for its tests; protoc, libseccomp and
+# libsystemd (and pkg-config to find them) to build runwasi's shim libraries.
+[ -x /usr/bin/containerd ] || need+=(containerd)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+dpkg -s libseccomp-dev >/dev/null 2>&1 || need+=(libseccomp-dev)
+dpkg -s libsystemd-dev >/dev/null 2>&1 || need+=(libsystemd-dev)
+dpkg -s libdbus-1-dev >/dev/null 2>&1 || need+=(libdbus-1-dev)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

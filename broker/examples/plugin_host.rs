@@ -114,5 +114,10 @@ fn host() -> Result<u8, Box<dyn std::error::Error>> {
             eprintln!("plugin_host: trapped: {reason}");
             1
         }
+        // This host never stops a plugin from outside.
+        Outcome::Stopped => {
+            eprintln!("plugin_host: stopped");
+            1
+        }
     })
 }

@@ -68,10 +68,13 @@ impl AuditFailure {
     }
 }
 
-/// An open audit log for this process.
+/// An open audit log for this process: held from open to drop, or, when shared
+/// ([`Audit::open_shared`]), opened only while a record is written.
 pub struct Audit {
-    log: AuditLog,
+    log: Option<AuditLog>,
     path: PathBuf,
+    /// Set when shared: the key to reopen the log with, and its keep-every setting.
+    shared: Option<(Vec<u8>, Option<u64>)>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -178,31 +181,49 @@ impl Audit {
         // read or written; the audits crate then works inside it by path.
         PrivateDir::create(dir).map_err(|e| AuditFailure::state(dir, e))?;
         let der = key_der_or_create(key_path)?;
-        // One writer at a time: another `warrant` holding the log is waited for, up to
-        // `LOCK_WAIT`, then refused.
-        let started = std::time::Instant::now();
-        let (log, recovery) = loop {
-            let key =
-                SigningKeyMaterial::from_pkcs8(&der).map_err(|e| AuditFailure::new(key_path, e))?;
-            match AuditLog::open(dir, ORIGIN, key) {
-                Err(audits::AuditError::Locked) if started.elapsed() < LOCK_WAIT => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => {
-                    break other.map_err(|e| AuditFailure::new(dir, e))?;
-                }
-            }
-        };
-        if recovery.truncated_bytes > 0 || recovery.truncated_checkpoint_bytes > 0 {
-            tracing::warn!(
-                dropped = recovery.truncated_bytes,
-                "the audit log had a torn tail from an interrupted write; it was cut and recorded"
-            );
-        }
+        let log = open_log(dir, key_path, &der)?;
         Ok(Self {
-            log,
+            log: Some(log),
             path: dir.to_owned(),
+            shared: None,
         })
+    }
+
+    /// As [`Audit::open`], for a log several processes write (a node's containerd shims, one
+    /// per pod, all alive at once): the log is checked (a torn tail repaired) here, then
+    /// opened — its lock taken, waited for up to [`LOCK_WAIT`] — only while a record is
+    /// written. Every record is then committed and checkpointed as it is written.
+    pub fn open_shared(dir: &Path, key_path: &Path) -> Result<Self, AuditFailure> {
+        PrivateDir::create(dir).map_err(|e| AuditFailure::state(dir, e))?;
+        let der = key_der_or_create(key_path)?;
+        drop(open_log(dir, key_path, &der)?);
+        Ok(Self {
+            log: None,
+            path: dir.to_owned(),
+            shared: Some((der, None)),
+        })
+    }
+
+    /// Run `f` on the log: the held one, or (shared) the log opened for it, committed,
+    /// checkpointed and closed after.
+    fn with_log(
+        &mut self,
+        f: impl FnOnce(&mut AuditLog) -> Result<(), audits::AuditError>,
+    ) -> Result<(), AuditFailure> {
+        if let Some(log) = &mut self.log {
+            return f(log).map_err(|e| AuditFailure::new(&self.path, e));
+        }
+        let Some((der, keep_every)) = &self.shared else {
+            return Err(self.fail("the log is not open"));
+        };
+        let mut log = open_log(&self.path, &self.path, der)?;
+        if let Some(records) = keep_every {
+            log.set_keep_every(*records);
+        }
+        let fail = |e| AuditFailure::new(&self.path, e);
+        f(&mut log).map_err(fail)?;
+        log.commit().map_err(fail)?;
+        log.checkpoint().map(|_| ()).map_err(fail)
     }
 
     fn fail(&self, e: impl std::fmt::Display) -> AuditFailure {
@@ -213,10 +234,10 @@ impl Audit {
     /// [`Audit::record_before_effect`] or [`Audit::finish`]. Nothing it records may take
     /// effect before then.
     pub fn record(&mut self, kind: &str, body: Value) -> Result<(), AuditFailure> {
-        self.log
-            .append_deferred(kind, body, std::time::SystemTime::now())
-            .map(|_| ())
-            .map_err(|e| self.fail(e))
+        self.with_log(|log| {
+            log.append_deferred(kind, body, std::time::SystemTime::now())
+                .map(|_| ())
+        })
     }
 
     /// Write a record and commit it with everything written before it, in one `fdatasync`,
@@ -228,37 +249,79 @@ impl Audit {
 
     /// Make every record written so far durable (one `fdatasync` if any is pending).
     pub fn commit(&mut self) -> Result<(), AuditFailure> {
-        self.log.commit().map(|_| ()).map_err(|e| self.fail(e))
+        match &mut self.log {
+            Some(log) => log
+                .commit()
+                .map(|_| ())
+                .map_err(|e| AuditFailure::new(&self.path, e)),
+            // Shared: every record was committed as it was written.
+            None => Ok(()),
+        }
     }
 
     /// How many records the log grows by between kept checkpoints (see
     /// [`audits::AuditLog::set_keep_every`]; default [`audits::DEFAULT_KEEP_EVERY`]).
     pub fn set_keep_every(&mut self, records: u64) {
-        self.log.set_keep_every(records);
+        match (&mut self.log, &mut self.shared) {
+            (Some(log), _) => log.set_keep_every(records),
+            (None, Some((_, keep_every))) => *keep_every = Some(records),
+            (None, None) => {}
+        }
     }
 
     /// At the end of a run: commit what is pending and sign a checkpoint of everything so far
     /// (nothing, if no record was written since the last checkpoint): kept, or the new head
     /// (see [`audits::AuditLog::checkpoint`]).
     pub fn finish(&mut self) -> Result<(), AuditFailure> {
-        let signed = self.log.last_checkpoint().map_or(0, |c| c.size);
-        if self.log.pending() == 0 && self.log.size() == signed {
+        let Some(log) = &mut self.log else {
+            // Shared: every record was checkpointed as it was written.
+            return Ok(());
+        };
+        let signed = log.last_checkpoint().map_or(0, |c| c.size);
+        if log.pending() == 0 && log.size() == signed {
             return Ok(());
         }
-        self.log.checkpoint().map(|_| ()).map_err(|e| self.fail(e))
+        log.checkpoint()
+            .map(|_| ())
+            .map_err(|e| AuditFailure::new(&self.path, e))
     }
 
     /// `fdatasync` calls made so far through this log (for tests and benchmarks).
     #[cfg(any(test, feature = "internals"))]
     pub fn syncs(&self) -> u64 {
-        self.log.syncs()
+        self.log.as_ref().map_or(0, AuditLog::syncs)
     }
 
     /// Acknowledged (durable) records in the log.
     #[cfg(any(test, feature = "internals"))]
     pub fn size(&self) -> u64 {
-        self.log.size()
+        self.log.as_ref().map_or(0, AuditLog::size)
     }
+}
+
+/// Open the log in `dir` with the key `der` (read from `key_path`): one writer at a time,
+/// another `warrant` holding the log waited for up to [`LOCK_WAIT`], then refused.
+fn open_log(dir: &Path, key_path: &Path, der: &[u8]) -> Result<AuditLog, AuditFailure> {
+    let started = std::time::Instant::now();
+    let (log, recovery) = loop {
+        let key =
+            SigningKeyMaterial::from_pkcs8(der).map_err(|e| AuditFailure::new(key_path, e))?;
+        match AuditLog::open(dir, ORIGIN, key) {
+            Err(audits::AuditError::Locked) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => {
+                break other.map_err(|e| AuditFailure::new(dir, e))?;
+            }
+        }
+    };
+    if recovery.truncated_bytes > 0 || recovery.truncated_checkpoint_bytes > 0 {
+        tracing::warn!(
+            dropped = recovery.truncated_bytes,
+            "the audit log had a torn tail from an interrupted write; it was cut and recorded"
+        );
+    }
+    Ok(log)
 }
 
 /// The signed-note verifier key of `key` (`warrant-audit+<key id>+<base64 key>`), which is all

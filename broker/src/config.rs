@@ -14,11 +14,27 @@
 //! max_module_bytes = "256MiB"            # a size: bytes, or with a unit (KiB, MiB, GiB, kB, MB, GB)
 //! credentials = "/etc/warrant/docker-config.json"  # default: ~/.docker/config.json
 //!
+//! [verify]
+//! keys = ["release.pub"]                 # public keys whose signatures count
+//! certificate_identities = [              # keyless signers: exact, or anchored patterns
+//!   { identity = "ops@example.com", issuer = "https://accounts.google.com" },
+//!   { identity_regexp = 'https://github\.com/acme/.*', issuer = "https://token.actions.githubusercontent.com" },
+//! ]
+//! trusted_root = "trusted_root.json"
+//!
+//! [k8s]                                   # containerd-shim-warrant-v1, the node's pods
+//! data_dir = "/var/lib/warrant"
+//! timeout = "1h"                          # none by default: pods run until stopped
+//! memory_bytes = "128MiB"                 # for containers with no memory limit
+//!
 //! [run]
 //! memory_bytes = "256MiB"
 //! timeout = "10s"                         # a duration: 500ms, 10s, 5m, 1h
 //! output_bytes = 1048576
 //! ```
+//!
+//! A relative path in the file is relative to the file's directory, whatever the working
+//! directory (a containerd shim starts in its bundle, not where the operator stood).
 //!
 //! Unknown keys are an error: a misspelt limit must not silently fall back to a default.
 //! Durations and sizes are parsed when the file is read: a bad value is an error at start,
@@ -57,6 +73,9 @@ pub struct Config {
     /// `warrant serve`: the listeners and the tenants.
     #[serde(default)]
     pub serve: crate::serve::config::ServeSection,
+    /// `containerd-shim-warrant-v1`: how a node runs pods.
+    #[serde(default)]
+    pub k8s: K8sConfig,
     /// The file this was read from, if any (`[[serve.tenant]]` paths are relative to its
     /// directory).
     #[serde(skip)]
@@ -70,9 +89,74 @@ pub struct VerifyConfig {
     /// A Sigstore `trusted_root.json` for keyless signatures (a private Sigstore deployment);
     /// the public-good production root when absent. `--trusted-root` overrides it.
     pub trusted_root: Option<PathBuf>,
+    /// Public keys (PEM) whose signatures count, for every command that verifies; `--key`
+    /// adds to them.
+    #[serde(default)]
+    pub keys: Vec<PathBuf>,
+    /// Keyless signers whose signatures count; `--certificate-identity` (and its `-regexp`
+    /// form) adds to them.
+    #[serde(default)]
+    pub certificate_identities: Vec<IdentitySection>,
     /// How long `warrant run` trusts a cached positive verdict, e.g. `"1h"` (the default);
     /// `"0s"` turns the cache off.
     pub cache_ttl: Option<Span>,
+}
+
+/// A keyless signer: `{ identity = "…", issuer = "…" }`, either part exact or, as
+/// `identity_regexp` / `issuer_regexp`, an anchored pattern (`[verify]` and a serve tenant).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// The certificate's identity (SAN), matched exactly.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// … or a regular expression that must match the whole SAN.
+    #[serde(default)]
+    pub identity_regexp: Option<String>,
+    /// The OIDC issuer, matched exactly.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// … or a regular expression that must match the whole issuer.
+    #[serde(default)]
+    pub issuer_regexp: Option<String>,
+}
+
+impl IdentitySection {
+    /// The trusted identity: exactly one of `identity` and `identity_regexp`, and one of
+    /// `issuer` and `issuer_regexp`, each pattern compiled.
+    pub fn identity(&self) -> Result<crate::verify::Identity, String> {
+        let part =
+            |exact: &Option<String>, pattern: &Option<String>, what: &str| match (exact, pattern) {
+                (Some(exact), None) => Ok(crate::verify::Match::from(exact.as_str())),
+                (None, Some(pattern)) => crate::verify::Match::pattern(pattern),
+                _ => Err(format!(
+                    "a certificate identity needs exactly one of `{what}` and `{what}_regexp`"
+                )),
+            };
+        Ok(crate::verify::Identity {
+            identity: part(&self.identity, &self.identity_regexp, "identity")?,
+            issuer: part(&self.issuer, &self.issuer_regexp, "issuer")?,
+        })
+    }
+}
+
+/// `[k8s]`: how `containerd-shim-warrant-v1` runs a node's pods.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct K8sConfig {
+    /// The node's private state (verdict cache, compile cache, keys; the store and the audit
+    /// log unless `store` and `audit_log` say otherwise): default `/var/lib/warrant`.
+    pub data_dir: Option<PathBuf>,
+    /// A deadline for every pod's guest, e.g. `"1h"`. None by default: a pod runs until it
+    /// exits or is stopped.
+    pub timeout: Option<Span>,
+    /// Memory for a container that sets no memory limit (default: `[run] memory_bytes`, else
+    /// 256 MiB).
+    pub memory_bytes: Option<Size>,
+    /// Leave denied environment variables out of the guest (recorded) instead of failing the
+    /// task.
+    #[serde(default)]
+    pub drop_denied: bool,
 }
 
 /// `[registry]`.
@@ -214,8 +298,80 @@ impl Config {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason,
+        };
+        for (i, identity) in config.verify.certificate_identities.iter().enumerate() {
+            identity
+                .identity()
+                .map_err(|e| invalid(format!("`[verify] certificate_identities[{i}]`: {e}")))?;
+        }
+        config.resolve_relative_to(path.parent().unwrap_or(Path::new("")));
         config.source = Some(path.to_owned());
         Ok(config)
+    }
+
+    /// Make every relative path of the file (but the serve tenants', which `serve` resolves
+    /// against the same directory) relative to `base`, the file's directory.
+    fn resolve_relative_to(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for p in [
+            self.store.as_mut(),
+            self.audit_log.as_mut(),
+            self.audit_key.as_mut(),
+            self.policies.as_mut(),
+            self.registry.credentials.as_mut(),
+            self.verify.trusted_root.as_mut(),
+            self.k8s.data_dir.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
+        self.verify.keys.iter_mut().for_each(resolve);
+    }
+
+    /// How the registry is reached: `[registry]`, credentials read from its `credentials`
+    /// file, else the user's Docker `config.json` if any.
+    pub fn client_options(&self) -> Result<registry_client::ClientOptions, registry_client::Error> {
+        let r = &self.registry;
+        let mut options = registry_client::ClientOptions {
+            insecure_registries: r.insecure.clone(),
+            credentials: match &r.credentials {
+                Some(path) => registry_client::Credentials::from_file(path)?,
+                None => registry_client::Credentials::from_default_location()?,
+            },
+            ..registry_client::ClientOptions::default()
+        };
+        if let Some(span) = r.connect_timeout {
+            options.connect_timeout = span.0;
+        }
+        if let Some(span) = r.read_timeout {
+            options.read_timeout = span.0;
+        }
+        if let Some(span) = r.operation_deadline {
+            options.operation_deadline = span.0;
+        }
+        if let Some(size) = r.max_module_bytes {
+            options.max_module_bytes = size.0;
+        }
+        Ok(options)
+    }
+
+    /// The keyless signers of `[verify] certificate_identities` (each checked when the file
+    /// was read).
+    pub fn identities(&self) -> Result<Vec<crate::verify::Identity>, String> {
+        self.verify
+            .certificate_identities
+            .iter()
+            .map(IdentitySection::identity)
+            .collect()
     }
 
     /// Load `explicit` if given, else `$WARRANT_CONFIG`, else `warrant.toml` in the user's
@@ -298,6 +454,63 @@ mod tests {
         std::fs::write(&path, "[run]\nmemory_byte = 1\n").unwrap();
         let err = Config::load(&path).unwrap_err();
         assert!(err.to_string().contains("memory_byte"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warrant.toml");
+        std::fs::write(
+            &path,
+            "store = \"s\"\npolicies = \"/etc/p\"\naudit_log = \"./log\"\n[verify]\nkeys = [\"a.pub\", \"/k/b.pub\"]\ntrusted_root = \"root.json\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.store, Some(dir.path().join("s")));
+        assert_eq!(config.policies, Some(PathBuf::from("/etc/p")));
+        assert_eq!(config.audit_log, Some(dir.path().join("./log")));
+        assert_eq!(
+            config.verify.keys,
+            [dir.path().join("a.pub"), PathBuf::from("/k/b.pub")]
+        );
+        assert_eq!(
+            config.verify.trusted_root,
+            Some(dir.path().join("root.json"))
+        );
+    }
+
+    #[test]
+    fn verify_identities_are_checked_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warrant.toml");
+        std::fs::write(
+            &path,
+            "[verify]\ncertificate_identities = [{ identity = \"a@b\", issuer = \"https://i\" }, { identity_regexp = 'https://github\\.com/acme/.*', issuer_regexp = 'https://(a|b)' }]\n",
+        )
+        .unwrap();
+        let ids = Config::load(&path).unwrap().identities().unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(ids[1].identity.matches("https://github.com/acme/x"));
+        assert!(!ids[1].identity.matches("https://github.com/acme-evil/x"));
+        for (bad, names) in [
+            ("{ identity = \"a\" }", "certificate_identities[0]"),
+            (
+                "{ identity = \"a\", identity_regexp = \"a\", issuer = \"i\" }",
+                "identity_regexp",
+            ),
+            (
+                "{ identity_regexp = \"(\", issuer = \"i\" }",
+                "certificate_identities[0]",
+            ),
+        ] {
+            std::fs::write(
+                &path,
+                format!("[verify]\ncertificate_identities = [{bad}]\n"),
+            )
+            .unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(err.contains(names), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub mod pipeline;
 #[cfg(not(feature = "internals"))]
 mod pipeline;
 #[cfg(feature = "internals")]
+pub mod pod;
+#[cfg(not(feature = "internals"))]
+mod pod;
+#[cfg(feature = "internals")]
 pub mod policy;
 #[cfg(not(feature = "internals"))]
 mod policy;
@@ -157,10 +161,11 @@ mod verify;
 
 pub use cli::main as cli_main;
 pub use exit::Exit;
+pub use pod::{AdmittedPod, ContentSource, Node, PodError, PodSpec, exit_status};
 pub use policy::{Asks, Decision, Denial, DirAsk, EnvValue, Grant, Request, Runtime};
 pub use registry_client::{ClientOptions, Digest, NoProgress, Progress, Reference, WasmKind};
 pub use rejection::Rejection;
-pub use sandbox::{Finished, Limit, Outcome, RunLimits};
+pub use sandbox::{Finished, Limit, Outcome, Output, RunLimits, Stop};
 pub use stages::{
     Artifact, Broker, Config, Error, Granted, Prepared, PreparedHttp, Resolution, Verified, limits,
     terminal_text,

@@ -142,6 +142,7 @@ impl<'a> OutcomeRecord<'a> {
                 },
             ),
             Outcome::Trapped(reason) => ("trap", Detail::Trap(reason)),
+            Outcome::Stopped => ("stopped", Detail::Trap("stopped from outside while it ran")),
         };
         Self {
             digest,
@@ -186,6 +187,21 @@ pub(crate) struct Unserved<'a> {
 
 impl Record for Unserved<'_> {
     const KIND: &'static str = "unserved";
+}
+
+/// `refused`: a pod's image refused before the stages could take it (its content in
+/// containerd's store did not match its digest, or it is not a runnable Wasm image).
+#[derive(Serialize)]
+pub(crate) struct Refused<'a> {
+    pub(crate) runtime: &'a str,
+    pub(crate) pod: &'a str,
+    pub(crate) image: &'a str,
+    pub(crate) digest: &'a Digest,
+    pub(crate) reason: &'a str,
+}
+
+impl Record for Refused<'_> {
+    const KIND: &'static str = "refused";
 }
 
 /// `request`: one request a tenant served (or refused), written with group commit.

@@ -20,6 +20,7 @@ pub mod auth;
 mod budget;
 pub mod digest;
 pub mod error;
+pub mod image_layer;
 pub mod json;
 pub mod layout;
 pub mod limits;
@@ -35,11 +36,13 @@ pub use auth::{Credential, Credentials};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use layout::Layout;
-pub use manifest::{Descriptor, ImageIndex, ImageManifest, WasmConfig, WasmKind, WasmManifest};
+pub use manifest::{
+    Descriptor, Form, ImageConfig, ImageIndex, ImageManifest, WasmConfig, WasmKind, WasmManifest,
+};
 pub use private_dir::{PrivateDir, Secrecy};
 pub use pull::{
-    Attachment, Fetched, NoProgress, Progress, Pushed, Referrers, ReferrersSource, Resolved,
-    WasmArtifact, wasm_artifact,
+    Attachment, Fetched, ImageModule, NoProgress, Progress, Pushed, Referrers, ReferrersSource,
+    Resolved, WasmArtifact, wasm_artifact, wasm_image,
 };
 pub use reference::{LayoutRef, Reference, RegistryRef, Selector};
 pub use remote::{ClientOptions, RegistryClient, USER_AGENT};

@@ -20,6 +20,14 @@ pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 pub const MEDIA_TYPE_WASM_LAYER: &str = "application/wasm";
 /// The older Wasm layer type, still written by several tools.
 pub const MEDIA_TYPE_WASM_LAYER_LEGACY: &str = "application/vnd.wasm.content.layer.v1+wasm";
+/// An OCI image config: with os `wasi`/`wasip1`/`wasip2` and architecture `wasm`, the config of
+/// a `wasi/wasm` image (the format Docker and containerd shims run), whose one layer is a tar
+/// holding the module its entrypoint names.
+pub const MEDIA_TYPE_OCI_IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// An uncompressed OCI image layer.
+pub const MEDIA_TYPE_OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// A gzip-compressed OCI image layer.
+pub const MEDIA_TYPE_OCI_LAYER_TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// The empty descriptor's media type, used as config by referrer artifacts.
 pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// The annotation naming a manifest inside an image-layout `index.json`.
@@ -226,10 +234,82 @@ pub struct WasmConfig {
     pub layer_digests: Vec<Digest>,
 }
 
-/// A manifest checked to be a Wasm artifact: one Wasm layer and a config.
+/// The two shapes of a runnable Wasm manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// The CNCF Wasm artifact (or the legacy single-layer form): the layer is the module.
+    Artifact,
+    /// A `wasi/wasm` image: the layer is a tar (compressed as given) holding the module its
+    /// config's entrypoint names.
+    Image(crate::image_layer::Compression),
+}
+
+/// The parts of an OCI image config a `wasi/wasm` image is run by.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ImageConfig {
+    /// `wasm`.
+    pub architecture: String,
+    /// `wasi`, `wasip1` or `wasip2`.
+    pub os: String,
+    /// The run configuration.
+    #[serde(default)]
+    pub config: Option<ImageRunConfig>,
+}
+
+/// `config` of an OCI image config.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ImageRunConfig {
+    /// The entrypoint: its first element names the module.
+    #[serde(rename = "Entrypoint", default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// The default arguments; the module when there is no entrypoint.
+    #[serde(rename = "Cmd", default)]
+    pub cmd: Option<Vec<String>>,
+}
+
+/// The operating systems a `wasi/wasm` image may name.
+pub const WASM_IMAGE_OS: [&str; 3] = ["wasi", "wasip1", "wasip2"];
+
+impl ImageConfig {
+    /// Parse an image config and check that it is a `wasi/wasm` image with an entrypoint;
+    /// returns it with the path of its module (the entrypoint's first element, else `Cmd`'s).
+    pub fn parse_wasm(bytes: &[u8]) -> Result<(Self, String), Error> {
+        let config: Self = crate::json::parse(bytes, "image config")?;
+        if config.architecture != "wasm" || !WASM_IMAGE_OS.contains(&config.os.as_str()) {
+            return Err(Error::UnsupportedMediaType {
+                what: "image".into(),
+                media_type: crate::text::one_line(&format!(
+                    "{}/{}",
+                    config.os, config.architecture
+                ))
+                .into_owned(),
+                expected: "a Wasm image's platform is `wasi/wasm` (or `wasip1`, `wasip2`)".into(),
+            });
+        }
+        let run = config.config.clone().unwrap_or_default();
+        let module = run
+            .entrypoint
+            .as_ref()
+            .filter(|e| !e.is_empty())
+            .or(run.cmd.as_ref())
+            .and_then(|e| e.first())
+            .cloned()
+            .ok_or_else(|| Error::Malformed {
+                what: "image config".into(),
+                reason: "no entrypoint (`config.Entrypoint` or `config.Cmd`) names the module"
+                    .into(),
+            })?;
+        crate::image_layer::normalise(&module)?;
+        Ok((config, module))
+    }
+}
+
+/// A manifest checked to be runnable Wasm: a CNCF Wasm artifact (one Wasm layer and a config)
+/// or a `wasi/wasm` image (an image config and one tar layer).
 #[derive(Clone, Debug)]
 pub struct WasmManifest {
     manifest: ImageManifest,
+    form: Form,
 }
 
 impl WasmManifest {
@@ -239,9 +319,16 @@ impl WasmManifest {
     ///   layer (the CNCF layout), or
     /// - exactly one legacy `application/vnd.wasm.content.layer.v1+wasm` layer.
     ///
+    /// - config `application/vnd.oci.image.config.v1+json` with exactly one tar layer
+    ///   (`application/vnd.oci.image.layer.v1.tar`, `+gzip`): a `wasi/wasm` image, whose
+    ///   platform and entrypoint are checked when its config is read.
+    ///
     /// Anything else is refused, naming the media type that was not accepted.
     pub fn new(manifest: ImageManifest) -> Result<Self, Error> {
         let config_type = manifest.config.media_type.as_str();
+        if config_type == MEDIA_TYPE_OCI_IMAGE_CONFIG {
+            return Self::image(manifest);
+        }
         let accepted_layers: &[&str] = if config_type == MEDIA_TYPE_WASM_CONFIG {
             &[MEDIA_TYPE_WASM_LAYER]
         } else {
@@ -280,7 +367,49 @@ impl WasmManifest {
                 limit: crate::limits::MAX_CONFIG_BYTES,
             });
         }
-        Ok(Self { manifest })
+        Ok(Self {
+            manifest,
+            form: Form::Artifact,
+        })
+    }
+
+    fn image(manifest: ImageManifest) -> Result<Self, Error> {
+        // A module is one file: an image of several layers would need their union (and its
+        // whiteouts) to say which bytes it is, so it is refused rather than merged.
+        let [layer] = manifest.layers.as_slice() else {
+            return Err(Error::Malformed {
+                what: "wasi/wasm image manifest".into(),
+                reason: format!(
+                    "expected exactly one layer holding the module, found {}",
+                    manifest.layers.len()
+                ),
+            });
+        };
+        let Some(compression) = crate::image_layer::Compression::from_media_type(&layer.media_type)
+        else {
+            return Err(Error::UnsupportedMediaType {
+                what: format!("layer `{}`", layer.digest),
+                media_type: layer.media_type.clone(),
+                expected: format!(
+                    "a `{MEDIA_TYPE_OCI_IMAGE_CONFIG}` image has one `{MEDIA_TYPE_OCI_LAYER_TAR}` or `{MEDIA_TYPE_OCI_LAYER_TAR_GZIP}` layer"
+                ),
+            });
+        };
+        if manifest.config.size > crate::limits::MAX_CONFIG_BYTES {
+            return Err(Error::TooLarge {
+                what: format!("config `{}`", manifest.config.digest),
+                limit: crate::limits::MAX_CONFIG_BYTES,
+            });
+        }
+        Ok(Self {
+            manifest,
+            form: Form::Image(compression),
+        })
+    }
+
+    /// A Wasm artifact, or a `wasi/wasm` image.
+    pub fn form(&self) -> Form {
+        self.form
     }
 
     /// The Wasm layer.

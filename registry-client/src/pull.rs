@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::layout::Layout;
 use crate::limits::{MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
 use crate::manifest::{
-    ANNOTATION_TITLE, Descriptor, ImageIndex, ImageManifest, MEDIA_TYPE_EMPTY,
+    ANNOTATION_TITLE, Descriptor, Form, ImageConfig, ImageIndex, ImageManifest, MEDIA_TYPE_EMPTY,
     MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_LAYER,
     WasmConfig, WasmKind, WasmManifest,
 };
@@ -114,6 +114,33 @@ pub struct Fetched {
     resolved: Resolved,
     kind: WasmKind,
     module_path: PathBuf,
+    image: Option<ImageModule>,
+}
+
+/// Where a `wasi/wasm` image's module is: the file its config's entrypoint names, inside its
+/// one tar layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageModule {
+    /// The entrypoint as the config gives it (`/app.wasm`).
+    pub entrypoint: String,
+    /// The layer's compression.
+    pub compression: crate::image_layer::Compression,
+}
+
+impl ImageModule {
+    /// The module's bytes, extracted from `layer` — the layer blob's bytes, which the caller
+    /// has checked against the layer digest — with the bounded, traversal-proof reader.
+    pub fn extract(&self, layer: &[u8], max_module_bytes: u64) -> Result<Vec<u8>, Error> {
+        crate::image_layer::extract(
+            layer,
+            self.compression,
+            &self.entrypoint,
+            crate::image_layer::Limits {
+                max_file_bytes: max_module_bytes,
+                max_layer_bytes: crate::image_layer::MAX_UNPACKED_LAYER_BYTES,
+            },
+        )
+    }
 }
 
 impl Fetched {
@@ -137,9 +164,15 @@ impl Fetched {
         self.kind
     }
 
-    /// Where the layer's bytes are in the store.
+    /// Where the layer's bytes are in the store (for an image, the tar holding the module).
     pub fn module_path(&self) -> &std::path::Path {
         &self.module_path
+    }
+
+    /// For a `wasi/wasm` image, where in its layer the module is; `None` for a Wasm artifact,
+    /// whose layer is the module.
+    pub fn image(&self) -> Option<&ImageModule> {
+        self.image.as_ref()
     }
 }
 
@@ -265,7 +298,25 @@ impl RegistryClient {
                 limit: self.options.max_module_bytes,
             });
         }
-        let kind = match cached_kind(store, layer)? {
+        let form = resolved.wasm.form();
+        // An image's config says what it is (platform, entrypoint): read and checked before
+        // its layer is fetched, so a Linux image costs no layer download.
+        let config = resolved.wasm.config();
+        let image_config = match form {
+            Form::Image(compression) => {
+                let bytes = self.fetch_config(resolved).await?;
+                let (_, entrypoint) = ImageConfig::parse_wasm(&bytes)?;
+                Some((
+                    bytes,
+                    ImageModule {
+                        entrypoint,
+                        compression,
+                    },
+                ))
+            }
+            Form::Artifact => None,
+        };
+        let kind = match cached_kind(store, layer, form)? {
             Some(kind) => kind,
             None => {
                 self.with_deadline(
@@ -276,11 +327,42 @@ impl RegistryClient {
             }
         };
 
-        let config = resolved.wasm.config();
-        if !store.layout().has_blob(&config.digest) {
-            let bytes = self.fetch_config(resolved).await?;
+        let config_bytes = match &image_config {
+            Some((bytes, _)) => Some(bytes.clone()),
+            None if !store.layout().has_blob(&config.digest) => {
+                Some(self.fetch_config(resolved).await?)
+            }
+            None => None,
+        };
+        if let Some(bytes) = config_bytes
+            && !store.layout().has_blob(&config.digest)
+        {
             store.put_blob(&bytes, config, &format!("config `{}`", config.digest))?;
         }
+        let (kind, image) = match (image_config, kind) {
+            (None, LayerKind::Wasm(kind)) => (kind, None),
+            (Some((_, image)), LayerKind::Tar) => {
+                // The layer is read back from the store checked against its digest; the
+                // module is the file the (digest-checked) config's entrypoint names in it.
+                let layer_bytes = store.layout().read_blob(
+                    &layer.digest,
+                    self.options.max_module_bytes,
+                    &format!("layer `{}`", layer.digest),
+                )?;
+                let module = image.extract(&layer_bytes, self.options.max_module_bytes)?;
+                let kind = WasmKind::detect(&module).ok_or_else(|| Error::Malformed {
+                    what: format!("`{}` in layer `{}`", image.entrypoint, layer.digest),
+                    reason: "not a WebAssembly binary (bad preamble)".into(),
+                })?;
+                (kind, Some(image))
+            }
+            (None, LayerKind::Tar) | (Some(_), LayerKind::Wasm(_)) => {
+                return Err(Error::Malformed {
+                    what,
+                    reason: "the layer is not of the kind its manifest says".into(),
+                });
+            }
+        };
 
         let descriptor = resolved.descriptor();
         store.put_blob(
@@ -299,6 +381,7 @@ impl RegistryClient {
             resolved: resolved.clone(),
             kind,
             module_path: store.layout().blob_path(&layer.digest),
+            image,
         })
     }
 
@@ -318,18 +401,24 @@ impl RegistryClient {
         resolved: &Resolved,
         store: &Store,
         progress: &dyn Progress,
-    ) -> Result<WasmKind, Error> {
+    ) -> Result<LayerKind, Error> {
         let layer = resolved.wasm.layer();
+        let form = resolved.wasm.form();
         let what = format!("layer `{}`", layer.digest);
         progress.begin(&what, layer.size);
         let result = match &resolved.reference {
             Reference::Registry(r) => {
-                self.fetch_remote_layer(r, layer, store, progress, &what)
+                self.fetch_remote_layer(r, layer, form, store, progress, &what)
                     .await
             }
-            Reference::Layout(l) => {
-                copy_layout_layer(&Layout::open(l.path())?, layer, store, progress, &what)
-            }
+            Reference::Layout(l) => copy_layout_layer(
+                &Layout::open(l.path())?,
+                layer,
+                form,
+                store,
+                progress,
+                &what,
+            ),
         };
         progress.end();
         result
@@ -339,10 +428,11 @@ impl RegistryClient {
         &self,
         r: &RegistryRef,
         layer: &Descriptor,
+        form: Form,
         store: &Store,
         progress: &dyn Progress,
         what: &str,
-    ) -> Result<WasmKind, Error> {
+    ) -> Result<LayerKind, Error> {
         // One attempt budget for the whole download: request retries inside `send` and
         // restarts after a cut body draw from the same count.
         let mut attempt = 0u32;
@@ -387,7 +477,7 @@ impl RegistryClient {
                 Ok(()) => {
                     let (layer, what) = (layer.clone(), what.to_owned());
                     return tokio::task::spawn_blocking(move || {
-                        finish_layer(ingest, &prefix, &layer, &what)
+                        finish_layer(ingest, &prefix, &layer, form, &what)
                     })
                     .await
                     .map_err(|e| Error::Io {
@@ -439,6 +529,31 @@ impl RegistryClient {
         progress: &dyn Progress,
     ) -> Result<Pushed, Error> {
         let artifact = wasm_artifact(&wasm, title, self.options.max_module_bytes)?;
+        self.push_built(wasm, artifact, target, progress).await
+    }
+
+    /// Publish `wasm` as a `wasi/wasm` image at `target`, the format containerd shims and
+    /// Docker run: an OCI image config with platform `wasi/wasm` and entrypoint `/NAME`, and
+    /// one uncompressed tar layer holding the module as `NAME` ([`wasm_image`]). Reproducible
+    /// as [`Self::push_wasm`] is.
+    pub async fn push_wasm_image(
+        &self,
+        wasm: &[u8],
+        name: &str,
+        target: &Reference,
+        progress: &dyn Progress,
+    ) -> Result<Pushed, Error> {
+        let (artifact, layer) = wasm_image(wasm, name, self.options.max_module_bytes)?;
+        self.push_built(layer, artifact, target, progress).await
+    }
+
+    async fn push_built(
+        &self,
+        wasm: Vec<u8>,
+        artifact: WasmArtifact,
+        target: &Reference,
+        progress: &dyn Progress,
+    ) -> Result<Pushed, Error> {
         let manifest = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &artifact.manifest_bytes);
         let pushed = Pushed {
             manifest: manifest.clone(),
@@ -712,6 +827,71 @@ pub fn wasm_artifact(
     })
 }
 
+/// Build a `wasi/wasm` image for `wasm`: one uncompressed tar layer holding it as `name` (mode
+/// 0644, owner 0, time 0: reproducible), and an OCI image config with platform `wasi/wasm`,
+/// entrypoint `/NAME` and the layer's diff id. Returns the documents and the layer's bytes.
+pub fn wasm_image(
+    wasm: &[u8],
+    name: &str,
+    max_module_bytes: u64,
+) -> Result<(WasmArtifact, Vec<u8>), Error> {
+    let kind = WasmKind::detect(wasm).ok_or_else(|| Error::Malformed {
+        what: "module".into(),
+        reason: "not a WebAssembly binary (bad preamble)".into(),
+    })?;
+    if wasm.len() as u64 > max_module_bytes {
+        return Err(Error::TooLarge {
+            what: "module".into(),
+            limit: max_module_bytes,
+        });
+    }
+    let path = crate::image_layer::normalise(name)?;
+    let tar_error = |e: std::io::Error| Error::Malformed {
+        what: format!("image layer for `{}`", crate::text::one_line(&path)),
+        reason: e.to_string(),
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(wasm.len() as u64);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder
+        .append_data(&mut header, &path, wasm)
+        .map_err(tar_error)?;
+    let layer_bytes = builder.into_inner().map_err(tar_error)?;
+    let layer = Descriptor::of(crate::manifest::MEDIA_TYPE_OCI_LAYER_TAR, &layer_bytes);
+    let config = serde_json::json!({
+        "architecture": "wasm",
+        "os": "wasi",
+        "config": { "Entrypoint": [format!("/{path}")] },
+        "rootfs": { "type": "layers", "diff_ids": [layer.digest.to_string()] },
+    });
+    let config_bytes = to_json(&config, "image config")?;
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_owned()),
+        artifact_type: None,
+        config: Descriptor::of(crate::manifest::MEDIA_TYPE_OCI_IMAGE_CONFIG, &config_bytes),
+        layers: vec![layer.clone()],
+        subject: None,
+        annotations: BTreeMap::new(),
+    };
+    let manifest_bytes = to_json(&manifest, "manifest")?;
+    Ok((
+        WasmArtifact {
+            manifest,
+            manifest_bytes,
+            config_bytes,
+            layer,
+            kind,
+        },
+        layer_bytes,
+    ))
+}
+
 fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(value).map_err(|e| Error::Malformed {
         what: what.to_owned(),
@@ -742,13 +922,23 @@ fn take_prefix(prefix: &mut Vec<u8>, chunk: &[u8]) {
     prefix.extend(chunk.iter().take(want));
 }
 
-/// Check the layer is Wasm, then let the ingest check size and digest and commit.
+/// What a stored layer is: the module itself, or (a `wasi/wasm` image's) a tar holding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LayerKind {
+    Wasm(WasmKind),
+    Tar,
+}
+
+/// Check the layer is Wasm (a Wasm artifact's), then let the ingest check size and digest and
+/// commit. An image's tar layer is committed on its digest alone: its module is checked when
+/// it is extracted.
 fn finish_layer(
     ingest: Ingest,
     prefix: &[u8],
     layer: &Descriptor,
+    form: Form,
     what: &str,
-) -> Result<WasmKind, Error> {
+) -> Result<LayerKind, Error> {
     // Size and digest first: a mismatch is the more precise refusal.
     if ingest.len() != layer.size {
         return Err(Error::SizeMismatch {
@@ -757,11 +947,15 @@ fn finish_layer(
             actual: ingest.len(),
         });
     }
+    if let Form::Image(_) = form {
+        ingest.finish(layer)?;
+        return Ok(LayerKind::Tar);
+    }
     let kind = WasmKind::detect(prefix);
     match kind {
         Some(kind) => {
             ingest.finish(layer)?;
-            Ok(kind)
+            Ok(LayerKind::Wasm(kind))
         }
         None => {
             // Check the digest before blaming the content, then refuse it either way.
@@ -777,10 +971,11 @@ fn finish_layer(
 fn copy_layout_layer(
     layout: &Layout,
     layer: &Descriptor,
+    form: Form,
     store: &Store,
     progress: &dyn Progress,
     what: &str,
-) -> Result<WasmKind, Error> {
+) -> Result<LayerKind, Error> {
     let (mut file, len) = layout.open_blob(&layer.digest)?;
     if len != layer.size {
         return Err(Error::SizeMismatch {
@@ -802,12 +997,12 @@ fn copy_layout_layer(
         ingest.write(chunk)?;
         progress.advance(n as u64);
     }
-    finish_layer(ingest, &prefix, layer, what)
+    finish_layer(ingest, &prefix, layer, form, what)
 }
 
 /// When the layer is already in the store, re-hash it (a store is a cache, not a trust root)
 /// and read its kind. A corrupt file is removed so it is fetched again.
-fn cached_kind(store: &Store, layer: &Descriptor) -> Result<Option<WasmKind>, Error> {
+fn cached_kind(store: &Store, layer: &Descriptor, form: Form) -> Result<Option<LayerKind>, Error> {
     if !store.layout().has_blob(&layer.digest) {
         return Ok(None);
     }
@@ -825,10 +1020,13 @@ fn cached_kind(store: &Store, layer: &Descriptor) -> Result<Option<WasmKind>, Er
             take_prefix(&mut prefix, chunk);
             hasher.update(chunk);
         }
-        if hasher.finish() == layer.digest
-            && let Some(kind) = WasmKind::detect(&prefix)
-        {
-            return Ok(Some(kind));
+        if hasher.finish() == layer.digest {
+            if let Form::Image(_) = form {
+                return Ok(Some(LayerKind::Tar));
+            }
+            if let Some(kind) = WasmKind::detect(&prefix) {
+                return Ok(Some(LayerKind::Wasm(kind)));
+            }
         }
     }
     tracing::warn!(path = %path.display(), "stored blob does not match its digest; fetching again");

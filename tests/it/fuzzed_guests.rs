@@ -382,6 +382,7 @@ fn judge(r: &Report) -> Result<String, String> {
             "no `_start: [] -> []` (lookup failed)".into()
         }
         Outcome::Trapped(m) => format!("trapped: {}", shape(m)),
+        Outcome::Stopped => return Err("stopped, although nothing stops these runs".into()),
     })
 }
 

@@ -25,6 +25,7 @@ mod policy_e2e;
 mod policy_props;
 mod registry;
 mod serve;
+mod shim;
 mod signing;
 mod store_findings;
 mod suggest;

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use registry_client::manifest::{MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_WASM_LAYER_LEGACY};
 use registry_client::{
-    Attachment, ClientOptions, Descriptor, Error, NoProgress, Reference, ReferrersSource,
+    Attachment, ClientOptions, Descriptor, Digest, Error, NoProgress, Reference, ReferrersSource,
     RegistryClient, Store, WasmKind,
 };
 use tests::fixtures::{empty_component, hello_module, module_of_size};
@@ -275,7 +275,9 @@ async fn the_legacy_wasm_layer_type_is_accepted() {
 }
 
 #[tokio::test]
-async fn a_container_image_layer_is_refused_naming_its_media_type() {
+async fn an_image_config_without_an_entrypoint_is_refused_before_its_layer_is_fetched() {
+    // An OCI image config and a tar+gzip layer: a `wasi/wasm` image only if its config names
+    // the module; this one names none.
     let layout = hand_made_layout(
         "application/vnd.oci.image.config.v1+json",
         "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -288,15 +290,65 @@ async fn a_container_image_layer_is_refused_naming_its_media_type() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::UnsupportedMediaType { media_type, .. }
-            if media_type == "application/vnd.oci.image.layer.v1.tar+gzip"),
+        matches!(&err, Error::Malformed { reason, .. } if reason.contains("no entrypoint")),
         "{err}"
     );
-    assert!(
-        err.to_string()
-            .contains("`application/vnd.oci.image.layer.v1.tar+gzip`")
-    );
     assert!(assert_store_clean(store.root()).is_empty());
+    assert!(!store.layout().has_blob(&Digest::of(&hello_module())));
+}
+
+/// A `wasi/wasm` image (as `warrant push --image` makes it) through a registry: pulled, its
+/// module read out of its tar layer; a Linux image is refused naming its platform.
+#[tokio::test]
+async fn a_wasi_wasm_image_pulls_and_a_linux_image_is_refused() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let tag = reference(&registry.reference("images/hello", "v1"));
+    let pushed = client
+        .push_wasm_image(&hello_module(), "hello.wasm", &tag, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(pushed.kind, WasmKind::Module);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let fetched = client.pull(&tag, &store, &NoProgress).await.unwrap();
+    assert_eq!(fetched.kind(), WasmKind::Module);
+    let image = fetched.image().expect("an image");
+    assert_eq!(image.entrypoint, "/hello.wasm");
+    let layer = std::fs::read(fetched.module_path()).unwrap();
+    assert_eq!(Digest::of(&layer), fetched.layer().digest);
+    assert_eq!(
+        image.extract(&layer, 1 << 20).unwrap(),
+        hello_module(),
+        "the module in the layer is the one pushed"
+    );
+
+    // The same shape with a Linux platform.
+    let (mut artifact, layer_bytes) =
+        registry_client::wasm_image(&hello_module(), "hello.wasm", 1 << 20).unwrap();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/hello.wasm"]}}"#;
+    artifact.manifest.config = Descriptor::of(
+        registry_client::manifest::MEDIA_TYPE_OCI_IMAGE_CONFIG,
+        config,
+    );
+    let layout = tempfile::tempdir().unwrap();
+    let l = Store::open(layout.path()).unwrap();
+    l.put_blob(&layer_bytes, &artifact.layer, "layer").unwrap();
+    l.put_blob(config, &artifact.manifest.config, "config")
+        .unwrap();
+    let manifest_bytes = serde_json::to_vec(&artifact.manifest).unwrap();
+    let md = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &manifest_bytes);
+    l.put_blob(&manifest_bytes, &md, "manifest").unwrap();
+    l.add_to_index(&md, Some("v1")).unwrap();
+    let target = reference(&format!("oci-layout:{}:v1", layout.path().display()));
+    let other = tempfile::tempdir().unwrap();
+    let store = Store::open(other.path()).unwrap();
+    let err = client.pull(&target, &store, &NoProgress).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedMediaType { media_type, .. } if media_type == "linux/amd64"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

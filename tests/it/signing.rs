@@ -422,6 +422,119 @@ fn keygen_sign_verify_through_the_cli() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not verify"));
 }
 
+/// `[verify] keys` and `certificate_identities` in `warrant.toml` are trust for every command
+/// (paths relative to the file, not the working directory); flags add to them, never replace.
+#[test]
+fn trust_from_the_config_file_and_flags_add_to_it() {
+    let registry = TestRegistry::start();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| warrant(home.path(), args);
+    let wasm = home.path().join("m.wasm");
+    std::fs::write(&wasm, hello_module()).unwrap();
+    let reference = registry.reference("sig/config-trust", "v1");
+    assert!(
+        run(&["push", wasm.to_str().unwrap(), &reference])
+            .status
+            .success()
+    );
+    let node = home.path().join("node");
+    std::fs::create_dir(&node).unwrap();
+    for name in ["signer", "other"] {
+        let prefix = node.join(name);
+        assert!(
+            run(&["keygen", "--out", prefix.to_str().unwrap()])
+                .status
+                .success()
+        );
+    }
+    let key = node.join("signer.key");
+    assert!(
+        run(&["sign", &reference, "--key", key.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let config = |verify: &str| {
+        let path = node.join("warrant.toml");
+        std::fs::write(&path, format!("[verify]\n{verify}")).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+
+    // The signer's key from the file, named relative to it: verified with no flag at all.
+    let cfg = config("keys = [\"signer.pub\"]\n");
+    let out = run(&["--config", &cfg, "verify", &reference, "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+
+    // Another key in the file: refused (122), and a flag naming the signer adds to the file's
+    // trust rather than replacing it.
+    let cfg = config("keys = [\"other.pub\"]\n");
+    let out = run(&["--config", &cfg, "verify", &reference]);
+    assert_eq!(
+        out.status.code(),
+        Some(122),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signer_pub = node.join("signer.pub");
+    let out = run(&[
+        "--config",
+        &cfg,
+        "verify",
+        &reference,
+        "--key",
+        signer_pub.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A keyless signer alone does not make a keyed signature count.
+    let cfg = config(
+        "certificate_identities = [{ identity = \"ops@example.com\", issuer = \"https://accounts.google.com\" }]\n",
+    );
+    let out = run(&["--config", &cfg, "verify", &reference]);
+    assert_eq!(
+        out.status.code(),
+        Some(122),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A bad entry is refused when the file is read, naming it (exit 2).
+    for (verify, names) in [
+        (
+            "certificate_identities = [{ identity_regexp = '(x', issuer = \"i\" }]\n",
+            "certificate_identities[0]",
+        ),
+        (
+            "certificate_identities = [{ identity = \"x\" }]\n",
+            "exactly one of `issuer` and `issuer_regexp`",
+        ),
+        ("keys = \"signer.pub\"\n", "keys"),
+        ("key = [\"signer.pub\"]\n", "unknown field `key`"),
+    ] {
+        let cfg = config(verify);
+        let out = run(&["--config", &cfg, "verify", &reference]);
+        assert_eq!(out.status.code(), Some(2), "{verify}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(names), "{verify}: {err}");
+    }
+    // A missing key file is named.
+    let cfg = config("keys = [\"missing.pub\"]\n");
+    let out = run(&["--config", &cfg, "verify", &reference]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pub"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_moved_between_verify_and_run_does_not_change_what_runs() {
     use broker::pipeline::{PipelineError, fetch_verified};

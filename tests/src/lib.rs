@@ -9,6 +9,7 @@
 )]
 
 pub mod components;
+pub mod containerd;
 pub mod fixtures;
 pub mod hostile;
 pub mod http_guests;

@@ -154,15 +154,24 @@ impl TrustArgs {
                     .map(|p| pattern("certificate-oidc-issuer-regexp", p)),
             )
             .collect::<Result<Vec<_>, CliError>>()?;
-        let keys = self
+        // The configuration's signers first, then the flags', which add to them.
+        let keys = config
+            .verify
             .keys
             .iter()
+            .chain(&self.keys)
             .map(|path| crate::keys::read_public_key(path))
             .collect::<Result<Vec<_>, _>>()?;
-        let identities = identity_parts
+        let identities = config
+            .identities()
+            .map_err(|e| CliError::Usage(format!("`[verify] certificate_identities`: {e}")))?
             .into_iter()
-            .zip(issuer_parts)
-            .map(|(identity, issuer)| crate::verify::Identity { identity, issuer })
+            .chain(
+                identity_parts
+                    .into_iter()
+                    .zip(issuer_parts)
+                    .map(|(identity, issuer)| crate::verify::Identity { identity, issuer }),
+            )
             .collect();
         let root_path = self
             .trusted_root

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use registry_client::{ClientOptions, Credentials, RegistryClient, Store};
+use registry_client::{ClientOptions, RegistryClient, Store};
 
 use super::GlobalArgs;
 use super::error::{CliError, saving};
@@ -75,28 +75,7 @@ impl Context {
 
     /// How the registry is reached: `[registry]` in the config.
     fn client_options(&self) -> Result<ClientOptions, CliError> {
-        let r = &self.config.registry;
-        let mut options = ClientOptions {
-            insecure_registries: r.insecure.clone(),
-            credentials: match &r.credentials {
-                Some(path) => Credentials::from_file(path)?,
-                None => Credentials::from_default_location()?,
-            },
-            ..ClientOptions::default()
-        };
-        if let Some(span) = r.connect_timeout {
-            options.connect_timeout = span.0;
-        }
-        if let Some(span) = r.read_timeout {
-            options.read_timeout = span.0;
-        }
-        if let Some(span) = r.operation_deadline {
-            options.operation_deadline = span.0;
-        }
-        if let Some(size) = r.max_module_bytes {
-            options.max_module_bytes = size.0;
-        }
-        Ok(options)
+        Ok(self.config.client_options()?)
     }
 
     pub(super) fn client(&self) -> Result<RegistryClient, CliError> {

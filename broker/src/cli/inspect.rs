@@ -40,6 +40,10 @@ async fn inspect_artifact(
         print_json(&json!({
             "reference": reference.to_string(),
             "digest": resolved.digest(),
+            "format": match resolved.manifest().form() {
+                registry_client::Form::Artifact => "wasm artifact",
+                registry_client::Form::Image(_) => "wasi/wasm image",
+            },
             "manifest": manifest_value,
             "config": config,
             "referrers": referrers.as_ref().map(|r| &r.manifests),
@@ -67,6 +71,17 @@ async fn inspect_artifact(
             _ => String::new(),
         }
     );
+    if let registry_client::Form::Image(_) = resolved.manifest().form() {
+        // The entrypoint as the config gives it (checked to be a plain path when run).
+        let entrypoint = config
+            .pointer("/config/Entrypoint/0")
+            .or_else(|| config.pointer("/config/Cmd/0"))
+            .and_then(serde_json::Value::as_str);
+        outln!(
+            "format     wasi/wasm image, entrypoint {}",
+            entrypoint.map_or_else(|| "none".to_owned(), |e| q(e).into_owned())
+        );
+    }
     for layer in &manifest.layers {
         let title = layer
             .annotations

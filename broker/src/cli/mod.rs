@@ -93,6 +93,11 @@ enum Command {
         file: PathBuf,
         /// Where: `registry/repo:tag` or `oci-layout:DIR[:tag]`
         reference: String,
+        /// Publish a `wasi/wasm` image instead of a Wasm artifact: the module in a tar layer,
+        /// named by the config's entrypoint, as containerd (`containerd-shim-warrant-v1`) and
+        /// Docker run Wasm
+        #[arg(long)]
+        image: bool,
         /// Print the result as JSON
         #[arg(long)]
         json: bool,
@@ -519,8 +524,9 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Push {
             file,
             reference,
+            image,
             json,
-        } => push::push(&ctx, &runtime, file, reference, json),
+        } => push::push(&ctx, &runtime, file, reference, image, json),
         Command::Pull { reference, json } => pull::pull(&ctx, &runtime, reference, json),
         Command::Inspect { reference, json } => inspect::inspect(&ctx, &runtime, reference, json),
         Command::Keygen { out } => keygen::keygen(out),

@@ -36,5 +36,6 @@ fn fetched_json(fetched: &Fetched) -> serde_json::Value {
         "kind": fetched.kind().as_str(),
         "layer": { "digest": fetched.layer().digest, "size": fetched.layer().size },
         "path": fetched.module_path(),
+        "entrypoint": fetched.image().map(|i| &i.entrypoint),
     })
 }

@@ -1,4 +1,4 @@
-//! `warrant push`: publish a .wasm file as a Wasm OCI artifact.
+//! `warrant push`: publish a .wasm file as a Wasm OCI artifact, or as a `wasi/wasm` image.
 
 use std::path::PathBuf;
 
@@ -12,12 +12,13 @@ use super::render::print_json;
 use crate::exit::Exit;
 use crate::progress::TerminalProgress;
 
-/// `warrant push FILE REFERENCE`.
+/// `warrant push FILE REFERENCE [--image]`.
 pub(super) fn push(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
     file: PathBuf,
     reference: String,
+    image: bool,
     json: bool,
 ) -> Result<Exit, CliError> {
     let target: Reference = reference.parse()?;
@@ -25,10 +26,21 @@ pub(super) fn push(
     let wasm = read_input(&file, client.options().max_module_bytes)?;
     let title = file.file_name().and_then(|n| n.to_str()).map(str::to_owned);
     let progress = TerminalProgress::new();
-    let pushed = runtime.block_on(client.push_wasm(wasm, title.as_deref(), &target, &progress))?;
+    let pushed = if image {
+        // The module's name in the layer (and the entrypoint) is the file's, when that is a
+        // plain file name.
+        let name = title
+            .as_deref()
+            .filter(|t| registry_client::image_layer::normalise(t).is_ok())
+            .unwrap_or("module.wasm");
+        runtime.block_on(client.push_wasm_image(&wasm, name, &target, &progress))?
+    } else {
+        runtime.block_on(client.push_wasm(wasm, title.as_deref(), &target, &progress))?
+    };
     if json {
         print_json(&json!({
             "reference": target.to_string(),
+            "format": if image { "wasi/wasm image" } else { "wasm artifact" },
             "digest": pushed.manifest.digest,
             "size": pushed.manifest.size,
             "kind": pushed.kind.as_str(),

@@ -106,6 +106,11 @@ fn report_guest(digest: &registry_client::Digest, finished: Finished) -> Exit {
             errln!("warrant: guest `{digest}` trapped: {reason}");
             Exit::Trap
         }
+        // `warrant run` never stops a guest from outside; a signal ends the process instead.
+        Outcome::Stopped => {
+            errln!("warrant: guest `{digest}` was stopped");
+            Exit::Trap
+        }
     }
 }
 

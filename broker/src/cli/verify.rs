@@ -33,7 +33,10 @@ pub(super) fn verify(
     let trust = trust.load(&ctx.config)?;
     if trust.is_empty() {
         return Err(CliError::Usage(
-            "give `--key PUB`, or `--certificate-identity` with `--certificate-oidc-issuer`".into(),
+            "no signer to trust: give `--key PUB`, or `--certificate-identity` with \
+             `--certificate-oidc-issuer`, or `[verify] keys` / `certificate_identities` in the \
+             config"
+                .into(),
         ));
     }
     let client = ctx.client()?;

@@ -295,7 +295,15 @@ impl Policies {
                         ),
                     ]
                     .into_iter()
-                    .chain(metered),
+                    .chain(metered)
+                    .chain(match runtime {
+                        // A pod's name, for policies that single one out.
+                        super::Runtime::Pod { pod, .. } => Some((
+                            "pod".to_owned(),
+                            RestrictedExpression::new_string(pod.clone()),
+                        )),
+                        _ => None,
+                    }),
                 )
                 .map_err(|e| e.to_string())?;
                 (uid("Runtime", runtime.id())?, context)

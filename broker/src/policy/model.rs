@@ -271,9 +271,46 @@ pub enum Runtime {
     /// that one policy can cover every tenant and another a single one. The name is checked
     /// by the server (`[a-z0-9-]+`, and none of [`Runtime::RESERVED`]).
     Tenant(String),
+    /// A Kubernetes pod's container run by `containerd-shim-warrant-v1`:
+    /// `Runtime::"k8s/<namespace>"`, whose parent is `Runtime::"k8s"`; the pod's name is the
+    /// request's `context.pod`. Made by [`Runtime::pod`].
+    Pod {
+        /// `k8s/<namespace>`.
+        id: String,
+        /// The pod's name.
+        pod: String,
+    },
 }
 
 impl Runtime {
+    /// Longest namespace or pod name accepted (Kubernetes names are at most 253 bytes).
+    pub const MAX_POD_NAME_BYTES: usize = 253;
+
+    /// A pod's container in `namespace`, named `pod`: both must be Kubernetes (or containerd)
+    /// names — letters, digits, `.`, `_` and `-`, at most [`Self::MAX_POD_NAME_BYTES`] — so
+    /// that no namespace can spell another entity's id (`k8s/a/b`) or carry terminal text.
+    pub fn pod(namespace: &str, pod: &str) -> Result<Self, String> {
+        for (what, name) in [("namespace", namespace), ("pod name", pod)] {
+            let valid = !name.is_empty()
+                && name.len() <= Self::MAX_POD_NAME_BYTES
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !valid {
+                return Err(format!(
+                    "{what} `{}` is not a Kubernetes name (letters, digits, `.`, `_`, `-`; at \
+                     most {} bytes)",
+                    registry_client::text::one_line(name),
+                    Self::MAX_POD_NAME_BYTES
+                ));
+            }
+        }
+        Ok(Self::Pod {
+            id: format!("k8s/{namespace}"),
+            pod: pod.to_owned(),
+        })
+    }
+
     /// The runtime ids that are not tenants' names: a tenant named `cli` would be granted
     /// what policies grant `warrant run`, and one named `serve` would be its own parent.
     pub const RESERVED: [&str; 3] = ["cli", "serve", "k8s"];
@@ -283,6 +320,7 @@ impl Runtime {
         match self {
             Self::Cli => "cli",
             Self::Tenant(name) => name,
+            Self::Pod { id, .. } => id,
         }
     }
 
@@ -291,6 +329,7 @@ impl Runtime {
         match self {
             Self::Cli => None,
             Self::Tenant(_) => Some("serve"),
+            Self::Pod { .. } => Some("k8s"),
         }
     }
 }
@@ -356,7 +395,7 @@ impl Serialize for Request {
             memory_bytes,
             timeout_ms,
             fuel,
-            ..
+            runtime,
         } = self
         {
             let mut context = serde_json::json!({
@@ -364,6 +403,9 @@ impl Serialize for Request {
             });
             if let (Some(fuel), Some(map)) = (fuel, context.as_object_mut()) {
                 map.insert("fuel".into(), (*fuel).into());
+            }
+            if let (Runtime::Pod { pod, .. }, Some(map)) = (runtime, context.as_object_mut()) {
+                map.insert("pod".into(), pod.clone().into());
             }
             map.serialize_entry("context", &context)?;
         }
@@ -380,10 +422,10 @@ impl std::fmt::Display for Request {
                 fuel,
                 runtime,
             } => {
-                if let Runtime::Tenant(name) = runtime {
-                    write!(f, "instantiate {name} ")?;
-                } else {
-                    write!(f, "instantiate ")?;
+                match runtime {
+                    Runtime::Tenant(name) => write!(f, "instantiate {name} ")?,
+                    Runtime::Pod { id, pod } => write!(f, "instantiate {id} pod {pod} ")?,
+                    Runtime::Cli => write!(f, "instantiate ")?,
                 }
                 match fuel {
                     Some(fuel) => write!(

@@ -139,6 +139,40 @@ forbid (principal, action, resource) when { principal.signer.identity like "*evi
     assert_eq!(d.explanation(), "forbidden by `no-evil`");
 }
 
+/// Finding (found by the containerd shim's tests): the screen answered `context has pod` as
+/// false, so a `forbid` on a pod's name never applied and the pod ran.
+#[test]
+fn finding_a_forbid_on_context_pod_applies() {
+    let policies = r#"
+@id("pods")
+permit (principal, action == Warrant::Action::"instantiate", resource in Warrant::Runtime::"k8s");
+@id("no-forbidden-pod")
+forbid (principal, action == Warrant::Action::"instantiate", resource)
+when { context has pod && context.pod == "forbidden" };
+@id("not-fuel")
+forbid (principal, action == Warrant::Action::"instantiate", resource)
+when { context has fuel };
+"#;
+    let policies = load(&[("p.cedar", policies)]).unwrap();
+    let pod = |name: &str| Request::Instantiate {
+        memory_bytes: 1 << 20,
+        timeout_ms: 1000,
+        fuel: None,
+        runtime: Runtime::pod("team", name).unwrap(),
+    };
+    let facts = facts(vec![keyless(RELEASE)]);
+    let d = policies.decide(&facts, &pod("forbidden"));
+    assert!(!d.allowed);
+    assert_eq!(d.determining, vec!["no-forbidden-pod".to_owned()]);
+    assert!(policies.decide(&facts, &pod("allowed")).allowed);
+    // The CLI has no pod: the permit does not cover it, and nothing errs.
+    assert!(!policies.decide(&facts, &instantiate()).allowed);
+    for name in ["", "a/b", "x\u{1b}[2J", &"n".repeat(254)] {
+        assert!(Runtime::pod("team", name).is_err(), "{name:?}");
+        assert!(Runtime::pod(name, "p").is_err(), "{name:?}");
+    }
+}
+
 #[test]
 fn an_erroring_forbid_beside_permit_all_denies() {
     let files = [

@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -67,18 +66,14 @@ fn socket_allowed(granted: &HashSet<SocketAddr>, addr: SocketAddr, how: SocketAd
 /// and the granted handles are added one by one.
 pub(super) fn wasi_context(
     args: &[String],
-    stdout: &MemoryOutputPipe,
-    stderr: &MemoryOutputPipe,
     limits: &RunLimits,
     handles: &Handles,
 ) -> Result<WasiCtxBuilder, SandboxError> {
     // INVARIANT (no ambient authority): the context starts empty; only the arguments, the
-    // capped pipes and the grant's handles are added.
+    // grant's handles and (by the caller) the output are added.
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(args)
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)

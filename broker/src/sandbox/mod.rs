@@ -60,6 +60,7 @@ mod outcome;
 mod prepare;
 
 use outcome::GuestIo;
+pub use outcome::Output;
 pub use prepare::Preparing;
 use prepare::{PrepareFn, check_size, prepare_any, prepare_component, prepare_module};
 
@@ -163,7 +164,59 @@ pub enum Outcome {
     },
     /// It trapped.
     Trapped(String),
+    /// It was stopped from outside while it ran ([`Stop::stop`]: a containerd task killed).
+    Stopped,
 }
+
+/// Stops a running guest from another thread: a computing guest at its next epoch tick, a
+/// guest waiting in the host at once. Cloned handles stop the same run.
+#[derive(Clone, Default)]
+pub struct Stop(Arc<StopState>);
+
+#[derive(Default)]
+struct StopState {
+    stopped: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Stop {
+    /// A handle no one has used yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stop the run (before it starts, it then stops at its first tick or wait).
+    pub fn stop(&self) {
+        self.0
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    /// Whether [`Stop::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Ready once [`Stop::stop`] is called.
+    async fn stopped(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the flag is read, so a stop between the two is not missed.
+            notified.as_mut().enable();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The error a stopped guest's call ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the guest was stopped")]
+struct Stopped;
 
 /// A finished run.
 #[derive(Debug)]
@@ -565,15 +618,29 @@ impl Sandbox {
         limits: &RunLimits,
         handles: &Handles,
     ) -> Result<Finished, SandboxError> {
+        self.run_prepared_with(prepared, args, limits, handles, Output::Captured, None)
+    }
+
+    /// As [`Sandbox::run_prepared`], with the output sent where `output` says, and stopped
+    /// early when `stop` is used.
+    pub fn run_prepared_with(
+        &self,
+        prepared: &Prepared,
+        args: &[String],
+        limits: &RunLimits,
+        handles: &Handles,
+        output: Output,
+        stop: Option<&Stop>,
+    ) -> Result<Finished, SandboxError> {
         self.check_fuel(limits)?;
-        let io = GuestIo::new(limits);
+        let mut io = GuestIo::with(output, limits);
         let builder = io.builder(args, limits, handles)?;
         match &prepared.guest {
             PreparedGuest::Module { pre, prompt } => {
-                Ok(self.live(pre, *prompt, builder, io, limits)?.start())
+                Ok(self.live(pre, *prompt, builder, io, limits, stop)?.start())
             }
             PreparedGuest::Component(pre) => {
-                self.run_command(pre, builder, io, limits, &handles.net)
+                self.run_command(pre, builder, io, limits, &handles.net, stop)
             }
         }
     }
@@ -586,6 +653,7 @@ impl Sandbox {
         mut builder: WasiCtxBuilder,
         io: GuestIo,
         limits: &RunLimits,
+        stop: Option<&Stop>,
     ) -> Result<Live, SandboxError> {
         let host = Host {
             wasi: builder.build_p1(),
@@ -593,15 +661,18 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
-        self.bound(&mut store, limits)?;
+        self.bound(&mut store, limits, stop)?;
         let started = Instant::now();
         // The module's own start function runs here, and may wait in the host too.
         let instance = if prompt {
             let _entered = self.runtime.enter();
             pre.instantiate(&mut store)
         } else {
-            self.runtime
-                .block_on(within(limits.timeout, pre.instantiate_async(&mut store)))
+            self.runtime.block_on(within(
+                limits.timeout,
+                stop,
+                pre.instantiate_async(&mut store),
+            ))
         };
         Ok(Live {
             store,
@@ -610,6 +681,7 @@ impl Sandbox {
             instantiation: started.elapsed(),
             io,
             limits: limits.clone(),
+            stop: stop.cloned(),
             runtime: self.runtime.clone(),
             _ticker: self.ticker.clone(),
         })
@@ -631,9 +703,9 @@ impl Sandbox {
                 "a component cannot be held instantiated; run it instead".into(),
             ));
         };
-        let io = GuestIo::new(limits);
+        let mut io = GuestIo::new(limits);
         let builder = io.builder(args, limits, handles)?;
-        self.live(pre, *prompt, builder, io, limits)
+        self.live(pre, *prompt, builder, io, limits, None)
     }
 
     fn run_command(
@@ -643,6 +715,7 @@ impl Sandbox {
         io: GuestIo,
         limits: &RunLimits,
         net: &[String],
+        stop: Option<&Stop>,
     ) -> Result<Finished, SandboxError> {
         capability::allow_granted_net(&mut builder, net);
         let mut table = ResourceTable::new();
@@ -656,9 +729,9 @@ impl Sandbox {
         store.limiter(|h| &mut h.limiter);
         store.set_hostcall_fuel(limits::HOSTCALL_FUEL);
         store.set_max_component_handles(limits::MAX_COMPONENT_HANDLES);
-        self.bound(&mut store, limits)?;
+        self.bound(&mut store, limits, stop)?;
         let started = Instant::now();
-        let result = self.runtime.block_on(within(limits.timeout, async {
+        let result = self.runtime.block_on(within(limits.timeout, stop, async {
             let command: Command = pre.instantiate_async(&mut store).await?;
             match command.wasi_cli_run().call_run(&mut store).await? {
                 Ok(()) => Ok(()),
@@ -679,10 +752,14 @@ impl Sandbox {
         Ok(())
     }
 
-    /// The deadline (see [`deadline_ticks`]) and the fuel of a store.
-    fn bound<T>(&self, store: &mut Store<T>, limits: &RunLimits) -> Result<(), SandboxError> {
-        store.set_epoch_deadline(deadline_ticks(limits.timeout));
-        store.epoch_deadline_trap();
+    /// The deadline (see [`deadline_ticks`]), the stop and the fuel of a store.
+    fn bound<T: 'static>(
+        &self,
+        store: &mut Store<T>,
+        limits: &RunLimits,
+        stop: Option<&Stop>,
+    ) -> Result<(), SandboxError> {
+        set_deadline(store, deadline_ticks(limits.timeout), stop);
         if self.fuel {
             // A metering engine asked for no limit: as much fuel as can be counted.
             store
@@ -703,6 +780,7 @@ pub struct Live {
     instantiation: Duration,
     io: GuestIo,
     limits: RunLimits,
+    stop: Option<Stop>,
     runtime: Arc<GuestRuntime>,
     /// The epoch goes on advancing while an instance lives, even past its sandbox: its
     /// deadline must still come.
@@ -720,7 +798,7 @@ impl Live {
     pub fn start(mut self) -> Finished {
         // The deadline covers instantiation and the entry point together, not the idle wait.
         let left = self.limits.timeout.saturating_sub(self.instantiation);
-        self.store.set_epoch_deadline(deadline_ticks(left));
+        set_deadline(&mut self.store, deadline_ticks(left), self.stop.as_ref());
         let started = Instant::now();
         let store = &mut self.store;
         let result = self.instance.and_then(|instance| {
@@ -729,14 +807,45 @@ impl Live {
                 let _entered = self.runtime.enter();
                 start.call(&mut *store, ())
             } else {
-                self.runtime
-                    .block_on(within(left, start.call_async(&mut *store, ())))
+                self.runtime.block_on(within(
+                    left,
+                    self.stop.as_ref(),
+                    start.call_async(&mut *store, ()),
+                ))
             }
         });
         let elapsed = self.instantiation + started.elapsed();
         let hit = self.store.data().limiter.hit.clone();
         self.io
             .finish(result.err().as_ref(), hit, &self.limits, elapsed)
+    }
+}
+
+/// Stop a store's guest after `ticks` epoch ticks (a trap, [`Trap::Interrupt`]), or, with a
+/// `stop`, at the first tick after it is used ([`Stopped`]).
+fn set_deadline<T: 'static>(store: &mut Store<T>, ticks: u64, stop: Option<&Stop>) {
+    match stop {
+        None => {
+            store.set_epoch_deadline(ticks);
+            store.epoch_deadline_trap();
+        }
+        Some(stop) => {
+            // Called once a tick: the deadline is counted here, so a deadline of any length
+            // (a pod's may be none at all) never overflows the engine's epoch arithmetic.
+            let stop = stop.clone();
+            let mut left = ticks;
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                if stop.is_stopped() {
+                    return Err(wasmtime::Error::new(Stopped));
+                }
+                left = left.saturating_sub(1);
+                if left == 0 {
+                    return Err(wasmtime::Error::new(Trap::Interrupt));
+                }
+                Ok(wasmtime::UpdateDeadline::Continue(1))
+            });
+        }
     }
 }
 
@@ -762,11 +871,21 @@ struct WaitedPastDeadline;
 /// yields while a host call waits, so this bounds exactly what the epoch cannot.
 async fn within<T>(
     timeout: Duration,
+    stop: Option<&Stop>,
     guest: impl Future<Output = wasmtime::Result<T>>,
 ) -> wasmtime::Result<T> {
-    match tokio::time::timeout(timeout, guest).await {
-        Ok(result) => result,
-        Err(_elapsed) => Err(wasmtime::Error::new(WaitedPastDeadline)),
+    let stopped = async {
+        match stop {
+            Some(stop) => stop.stopped().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = tokio::time::timeout(timeout, guest) => match result {
+            Ok(result) => result,
+            Err(_elapsed) => Err(wasmtime::Error::new(WaitedPastDeadline)),
+        },
+        () = stopped => Err(wasmtime::Error::new(Stopped)),
     }
 }
 

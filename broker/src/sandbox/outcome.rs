@@ -2,32 +2,67 @@
 
 use super::*;
 
-/// A guest's captured stdout and stderr.
+/// Where a run's stdout and stderr go.
+pub enum Output {
+    /// Captured in memory, each capped at [`RunLimits::output_bytes`], and returned in the
+    /// [`Finished`] (`warrant run`).
+    Captured,
+    /// Written to these files as the guest writes them (a containerd task's pipes); nothing is
+    /// kept, and no cap applies: the reader paces the guest.
+    Files {
+        /// The guest's stdout.
+        stdout: std::fs::File,
+        /// The guest's stderr.
+        stderr: std::fs::File,
+    },
+}
+
+/// A guest's stdout and stderr: captured pipes, or files taken by the WASI context.
 pub(super) struct GuestIo {
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    captured: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
+    files: Option<(std::fs::File, std::fs::File)>,
     cap: usize,
 }
 
 impl GuestIo {
     pub(super) fn new(limits: &RunLimits) -> Self {
+        Self::with(Output::Captured, limits)
+    }
+
+    pub(super) fn with(output: Output, limits: &RunLimits) -> Self {
         let cap = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
-        Self {
-            stdout: MemoryOutputPipe::new(cap),
-            stderr: MemoryOutputPipe::new(cap),
-            cap,
+        match output {
+            Output::Captured => Self {
+                captured: Some((MemoryOutputPipe::new(cap), MemoryOutputPipe::new(cap))),
+                files: None,
+                cap,
+            },
+            Output::Files { stdout, stderr } => Self {
+                captured: None,
+                files: Some((stdout, stderr)),
+                cap,
+            },
         }
     }
 
-    /// The guest's WASI context: its arguments, these pipes, and its handles
+    /// The guest's WASI context: its arguments, its output, and its handles
     /// ([`capability::wasi_context`]).
     pub(super) fn builder(
-        &self,
+        &mut self,
         args: &[String],
         limits: &RunLimits,
         handles: &Handles,
     ) -> Result<WasiCtxBuilder, SandboxError> {
-        capability::wasi_context(args, &self.stdout, &self.stderr, limits, handles)
+        let mut builder = capability::wasi_context(args, limits, handles)?;
+        if let Some((stdout, stderr)) = &self.captured {
+            builder.stdout(stdout.clone()).stderr(stderr.clone());
+        }
+        if let Some((stdout, stderr)) = self.files.take() {
+            builder
+                .stdout(wasmtime_wasi::cli::OutputFile::new(stdout))
+                .stderr(wasmtime_wasi::cli::OutputFile::new(stderr));
+        }
+        Ok(builder)
     }
 
     pub(super) fn finish(
@@ -37,9 +72,12 @@ impl GuestIo {
         limits: &RunLimits,
         elapsed: Duration,
     ) -> Finished {
-        let stdout = self.stdout.contents().to_vec();
-        let stderr = self.stderr.contents().to_vec();
-        let output_full = stdout.len() >= self.cap || stderr.len() >= self.cap;
+        let (stdout, stderr) = match &self.captured {
+            Some((stdout, stderr)) => (stdout.contents().to_vec(), stderr.contents().to_vec()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let output_full =
+            self.captured.is_some() && (stdout.len() >= self.cap || stderr.len() >= self.cap);
         Finished {
             outcome: classify(error, hit, output_full, limits),
             stdout,
@@ -58,6 +96,9 @@ pub(super) fn classify(
     output_full: bool,
     limits: &RunLimits,
 ) -> Outcome {
+    if error.is_some_and(|e| e.downcast_ref::<Stopped>().is_some()) {
+        return Outcome::Stopped;
+    }
     if let Some((limit, detail)) = limit_hit {
         return Outcome::Limited { limit, detail };
     }

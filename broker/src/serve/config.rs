@@ -72,42 +72,7 @@ pub struct ServeSection {
     pub tenant: Vec<TenantSection>,
 }
 
-/// A keyless signer a tenant trusts.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct IdentitySection {
-    /// The certificate's identity (SAN), matched exactly.
-    #[serde(default)]
-    pub identity: Option<String>,
-    /// … or a regular expression that must match the whole SAN.
-    #[serde(default)]
-    pub identity_regexp: Option<String>,
-    /// The OIDC issuer, matched exactly.
-    #[serde(default)]
-    pub issuer: Option<String>,
-    /// … or a regular expression that must match the whole issuer.
-    #[serde(default)]
-    pub issuer_regexp: Option<String>,
-}
-
-impl IdentitySection {
-    /// The trusted identity: exactly one of `identity` and `identity_regexp`, and one of
-    /// `issuer` and `issuer_regexp`, each pattern compiled.
-    pub fn identity(&self) -> Result<crate::verify::Identity, String> {
-        let part =
-            |exact: &Option<String>, pattern: &Option<String>, what: &str| match (exact, pattern) {
-                (Some(exact), None) => Ok(crate::verify::Match::from(exact.as_str())),
-                (None, Some(pattern)) => crate::verify::Match::pattern(pattern),
-                _ => Err(format!(
-                    "a certificate identity needs exactly one of `{what}` and `{what}_regexp`"
-                )),
-            };
-        Ok(crate::verify::Identity {
-            identity: part(&self.identity, &self.identity_regexp, "identity")?,
-            issuer: part(&self.issuer, &self.issuer_regexp, "issuer")?,
-        })
-    }
-}
+pub use crate::config::IdentitySection;
 
 /// `[[serve.tenant]]`, as written.
 #[derive(Clone, Debug, Deserialize)]

@@ -31,7 +31,7 @@ use crate::cosign::Verdict;
 use crate::pipeline::PipelineError;
 use crate::policy::{Asks, Decision, Denial, Grant, PolicyError};
 use crate::records::{self, Record};
-use crate::sandbox::{Finished, Handles, RunLimits, Sandbox, SandboxError};
+use crate::sandbox::{Finished, Handles, Output, RunLimits, Sandbox, SandboxError, Stop};
 use crate::state::{State, StateError};
 use crate::verify::Trust;
 
@@ -72,6 +72,9 @@ pub struct Config {
     pub metered: bool,
     /// Reports the progress of downloads.
     pub progress: Box<dyn Progress + Send>,
+    /// Open the audit log only while writing a record, for several processes that share one
+    /// log (a node's containerd shims); every record is then committed as it is written.
+    pub audit_shared: bool,
 }
 
 impl Config {
@@ -91,6 +94,7 @@ impl Config {
             output_bytes: crate::sandbox::limits::DEFAULT_OUTPUT_BYTES,
             metered: false,
             progress: Box::new(NoProgress),
+            audit_shared: false,
         }
     }
 
@@ -267,7 +271,13 @@ impl Broker {
             // read; the scope waits for it whatever happens.
             let opening = std::thread::Builder::new()
                 .name("warrant-audit".into())
-                .spawn_scoped(scope, || Audit::open(&audit_dir, &audit_key));
+                .spawn_scoped(scope, || {
+                    if config.audit_shared {
+                        Audit::open_shared(&audit_dir, &audit_key)
+                    } else {
+                        Audit::open(&audit_dir, &audit_key)
+                    }
+                });
             let memo = saving("the policy memo", PolicyMemo::open(&state))?;
             let policies = RunPolicies::open(config.policies.as_deref(), memo)?;
             let verdicts = if config.verdict_ttl.is_zero() {
@@ -292,6 +302,7 @@ impl Broker {
                 Ok(thread) => thread
                     .join()
                     .unwrap_or_else(|_| Err(AuditFailure::new(&audit_dir, "opening it panicked"))),
+                Err(_) if config.audit_shared => Audit::open_shared(&audit_dir, &audit_key),
                 Err(_) => Audit::open(&audit_dir, &audit_key),
             }?;
             if let Some(records) = config.audit_keep_every {
@@ -350,6 +361,21 @@ impl Broker {
     }
 
     /// Append a record to the audit log (written with the next commit).
+    /// How this broker reaches registries.
+    pub(crate) fn registry_options(&self) -> &ClientOptions {
+        self.scope.client.options()
+    }
+
+    /// The content store.
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Commit a refusal that no stage made (a pod's image refused before resolving).
+    pub(crate) fn record_refused(&self, record: &records::Refused<'_>) -> Result<(), Error> {
+        self.record_before_effect(record)
+    }
+
     fn record<R: Record>(&self, record: &R) -> Result<(), Error> {
         let body = self.body(record)?;
         Ok(self.audit()?.record(R::KIND, body)?)
@@ -705,9 +731,26 @@ impl Prepared {
         let mut argv = Vec::with_capacity(args.len() + 1);
         argv.push(self.reference.clone());
         argv.extend_from_slice(args);
-        let finished =
-            self.sandbox
-                .run_prepared(&self.guest, &argv, &self.limits, &self.handles)?;
+        self.run_argv(&argv, Output::Captured, None)
+    }
+
+    /// Run it once with `argv` as its whole argument list (`argv[0]` included, as a container
+    /// spec gives it), its output sent where `output` says, stopped early by `stop`. Records
+    /// `outcome`.
+    pub fn run_argv(
+        &self,
+        argv: &[String],
+        output: Output,
+        stop: Option<&Stop>,
+    ) -> Result<Finished, Error> {
+        let finished = self.sandbox.run_prepared_with(
+            &self.guest,
+            argv,
+            &self.limits,
+            &self.handles,
+            output,
+            stop,
+        )?;
         self.broker
             .record(&records::OutcomeRecord::of(&self.digest, &finished))?;
         Ok(finished)
@@ -853,6 +896,12 @@ fn checked_bytes(fetched: &Fetched) -> Result<Vec<u8>, Error> {
             actual,
         });
     }
+    // A `wasi/wasm` image's module is the file its entrypoint names inside that layer, read
+    // from these checked bytes (never from an unpacked file system).
+    let wasm = match fetched.image() {
+        Some(image) => image.extract(&wasm, crate::sandbox::limits::MAX_GUEST_BYTES)?,
+        None => wasm,
+    };
     // The sandbox runs the bytes as what they are; they must be what was verified.
     let kind = WasmKind::detect(&wasm);
     if kind != Some(fetched.kind()) {
