@@ -369,6 +369,8 @@ fn two_tasks_run_at_once() {
             .ctr(&["tasks", "kill", "--signal", "SIGKILL", id]);
         assert!(out.status.success(), "{id}: {}", stderr(&out));
         node.wait_status(id, "STOPPED", STOP_WITHIN);
+        let out = node.containerd.ctr(&["tasks", "delete", id]);
+        assert!(out.status.success(), "{id}: {}", stderr(&out));
     }
 }
 

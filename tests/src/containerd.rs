@@ -139,9 +139,16 @@ impl Drop for TestContainerd {
         let tasks = self.ctr(&["tasks", "list", "--quiet"]);
         for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
             let _ = self.ctr(&["tasks", "kill", "--signal", "SIGKILL", id]);
+            let _ = self.ctr(&["tasks", "delete", "--force", id]);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A shim whose task was not deleted outlives its daemon: end any still running.
+        let _ = Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(self.dir.path().join("bin/containerd-shim-warrant-v1"))
+            .status();
         // Whatever the daemon mounted under its root.
         let _ = Command::new("umount")
             .args(["-R", "-l"])
