@@ -25,7 +25,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use registry_client::limits::{MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
-use registry_client::manifest::MEDIA_TYPE_OCI_MANIFEST;
+use registry_client::manifest::{ImageIndex, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use registry_client::{
     Descriptor, Digest, ImageConfig, ImageManifest, Reference, Selector, WasmManifest,
 };
@@ -236,19 +236,44 @@ impl Node {
         let Reference::Registry(registry_ref) = reference else {
             return Err("its name is not a registry reference".into());
         };
-        if spec.manifest.media_type != MEDIA_TYPE_OCI_MANIFEST {
-            return Err(format!(
-                "its target is `{}`, not an OCI image manifest (`{MEDIA_TYPE_OCI_MANIFEST}`)",
-                registry_client::text::one_line(&spec.manifest.media_type)
-            ));
-        }
+        // The image's target: a manifest, or (a multi-platform image) an index whose Wasm
+        // entry is the manifest run. Each is read by digest and re-hashed.
+        let (index, manifest_descriptor) = match spec.manifest.media_type.as_str() {
+            MEDIA_TYPE_OCI_MANIFEST => (None, spec.manifest.clone()),
+            MEDIA_TYPE_OCI_INDEX => {
+                let bytes = read_checked(
+                    content,
+                    &spec.manifest.digest,
+                    MAX_MANIFEST_BYTES,
+                    "image index",
+                )
+                .await?;
+                let what = format!("image index `{}`", spec.manifest.digest);
+                let entry = ImageIndex::parse(&bytes, &what)
+                    .and_then(|index| index.wasm_entry(&what).cloned())
+                    .map_err(|e| e.to_string())?;
+                (Some(bytes), entry)
+            }
+            other => {
+                return Err(format!(
+                    "its target is `{}`, not an OCI image manifest or index",
+                    registry_client::text::one_line(other)
+                ));
+            }
+        };
         let manifest_bytes = read_checked(
             content,
-            &spec.manifest.digest,
+            &manifest_descriptor.digest,
             MAX_MANIFEST_BYTES,
             "manifest",
         )
         .await?;
+        if index.is_some() && manifest_bytes.len() as u64 != manifest_descriptor.size {
+            return Err(format!(
+                "manifest `{}` is not the size its index says",
+                manifest_descriptor.digest
+            ));
+        }
         let wasm =
             WasmManifest::new(ImageManifest::parse(&manifest_bytes).map_err(|e| e.to_string())?)
                 .map_err(|e| e.to_string())?;
@@ -293,12 +318,21 @@ impl Node {
         let store = self.broker.store();
         let manifest_descriptor = Descriptor {
             size: manifest_bytes.len() as u64,
-            ..spec.manifest.clone()
+            media_type: MEDIA_TYPE_OCI_MANIFEST.to_owned(),
+            ..manifest_descriptor
         };
         let put = || -> Result<(), registry_client::Error> {
             store.put_blob(&layer_bytes, &layer, "layer")?;
             store.put_blob(&config_bytes, &config, "config")?;
             store.put_blob(&manifest_bytes, &manifest_descriptor, "manifest")?;
+            if let Some(index) = &index {
+                // Last: a stored index's entry is always in the store too.
+                store.put_blob(
+                    index,
+                    &Descriptor::of(MEDIA_TYPE_OCI_INDEX, index),
+                    "image index",
+                )?;
+            }
             Ok(())
         };
         Ok(put()

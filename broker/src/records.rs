@@ -16,11 +16,16 @@ pub(crate) trait Record: Serialize {
     const KIND: &'static str;
 }
 
-/// `pull`: the reference as resolved (a layout by its canonical path), and its digest.
+/// `pull`: the reference as resolved (a layout by its canonical path), and its digest; for an
+/// image index, the platform chosen and the manifest it names.
 #[derive(Serialize)]
 pub(crate) struct Pull<'a> {
     pub(crate) reference: String,
     pub(crate) digest: &'a Digest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) manifest: Option<&'a Digest>,
 }
 
 impl Record for Pull<'_> {

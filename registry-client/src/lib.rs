@@ -37,12 +37,13 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub use layout::Layout;
 pub use manifest::{
-    Descriptor, Form, ImageConfig, ImageIndex, ImageManifest, WasmConfig, WasmKind, WasmManifest,
+    Descriptor, Form, ImageConfig, ImageIndex, ImageManifest, Platform, WasmConfig, WasmKind,
+    WasmManifest,
 };
 pub use private_dir::{PrivateDir, Secrecy};
 pub use pull::{
     Attachment, Fetched, ImageModule, NoProgress, Progress, Pushed, Referrers, ReferrersSource,
-    Resolved, WasmArtifact, wasm_artifact, wasm_image,
+    Resolved, ResolvedIndex, WasmArtifact, wasm_artifact, wasm_image, wasm_image_index,
 };
 pub use reference::{LayoutRef, Reference, RegistryRef, Selector};
 pub use remote::{ClientOptions, RegistryClient, USER_AGENT};

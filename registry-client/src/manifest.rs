@@ -53,6 +53,9 @@ pub struct Descriptor {
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// The platform a manifest listed in an image index runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
 }
 
 impl Descriptor {
@@ -64,7 +67,44 @@ impl Descriptor {
             size: bytes.len() as u64,
             artifact_type: None,
             annotations: BTreeMap::new(),
+            platform: None,
         }
+    }
+}
+
+/// The platform of an image index entry (only the fields Warrant reads; others are ignored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    /// The CPU architecture: `wasm` for a Wasm image.
+    pub architecture: String,
+    /// The operating system: `wasi`, `wasip1` or `wasip2` for a Wasm image.
+    pub os: String,
+}
+
+impl Platform {
+    /// `wasi/wasm`, the platform [`wasm_image`](crate::pull::wasm_image) publishes.
+    pub fn wasi_wasm() -> Self {
+        Self {
+            architecture: "wasm".into(),
+            os: "wasi".into(),
+        }
+    }
+
+    /// Whether this is a Wasm platform Warrant runs: architecture `wasm`, os one of
+    /// [`WASM_IMAGE_OS`].
+    pub fn is_wasm(&self) -> bool {
+        self.architecture == "wasm" && WASM_IMAGE_OS.contains(&self.os.as_str())
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            crate::text::one_line(&self.os),
+            crate::text::one_line(&self.architecture)
+        )
     }
 }
 
@@ -144,6 +184,89 @@ impl ImageIndex {
             });
         }
         Ok(index)
+    }
+
+    /// The entry a multi-platform image runs as: the first, in the index's order, whose
+    /// platform is Wasm ([`Platform::is_wasm`]) — the rule containerd's platform matcher
+    /// follows, so the shim and containerd's unpacking agree. The index's bytes (signed when
+    /// its digest is) fix the order, so the choice is a function of the digest. Nested indexes
+    /// are not followed. `what` names the index in errors.
+    pub fn wasm_entry(&self, what: &str) -> Result<&Descriptor, Error> {
+        let Some(entry) = self
+            .manifests
+            .iter()
+            .find(|d| d.platform.as_ref().is_some_and(Platform::is_wasm))
+        else {
+            let mut listed: Vec<String> = self
+                .manifests
+                .iter()
+                .take(MAX_PLATFORMS_NAMED)
+                .map(|d| {
+                    d.platform
+                        .as_ref()
+                        .map_or_else(|| "no platform".to_owned(), Platform::to_string)
+                })
+                .collect();
+            listed.dedup();
+            if self.manifests.len() > MAX_PLATFORMS_NAMED {
+                listed.push("…".into());
+            }
+            return Err(Error::UnsupportedMediaType {
+                what: what.to_owned(),
+                media_type: if listed.is_empty() {
+                    "no entries".to_owned()
+                } else {
+                    listed.join(", ")
+                },
+                expected: "a Wasm image index lists a manifest for platform `wasi/wasm` (or \
+                           `wasip1`, `wasip2`)"
+                    .into(),
+            });
+        };
+        if entry.media_type != MEDIA_TYPE_OCI_MANIFEST {
+            return Err(Error::UnsupportedMediaType {
+                what: format!("{what} entry `{}`", entry.digest),
+                media_type: crate::text::one_line(&entry.media_type).into_owned(),
+                expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}`"),
+            });
+        }
+        if entry.size > crate::limits::MAX_MANIFEST_BYTES {
+            return Err(Error::TooLarge {
+                what: format!("{what} entry `{}`", entry.digest),
+                limit: crate::limits::MAX_MANIFEST_BYTES,
+            });
+        }
+        Ok(entry)
+    }
+}
+
+/// How many platforms a refused index's error lists: enough to recognise it, few enough to
+/// keep a hostile index's refusal one short line.
+const MAX_PLATFORMS_NAMED: usize = 8;
+
+/// What a manifest digest names: an image manifest, or an image index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopLevel {
+    /// An OCI image manifest (or a document without a media type, read as one).
+    Manifest,
+    /// An OCI image index.
+    Index,
+}
+
+impl TopLevel {
+    /// Which of the two `bytes` declare themselves to be, by their `mediaType` field; a
+    /// document without one is read as a manifest (and refused there if it is not one).
+    pub fn of(bytes: &[u8]) -> Result<Self, Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Peek {
+            media_type: Option<String>,
+        }
+        let peek: Peek = crate::json::parse(bytes, "manifest")?;
+        Ok(match peek.media_type.as_deref() {
+            Some(MEDIA_TYPE_OCI_INDEX) => Self::Index,
+            _ => Self::Manifest,
+        })
     }
 }
 
@@ -539,5 +662,41 @@ mod tests {
         );
         assert_eq!(WasmKind::detect(b"\0asm\x01\0"), None);
         assert_eq!(WasmKind::detect(b"\x7fELF\x02\x01\x01\0"), None);
+    }
+
+    fn entry(os: &str, architecture: &str, seed: u8) -> Descriptor {
+        let mut d = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &[seed]);
+        d.platform = Some(Platform {
+            architecture: architecture.into(),
+            os: os.into(),
+        });
+        d
+    }
+
+    #[test]
+    fn an_index_s_first_wasm_entry_is_chosen() {
+        let mut index = ImageIndex::empty();
+        index.manifests = vec![
+            entry("linux", "amd64", 1),
+            entry("wasi", "arm64", 2),
+            entry("wasip1", "wasm", 3),
+            entry("wasi", "wasm", 4),
+        ];
+        assert_eq!(index.wasm_entry("index").unwrap().digest, Digest::of(&[3]));
+    }
+
+    #[test]
+    fn a_refused_index_names_few_platforms_and_no_control_characters() {
+        let mut index = ImageIndex::empty();
+        index.manifests = (0..20)
+            .map(|i| entry("\u{1b}[2Jlinux", &format!("arch{i}"), i))
+            .collect();
+        let err = index.wasm_entry("index").unwrap_err();
+        let Error::UnsupportedMediaType { media_type, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(media_type.matches('/').count(), MAX_PLATFORMS_NAMED);
+        assert!(media_type.ends_with('…'), "{media_type}");
+        assert!(!err.to_string().contains('\u{1b}'), "{err}");
     }
 }

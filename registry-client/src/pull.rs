@@ -12,7 +12,7 @@ use crate::limits::{MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
 use crate::manifest::{
     ANNOTATION_TITLE, Descriptor, Form, ImageConfig, ImageIndex, ImageManifest, MEDIA_TYPE_EMPTY,
     MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_LAYER,
-    WasmConfig, WasmKind, WasmManifest,
+    Platform, TopLevel, WasmConfig, WasmKind, WasmManifest,
 };
 use crate::reference::{Reference, RegistryRef, Selector};
 use crate::remote::RegistryClient;
@@ -36,23 +36,114 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
-/// A reference resolved to one manifest digest. Only [`RegistryClient::resolve`] and
+/// A reference resolved to one digest. Only [`RegistryClient::resolve`] and
 /// [`Resolved::from_store`] make one, and every later step takes its digests from here: the tag
 /// is never looked up again.
+///
+/// The digest is what the reference named: an image manifest's, or an image index's when the
+/// reference names a multi-platform image. That digest is the artifact's identity from here
+/// on — what signatures and attestations must name, what policies see and the audit log
+/// records — and it pins everything below it: the index's bytes hash to it, and they name the
+/// Wasm platform's manifest by digest ([`ImageIndex::wasm_entry`]).
 #[derive(Clone, Debug)]
 pub struct Resolved {
     reference: Reference,
     digest: Digest,
+    index: Option<ResolvedIndex>,
+    manifest_digest: Digest,
     manifest_bytes: Vec<u8>,
     wasm: WasmManifest,
 }
 
+/// The image index a reference named, and the entry chosen from it.
+#[derive(Clone, Debug)]
+pub struct ResolvedIndex {
+    bytes: Vec<u8>,
+    entry: Descriptor,
+}
+
+impl ResolvedIndex {
+    /// The index's exact bytes (they hash to [`Resolved::digest`]).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The entry chosen: the first whose platform is Wasm.
+    pub fn entry(&self) -> &Descriptor {
+        &self.entry
+    }
+
+    /// The chosen entry's platform (`wasi/wasm`).
+    pub fn platform(&self) -> String {
+        self.entry
+            .platform
+            .as_ref()
+            .map_or_else(String::new, ToString::to_string)
+    }
+}
+
+/// A top-level document read: a manifest, or an index and the entry it names.
+enum Top {
+    Manifest(Vec<u8>),
+    Index(ResolvedIndex),
+}
+
+impl Top {
+    /// Read `bytes` (which the caller checked hash to their digest). `what` names them.
+    fn read(bytes: Vec<u8>, what: &str) -> Result<Self, Error> {
+        Ok(match TopLevel::of(&bytes)? {
+            TopLevel::Manifest => Self::Manifest(bytes),
+            TopLevel::Index => {
+                let index = ImageIndex::parse(&bytes, what)?;
+                let entry = index.wasm_entry(what)?.clone();
+                Self::Index(ResolvedIndex { bytes, entry })
+            }
+        })
+    }
+}
+
+/// Check that `bytes`, read for `entry` of an index, are that entry: its size and digest.
+fn check_entry(bytes: &[u8], entry: &Descriptor, what: &str) -> Result<(), Error> {
+    entry.digest.check(bytes, what)?;
+    if entry.size != bytes.len() as u64 {
+        return Err(Error::SizeMismatch {
+            what: what.to_owned(),
+            declared: entry.size,
+            actual: bytes.len() as u64,
+        });
+    }
+    Ok(())
+}
+
 impl Resolved {
-    /// `reference` resolved from `store` alone, with no registry asked, when it pins a manifest
-    /// digest (`REGISTRY/REPO@sha256:…`) whose manifest the store holds: the store is
-    /// content-addressed and the bytes read are checked against the pinned digest, so they are
-    /// the bytes the registry would serve for it. `None` for a tag (looked up in its registry,
-    /// once), a layout, or a digest the store does not hold.
+    /// Put the pieces together once the manifest's bytes are read and checked.
+    fn assemble(
+        reference: Reference,
+        digest: Digest,
+        index: Option<ResolvedIndex>,
+        manifest_bytes: Vec<u8>,
+    ) -> Result<Self, Error> {
+        let wasm = WasmManifest::new(ImageManifest::parse(&manifest_bytes)?)?;
+        let manifest_digest = match &index {
+            Some(index) => index.entry.digest.clone(),
+            None => digest.clone(),
+        };
+        Ok(Self {
+            reference,
+            digest,
+            index,
+            manifest_digest,
+            manifest_bytes,
+            wasm,
+        })
+    }
+
+    /// `reference` resolved from `store` alone, with no registry asked, when it pins a digest
+    /// (`REGISTRY/REPO@sha256:…`) whose manifest (and, for an index, whose chosen entry's
+    /// manifest) the store holds: the store is content-addressed and the bytes read are
+    /// checked against the pinned digest, so they are the bytes the registry would serve for
+    /// it. `None` for a tag (looked up in its registry, once), a layout, or a digest the store
+    /// does not hold.
     pub fn from_store(store: &Store, reference: &Reference) -> Result<Option<Self>, Error> {
         let Reference::Registry(r) = reference else {
             return Ok(None);
@@ -64,16 +155,23 @@ impl Resolved {
             return Ok(None);
         }
         let what = format!("stored manifest `{digest}`");
-        let manifest_bytes = store
+        let bytes = store
             .layout()
             .read_blob(digest, MAX_MANIFEST_BYTES, &what)?;
-        let wasm = WasmManifest::new(ImageManifest::parse(&manifest_bytes)?)?;
-        Ok(Some(Self {
-            reference: reference.clone(),
-            digest: digest.clone(),
-            manifest_bytes,
-            wasm,
-        }))
+        let (index, manifest_bytes) = match Top::read(bytes, &what)? {
+            Top::Manifest(bytes) => (None, bytes),
+            Top::Index(index) => {
+                let child = &index.entry.digest;
+                if !store.layout().has_blob(child) {
+                    return Ok(None);
+                }
+                let what = format!("stored manifest `{child}`");
+                let bytes = store.layout().read_blob(child, MAX_MANIFEST_BYTES, &what)?;
+                check_entry(&bytes, &index.entry, &what)?;
+                (Some(index), bytes)
+            }
+        };
+        Self::assemble(reference.clone(), digest.clone(), index, manifest_bytes).map(Some)
     }
 
     /// The reference resolved: as given, but an `oci-layout:` directory by its canonical path.
@@ -81,12 +179,23 @@ impl Resolved {
         &self.reference
     }
 
-    /// The manifest digest: the identity of the artifact from here on.
+    /// The digest the reference named (an index's for a multi-platform image): the identity
+    /// of the artifact from here on.
     pub fn digest(&self) -> &Digest {
         &self.digest
     }
 
-    /// The manifest's exact bytes (they hash to [`Self::digest`]).
+    /// The image index the reference named, if it named one.
+    pub fn index(&self) -> Option<&ResolvedIndex> {
+        self.index.as_ref()
+    }
+
+    /// The Wasm manifest's digest: [`Self::digest`], or the chosen entry's for an index.
+    pub fn manifest_digest(&self) -> &Digest {
+        &self.manifest_digest
+    }
+
+    /// The manifest's exact bytes (they hash to [`Self::manifest_digest`]).
     pub fn manifest_bytes(&self) -> &[u8] {
         &self.manifest_bytes
     }
@@ -96,14 +205,24 @@ impl Resolved {
         &self.wasm
     }
 
-    /// A descriptor of the manifest.
+    /// A descriptor of what the reference named (the subject signatures refer to): the
+    /// manifest, or the index.
     pub fn descriptor(&self) -> Descriptor {
+        match &self.index {
+            Some(index) => Descriptor::of(MEDIA_TYPE_OCI_INDEX, &index.bytes),
+            None => self.manifest_descriptor(),
+        }
+    }
+
+    /// A descriptor of the Wasm manifest.
+    pub fn manifest_descriptor(&self) -> Descriptor {
         Descriptor {
             media_type: MEDIA_TYPE_OCI_MANIFEST.to_owned(),
-            digest: self.digest.clone(),
+            digest: self.manifest_digest.clone(),
             size: self.manifest_bytes.len() as u64,
             artifact_type: None,
             annotations: BTreeMap::new(),
+            platform: None,
         }
     }
 }
@@ -149,7 +268,7 @@ impl Fetched {
         &self.resolved
     }
 
-    /// The manifest digest.
+    /// The digest resolved ([`Resolved::digest`]: the index's for a multi-platform image).
     pub fn digest(&self) -> &Digest {
         &self.resolved.digest
     }
@@ -179,8 +298,10 @@ impl Fetched {
 /// A Wasm artifact that was published.
 #[derive(Clone, Debug)]
 pub struct Pushed {
-    /// The manifest's descriptor.
+    /// The descriptor of what the tag names: the manifest, or the image index.
     pub manifest: Descriptor,
+    /// When the tag names an image index, its one entry: the image manifest.
+    pub index_entry: Option<Descriptor>,
     /// The layer's descriptor.
     pub layer: Descriptor,
     /// Module or component.
@@ -206,8 +327,9 @@ pub struct Referrers {
 }
 
 impl RegistryClient {
-    /// Resolve `reference` to one manifest digest and check that the manifest is a Wasm
-    /// artifact. A tag is looked up here and never again.
+    /// Resolve `reference` to one digest and check that what it names is a Wasm artifact, a
+    /// `wasi/wasm` image, or an image index listing one (whose Wasm entry's manifest is read
+    /// by digest here). A tag is looked up here and never again.
     ///
     /// An `oci-layout:` reference's directory is resolved here, once, to its canonical path:
     /// the [`Resolved`] names the layout by it, so everything after (reading, the repository
@@ -221,23 +343,24 @@ impl RegistryClient {
             }
             Reference::Registry(_) => reference,
         };
-        let (manifest_bytes, digest) = match reference {
+        let (index, manifest_bytes, digest) = match reference {
             Reference::Registry(r) => {
                 let what = format!("resolving `{r}`");
-                let (bytes, digest, content_type) = self
-                    .with_deadline(&what, self.get_manifest_bytes(r, ACCEPT_MANIFESTS))
+                let (bytes, digest) = self
+                    .with_deadline(&what, self.get_top(r, &format!("manifest `{r}`")))
                     .await?;
-                if let Some(ct) = content_type.as_deref()
-                    && ct != MEDIA_TYPE_OCI_MANIFEST
-                    && ct != "application/json"
-                {
-                    return Err(Error::UnsupportedMediaType {
-                        what: format!("manifest `{r}`"),
-                        media_type: crate::remote::sanitise(ct),
-                        expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}`"),
-                    });
+                match Top::read(bytes, &format!("image index `{r}`"))? {
+                    Top::Manifest(bytes) => (None, bytes, digest),
+                    Top::Index(index) => {
+                        let at = r.with_selector(Selector::Digest(index.entry.digest.clone()));
+                        let what = format!("manifest `{at}`");
+                        let (bytes, _) = self
+                            .with_deadline(&format!("resolving `{at}`"), self.get_top(&at, &what))
+                            .await?;
+                        check_entry(&bytes, &index.entry, &what)?;
+                        (Some(index), bytes, digest)
+                    }
                 }
-                (bytes, digest)
             }
             Reference::Layout(l) => {
                 let layout = Layout::open(l.path())?;
@@ -249,9 +372,12 @@ impl RegistryClient {
                         size: 0,
                         artifact_type: None,
                         annotations: BTreeMap::new(),
+                        platform: None,
                     }),
                 };
-                if descriptor.media_type != MEDIA_TYPE_OCI_MANIFEST {
+                if descriptor.media_type != MEDIA_TYPE_OCI_MANIFEST
+                    && descriptor.media_type != MEDIA_TYPE_OCI_INDEX
+                {
                     return Err(Error::UnsupportedMediaType {
                         what: format!("manifest `{}` in `{l}`", descriptor.digest),
                         media_type: descriptor.media_type,
@@ -267,16 +393,40 @@ impl RegistryClient {
                         actual: bytes.len() as u64,
                     });
                 }
-                (bytes, descriptor.digest)
+                match Top::read(
+                    bytes,
+                    &format!("image index `{}` in `{l}`", descriptor.digest),
+                )? {
+                    Top::Manifest(bytes) => (None, bytes, descriptor.digest),
+                    Top::Index(index) => {
+                        let child = &index.entry.digest;
+                        let what = format!("manifest `{child}` in `{l}`");
+                        let bytes = layout.read_blob(child, MAX_MANIFEST_BYTES, &what)?;
+                        check_entry(&bytes, &index.entry, &what)?;
+                        (Some(index), bytes, descriptor.digest)
+                    }
+                }
             }
         };
-        let wasm = WasmManifest::new(ImageManifest::parse(&manifest_bytes)?)?;
-        Ok(Resolved {
-            reference: reference.clone(),
-            digest,
-            manifest_bytes,
-            wasm,
-        })
+        Resolved::assemble(reference.clone(), digest, index, manifest_bytes)
+    }
+
+    /// GET the manifest or index at `r`, checked against its digest when `r` pins one, and
+    /// refused by media type when the registry declares anything else.
+    async fn get_top(&self, r: &RegistryRef, what: &str) -> Result<(Vec<u8>, Digest), Error> {
+        let (bytes, digest, content_type) = self.get_manifest_bytes(r, ACCEPT_MANIFESTS).await?;
+        if let Some(ct) = content_type.as_deref()
+            && ct != MEDIA_TYPE_OCI_MANIFEST
+            && ct != MEDIA_TYPE_OCI_INDEX
+            && ct != "application/json"
+        {
+            return Err(Error::UnsupportedMediaType {
+                what: what.to_owned(),
+                media_type: crate::remote::sanitise(ct),
+                expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}` or `{MEDIA_TYPE_OCI_INDEX}`"),
+            });
+        }
+        Ok((bytes, digest))
     }
 
     /// Fetch what `resolved` names into `store`: the Wasm layer (streamed into quarantine,
@@ -289,7 +439,8 @@ impl RegistryClient {
         progress: &dyn Progress,
     ) -> Result<Fetched, Error> {
         // INVARIANT (digest binding): everything fetched here is named by a digest taken from
-        // `resolved`, whose manifest bytes hash to `resolved.digest`.
+        // `resolved`, whose manifest bytes hash to `resolved.manifest_digest` (which is
+        // `resolved.digest`, or named by the index whose bytes hash to it).
         let layer = resolved.wasm.layer();
         let what = format!("layer `{}`", layer.digest);
         if layer.size > self.options.max_module_bytes {
@@ -364,12 +515,20 @@ impl RegistryClient {
             }
         };
 
-        let descriptor = resolved.descriptor();
         store.put_blob(
             &resolved.manifest_bytes,
-            &descriptor,
-            &format!("manifest `{}`", resolved.digest),
+            &resolved.manifest_descriptor(),
+            &format!("manifest `{}`", resolved.manifest_digest),
         )?;
+        // The index goes in last: a stored index's entry is always in the store too.
+        let descriptor = resolved.descriptor();
+        if let Some(index) = &resolved.index {
+            store.put_blob(
+                &index.bytes,
+                &descriptor,
+                &format!("image index `{}`", resolved.digest),
+            )?;
+        }
         let name = match &resolved.reference {
             Reference::Registry(r) if matches!(r.selector(), Selector::Tag(_)) => {
                 Some(r.to_string())
@@ -534,16 +693,22 @@ impl RegistryClient {
 
     /// Publish `wasm` as a `wasi/wasm` image at `target`, the format containerd shims and
     /// Docker run: an OCI image config with platform `wasi/wasm` and entrypoint `/NAME`, and
-    /// one uncompressed tar layer holding the module as `NAME` ([`wasm_image`]). Reproducible
-    /// as [`Self::push_wasm`] is.
+    /// one uncompressed tar layer holding the module as `NAME` ([`wasm_image`]). With
+    /// `in_index`, the tag names an OCI image index listing that manifest for platform
+    /// `wasi/wasm`, as multi-platform builds publish it ([`wasm_image_index`]). Reproducible as
+    /// [`Self::push_wasm`] is.
     pub async fn push_wasm_image(
         &self,
         wasm: &[u8],
         name: &str,
         target: &Reference,
+        in_index: bool,
         progress: &dyn Progress,
     ) -> Result<Pushed, Error> {
-        let (artifact, layer) = wasm_image(wasm, name, self.options.max_module_bytes)?;
+        let (mut artifact, layer) = wasm_image(wasm, name, self.options.max_module_bytes)?;
+        if in_index {
+            artifact.index_bytes = Some(wasm_image_index(&artifact.manifest_bytes)?);
+        }
         self.push_built(layer, artifact, target, progress).await
     }
 
@@ -555,8 +720,13 @@ impl RegistryClient {
         progress: &dyn Progress,
     ) -> Result<Pushed, Error> {
         let manifest = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &artifact.manifest_bytes);
+        let index = artifact
+            .index_bytes
+            .as_ref()
+            .map(|bytes| Descriptor::of(MEDIA_TYPE_OCI_INDEX, bytes));
         let pushed = Pushed {
-            manifest: manifest.clone(),
+            manifest: index.clone().unwrap_or_else(|| manifest.clone()),
+            index_entry: index.as_ref().map(|_| manifest.clone()),
             layer: artifact.layer.clone(),
             kind: artifact.kind,
         };
@@ -575,15 +745,22 @@ impl RegistryClient {
                 store.put_blob(&wasm, &artifact.layer, "layer")?;
                 store.put_blob(&artifact.config_bytes, &artifact.manifest.config, "config")?;
                 store.put_blob(&artifact.manifest_bytes, &manifest, "manifest")?;
-                store.add_to_index(&manifest, Some(&tag))?;
+                match (&index, &artifact.index_bytes) {
+                    (Some(index), Some(bytes)) => {
+                        store.put_blob(bytes, index, "image index")?;
+                        store.add_to_index(index, Some(&tag))?;
+                    }
+                    _ => store.add_to_index(&manifest, Some(&tag))?,
+                }
             }
             Reference::Registry(r) => {
                 let what = format!("pushing `{r}`");
                 let WasmArtifact {
-                    manifest,
+                    manifest: image_manifest,
                     manifest_bytes,
                     config_bytes,
                     layer,
+                    index_bytes,
                     ..
                 } = artifact;
                 self.with_deadline(&what, async {
@@ -597,19 +774,42 @@ impl RegistryClient {
                     .await?;
                     self.push_blob(
                         r,
-                        &manifest.config.digest,
+                        &image_manifest.config.digest,
                         config_bytes,
-                        &format!("config `{}`", manifest.config.digest),
+                        &format!("config `{}`", image_manifest.config.digest),
                         &NoProgress,
                     )
                     .await?;
-                    self.push_manifest(
-                        r,
-                        manifest_bytes,
-                        MEDIA_TYPE_OCI_MANIFEST,
-                        &format!("manifest for `{r}`"),
-                    )
-                    .await
+                    match index_bytes {
+                        Some(index_bytes) => {
+                            // The entry first, by digest, so the tag never names an index
+                            // whose entry is missing.
+                            let at = r.with_selector(Selector::Digest(manifest.digest.clone()));
+                            self.push_manifest(
+                                &at,
+                                manifest_bytes,
+                                MEDIA_TYPE_OCI_MANIFEST,
+                                &format!("manifest `{at}`"),
+                            )
+                            .await?;
+                            self.push_manifest(
+                                r,
+                                index_bytes,
+                                MEDIA_TYPE_OCI_INDEX,
+                                &format!("image index for `{r}`"),
+                            )
+                            .await
+                        }
+                        None => {
+                            self.push_manifest(
+                                r,
+                                manifest_bytes,
+                                MEDIA_TYPE_OCI_MANIFEST,
+                                &format!("manifest for `{r}`"),
+                            )
+                            .await
+                        }
+                    }
                 })
                 .await?;
             }
@@ -758,7 +958,8 @@ pub struct Attachment {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// Accept header for manifests: an index is asked for too, so it can be refused by name.
+/// Accept header for manifests: an index is asked for too (a multi-platform image's tag names
+/// one).
 pub(crate) const ACCEPT_MANIFESTS: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
 
@@ -775,6 +976,8 @@ pub struct WasmArtifact {
     pub layer: Descriptor,
     /// Module or component.
     pub kind: WasmKind,
+    /// The image index naming the manifest, when it is published under one.
+    pub index_bytes: Option<Vec<u8>>,
 }
 
 /// Build the Wasm OCI artifact for `wasm`: config `application/vnd.wasm.config.v0+json` with
@@ -824,6 +1027,7 @@ pub fn wasm_artifact(
         config_bytes,
         layer,
         kind,
+        index_bytes: None,
     })
 }
 
@@ -887,9 +1091,20 @@ pub fn wasm_image(
             config_bytes,
             layer,
             kind,
+            index_bytes: None,
         },
         layer_bytes,
     ))
+}
+
+/// Build the OCI image index a multi-platform build publishes for a `wasi/wasm` image: one
+/// entry, the image manifest `manifest_bytes`, with platform `wasi/wasm`.
+pub fn wasm_image_index(manifest_bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut entry = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, manifest_bytes);
+    entry.platform = Some(Platform::wasi_wasm());
+    let mut index = ImageIndex::empty();
+    index.manifests.push(entry);
+    to_json(&index, "image index")
 }
 
 fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>, Error> {

@@ -74,6 +74,7 @@ impl Containerd {
             size: u64::try_from(target.size).unwrap_or(0),
             artifact_type: None,
             annotations: std::collections::BTreeMap::new(),
+            platform: None,
         };
         Ok((image, descriptor))
     }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use registry_client::manifest::{MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_WASM_LAYER_LEGACY};
+use registry_client::manifest::{
+    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_WASM_LAYER_LEGACY,
+};
 use registry_client::{
     Attachment, ClientOptions, Descriptor, Digest, Error, NoProgress, Reference, ReferrersSource,
     RegistryClient, Store, WasmKind,
@@ -305,7 +307,7 @@ async fn a_wasi_wasm_image_pulls_and_a_linux_image_is_refused() {
     let client = client();
     let tag = reference(&registry.reference("images/hello", "v1"));
     let pushed = client
-        .push_wasm_image(&hello_module(), "hello.wasm", &tag, &NoProgress)
+        .push_wasm_image(&hello_module(), "hello.wasm", &tag, false, &NoProgress)
         .await
         .unwrap();
     assert_eq!(pushed.kind, WasmKind::Module);
@@ -349,6 +351,231 @@ async fn a_wasi_wasm_image_pulls_and_a_linux_image_is_refused() {
         matches!(&err, Error::UnsupportedMediaType { media_type, .. } if media_type == "linux/amd64"),
         "{err}"
     );
+}
+
+/// A multi-platform image (as `warrant push --image --index` and multi-platform builds
+/// publish it): the tag names an OCI image index; resolving it reads the `wasi/wasm` entry's
+/// manifest by digest, the index's digest stays the identity, the module comes out of the
+/// entry's layer, and the stored index and entry resolve again by the index's digest with no
+/// registry. skopeo reads the index as an image index and copies it, whole, into an image
+/// layout that Warrant pulls to the same digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_index_resolves_to_its_wasi_wasm_entry_and_skopeo_copies_it() {
+    let registry = TestRegistry::start();
+    let client = client();
+    let tag = reference(&registry.reference("images/multi", "v1"));
+    let pushed = client
+        .push_wasm_image(&hello_module(), "hello.wasm", &tag, true, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(pushed.manifest.media_type, MEDIA_TYPE_OCI_INDEX);
+    let entry = pushed.index_entry.clone().expect("an index entry");
+
+    let resolved = client.resolve(&tag).await.unwrap();
+    assert_eq!(resolved.digest(), &pushed.manifest.digest);
+    assert_eq!(resolved.manifest_digest(), &entry.digest);
+    let index = resolved.index().expect("resolved through an index");
+    assert_eq!(index.platform(), "wasi/wasm");
+    assert_eq!(Digest::of(index.bytes()), pushed.manifest.digest);
+    assert_eq!(resolved.descriptor().media_type, MEDIA_TYPE_OCI_INDEX);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let fetched = client.fetch(&resolved, &store, &NoProgress).await.unwrap();
+    assert_eq!(fetched.digest(), &pushed.manifest.digest);
+    let layer = std::fs::read(fetched.module_path()).unwrap();
+    let image = fetched.image().expect("an image");
+    assert_eq!(image.extract(&layer, 1 << 20).unwrap(), hello_module());
+    // The store's `index.json` names the index by the tag, and both documents are stored.
+    assert_eq!(
+        index_digests(store.root()),
+        vec![pushed.manifest.digest.to_string()]
+    );
+    assert!(store.layout().has_blob(&entry.digest));
+    let pinned = reference(&format!(
+        "{}/images/multi@{}",
+        registry.host(),
+        pushed.manifest.digest
+    ));
+    let again = registry_client::Resolved::from_store(&store, &pinned)
+        .unwrap()
+        .expect("resolved from the store");
+    assert_eq!(again.manifest_digest(), &entry.digest);
+    assert!(again.index().is_some());
+
+    // skopeo reads the tag as an image index, byte for byte what was pushed…
+    let remote = format!("docker://{}", registry.reference("images/multi", "v1"));
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &remote])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(Digest::of(&out.stdout), pushed.manifest.digest);
+    // …and copies every platform into an image layout, which pulls to the same digest.
+    let copy = |dir: &std::path::Path, preserve: bool| {
+        let target = format!("oci:{}:v1", dir.display());
+        let mut args = vec!["copy", "--quiet", "--all", "--src-tls-verify=false"];
+        if preserve {
+            args.push("--preserve-digests");
+        }
+        args.extend_from_slice(&[&remote, &target]);
+        let out = Command::new("skopeo").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        reference(&format!("oci-layout:{}:v1", dir.display()))
+    };
+    let preserved = tempfile::tempdir().unwrap();
+    let layout = copy(preserved.path(), true);
+    let other = tempfile::tempdir().unwrap();
+    let store = Store::open(other.path()).unwrap();
+    let fetched = client.pull(&layout, &store, &NoProgress).await.unwrap();
+    assert_eq!(fetched.digest(), &pushed.manifest.digest);
+    assert_eq!(fetched.resolved().manifest_digest(), &entry.digest);
+
+    // Without `--preserve-digests` skopeo compresses the layer, so it writes a manifest and an
+    // index of its own: a multi-platform image Warrant did not write, which pulls to the same
+    // module.
+    let recompressed = tempfile::tempdir().unwrap();
+    let layout = copy(recompressed.path(), false);
+    let other = tempfile::tempdir().unwrap();
+    let store = Store::open(other.path()).unwrap();
+    let fetched = client.pull(&layout, &store, &NoProgress).await.unwrap();
+    assert_ne!(fetched.digest(), &pushed.manifest.digest);
+    assert!(fetched.resolved().index().is_some());
+    let image = fetched.image().expect("an image");
+    assert_eq!(
+        image.compression,
+        registry_client::image_layer::Compression::Gzip
+    );
+    let layer = std::fs::read(fetched.module_path()).unwrap();
+    assert_eq!(image.extract(&layer, 1 << 20).unwrap(), hello_module());
+}
+
+/// An index entry to write: the manifest's bytes, its platform (os, architecture) and the
+/// media type the index gives it.
+type Entry<'a> = (&'a [u8], Option<(&'a str, &'a str)>, &'a str);
+
+/// Write `entries` and an index listing them into a new image layout tagged `v1`; returns the
+/// layout and its reference.
+fn layout_with_index(entries: &[Entry<'_>]) -> (tempfile::TempDir, Reference) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Store::open(dir.path()).unwrap();
+    let mut index = registry_client::ImageIndex::empty();
+    for (bytes, platform, media_type) in entries {
+        let mut d = Descriptor::of(media_type, bytes);
+        layout.put_blob(bytes, &d, "manifest").unwrap();
+        d.platform = platform.map(|(os, architecture)| registry_client::Platform {
+            architecture: architecture.into(),
+            os: os.into(),
+        });
+        index.manifests.push(d);
+    }
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let d = Descriptor::of(MEDIA_TYPE_OCI_INDEX, &bytes);
+    layout.put_blob(&bytes, &d, "index").unwrap();
+    layout.add_to_index(&d, Some("v1")).unwrap();
+    let r = reference(&format!("oci-layout:{}:v1", dir.path().display()));
+    (dir, r)
+}
+
+/// Which entry of an index runs, and which indexes are refused, each by its exact kind: the
+/// first Wasm entry in the index's order (as containerd's platform matcher picks); an index
+/// with no Wasm entry is refused naming the platforms it has; a Wasm entry that is itself an
+/// index (not followed) or whose size is not its bytes' is refused.
+#[tokio::test]
+async fn an_image_index_runs_its_first_wasm_entry_and_refuses_the_rest_by_name() {
+    let client = client();
+    let image = |wasm: &[u8]| {
+        let (artifact, layer) = registry_client::wasm_image(wasm, "app.wasm", 1 << 20).unwrap();
+        (artifact, layer)
+    };
+    let (first, first_layer) = image(&hello_module());
+    let (second, _) = image(&module_of_size(2_000, 9));
+    let linux = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+
+    // linux/amd64, then wasip2/wasm, then wasi/wasm: the wasip2 entry.
+    let (dir, r) = layout_with_index(&[
+        (linux, Some(("linux", "amd64")), MEDIA_TYPE_OCI_MANIFEST),
+        (
+            &first.manifest_bytes,
+            Some(("wasip2", "wasm")),
+            MEDIA_TYPE_OCI_MANIFEST,
+        ),
+        (
+            &second.manifest_bytes,
+            Some(("wasi", "wasm")),
+            MEDIA_TYPE_OCI_MANIFEST,
+        ),
+    ]);
+    let resolved = client.resolve(&r).await.unwrap();
+    assert_eq!(
+        resolved.manifest_digest(),
+        &Digest::of(&first.manifest_bytes)
+    );
+    assert_eq!(resolved.index().unwrap().platform(), "wasip2/wasm");
+    let layout = Store::open(dir.path()).unwrap();
+    layout
+        .put_blob(&first_layer, &first.layer, "layer")
+        .unwrap();
+    layout
+        .put_blob(&first.config_bytes, &first.manifest.config, "config")
+        .unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = Store::open(store_dir.path()).unwrap();
+    let fetched = client.fetch(&resolved, &store, &NoProgress).await.unwrap();
+    assert_eq!(fetched.layer().digest, first.layer.digest);
+
+    // No Wasm entry (a Linux image and a build attestation): refused naming both platforms.
+    let (_dir, r) = layout_with_index(&[
+        (linux, Some(("linux", "amd64")), MEDIA_TYPE_OCI_MANIFEST),
+        (linux, Some(("unknown", "unknown")), MEDIA_TYPE_OCI_MANIFEST),
+        (&first.manifest_bytes, None, MEDIA_TYPE_OCI_MANIFEST),
+    ]);
+    let err = client.resolve(&r).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedMediaType { media_type, .. }
+            if media_type == "linux/amd64, unknown/unknown, no platform"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("wasi/wasm"), "{err}");
+
+    // The Wasm entry is an index: not followed.
+    let (_dir, r) = layout_with_index(&[(
+        &first.manifest_bytes,
+        Some(("wasi", "wasm")),
+        MEDIA_TYPE_OCI_INDEX,
+    )]);
+    let err = client.resolve(&r).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedMediaType { media_type, .. } if media_type == MEDIA_TYPE_OCI_INDEX),
+        "{err}"
+    );
+
+    // The entry's declared size is not its bytes'.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Store::open(dir.path()).unwrap();
+    let mut entry = Descriptor::of(MEDIA_TYPE_OCI_MANIFEST, &first.manifest_bytes);
+    layout
+        .put_blob(&first.manifest_bytes, &entry, "manifest")
+        .unwrap();
+    entry.size += 1;
+    entry.platform = Some(registry_client::Platform::wasi_wasm());
+    let mut index = registry_client::ImageIndex::empty();
+    index.manifests.push(entry);
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let d = Descriptor::of(MEDIA_TYPE_OCI_INDEX, &bytes);
+    layout.put_blob(&bytes, &d, "index").unwrap();
+    layout.add_to_index(&d, Some("v1")).unwrap();
+    let r = reference(&format!("oci-layout:{}:v1", dir.path().display()));
+    let err = client.resolve(&r).await.unwrap_err();
+    assert!(matches!(&err, Error::SizeMismatch { .. }), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,6 +117,44 @@ impl Node {
         reference
     }
 
+    /// Push `wasm` as a multi-platform image — an OCI image index whose `wasi/wasm` entry is
+    /// the image — signed by `key` (the index's digest, as `cosign sign TAG` signs it), and pull
+    /// it into containerd for platform `wasi/wasm`. Returns its reference and the index's
+    /// digest.
+    fn index_image(&self, repo: &str, name: &str, wasm: &[u8], key: &str) -> (String, String) {
+        let reference = self.registry.reference(repo, "v1");
+        let file = self.dir().join(name);
+        std::fs::write(&file, wasm).unwrap();
+        let out = warrant(
+            self.dir(),
+            &[
+                "push",
+                "--image",
+                "--index",
+                file.to_str().unwrap(),
+                &reference,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let digest = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let key = self.dir().join(format!("{key}.key"));
+        let out = warrant(
+            self.dir(),
+            &["sign", &reference, "--key", key.to_str().unwrap()],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = self.containerd.ctr(&[
+            "images",
+            "pull",
+            "--plain-http",
+            "--platform",
+            "wasi/wasm",
+            &reference,
+        ]);
+        assert!(out.status.success(), "ctr pull: {}", stderr(&out));
+        (reference, digest)
+    }
+
     /// `ctr run --rm` to the end.
     fn run(&self, reference: &str, id: &str, extra: &[&str]) -> Output {
         let mut args = vec!["run", "--rm", "--runtime", RUNTIME];
@@ -372,6 +410,54 @@ fn two_tasks_run_at_once() {
         let out = node.containerd.ctr(&["tasks", "delete", id]);
         assert!(out.status.success(), "{id}: {}", stderr(&out));
     }
+}
+
+/// A multi-platform image (an OCI image index with a `wasi/wasm` entry, as `docker buildx`
+/// pushes one) runs: containerd pulls and unpacks the `wasi/wasm` entry, the shim reads the
+/// index and that entry's manifest from the content store by digest, re-hashes both, and the
+/// signature on the index's digest admits it. The log names the index, the platform and the
+/// manifest. The same index with its entry's manifest changed in the content store is refused.
+#[test]
+fn a_multi_platform_image_runs_its_wasi_wasm_entry() {
+    let node = Node::start();
+    let (hello, index) = node.index_image("pods/multi", "hello.wasm", &hello_module(), "node");
+    let out = node.run(&hello, "multi", &["--platform", "wasi/wasm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), HELLO_OUTPUT);
+
+    let audit = node.audit();
+    let pull = audit
+        .lines()
+        .find(|l| l.contains("\"kind\":\"pull\"") && l.contains(&index))
+        .unwrap_or_else(|| panic!("no pull record for {index}: {audit}"));
+    assert!(pull.contains("\"platform\":\"wasi/wasm\""), "{pull}");
+    let index_bytes = std::fs::read(node.containerd.blob_path(&index)).unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&index_bytes).unwrap();
+    let manifest = parsed["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(pull.contains(&manifest), "{pull}");
+
+    // The entry's manifest changed in containerd's content store (one byte of its JSON
+    // whitespace-free text, so it still parses): refused by its digest, nothing runs. A new
+    // node, so the manifest is not already in Warrant's own store.
+    drop(node);
+    let node = Node::start();
+    let (hello, _) = node.index_image("pods/multi", "hello.wasm", &hello_module(), "node");
+    let path = node.containerd.blob_path(&manifest);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.iter().position(|b| *b == b'2').unwrap();
+    bytes[at] = b'3';
+    set_writable(&path);
+    std::fs::write(&path, &bytes).unwrap();
+    let out = node.run(&hello, "changed", &["--platform", "wasi/wasm"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(err.contains("does not match its digest"), "{err}");
+    assert!(out.stdout.is_empty());
+    let audit = node.audit();
+    assert!(audit.contains("\"kind\":\"refused\""), "{audit}");
 }
 
 /// containerd stores blobs read-only.

@@ -937,3 +937,80 @@ fn attest_and_require_provenance_through_the_cli() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A multi-platform image is signed and verified by what its tag names, the index's digest, as
+/// `cosign sign TAG` and `cosign verify TAG` do: a signature on the `wasi/wasm` entry's
+/// manifest alone does not count for the index (its subject is another digest), and once the
+/// index is signed, `verify` accepts it and `run` runs the entry's module.
+#[test]
+fn a_multi_platform_image_is_signed_and_run_by_its_index_digest() {
+    let registry = TestRegistry::start();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| warrant(home.path(), args);
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let wasm = home.path().join("hello.wasm");
+    std::fs::write(&wasm, hello_module()).unwrap();
+    let reference = registry.reference("sig/multi", "v1");
+    let out = run(&[
+        "push",
+        "--image",
+        "--index",
+        wasm.to_str().unwrap(),
+        &reference,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pushed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pushed["format"], "wasi/wasm image index");
+    let index = pushed["digest"].as_str().unwrap().to_owned();
+    let entry = pushed["manifest"]["digest"].as_str().unwrap().to_owned();
+    assert_ne!(index, entry);
+    let pinned_entry = format!("{}/sig/multi@{entry}", registry.host());
+
+    let prefix = home.path().join("signer");
+    assert!(
+        run(&["keygen", "--out", prefix.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let key = format!("{}.key", prefix.display());
+    let public = format!("{}.pub", prefix.display());
+    let policies = home.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("run.cedar"),
+        "@id(\"signed\")\npermit (principal, action == Warrant::Action::\"instantiate\", resource)\n\
+         when { principal.signer.kind == \"key\" };\n",
+    )
+    .unwrap();
+    let policies = policies.to_str().unwrap();
+
+    // Only the entry's manifest signed: it verifies by its own digest, not by the tag.
+    let out = run(&["sign", &pinned_entry, "--key", &key, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(signed["digest"], entry.as_str());
+    let out = run(&["verify", &pinned_entry, "--key", &public]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["verify", &reference, "--key", &public]);
+    assert_eq!(out.status.code(), Some(122), "{}", stderr(&out));
+    let out = run(&["run", "--key", &public, "--policies", policies, &reference]);
+    assert_eq!(out.status.code(), Some(122), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+
+    // The tag signed: the signature names the index's digest.
+    let out = run(&["sign", &reference, "--key", &key, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(signed["digest"], index.as_str());
+    let out = run(&["verify", &reference, "--key", &public, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["verdict"]["digest"], index.as_str());
+    let out = run(&["run", "--key", &public, "--policies", policies, &reference]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        tests::fixtures::HELLO_OUTPUT
+    );
+}

@@ -44,6 +44,12 @@ async fn inspect_artifact(
                 registry_client::Form::Artifact => "wasm artifact",
                 registry_client::Form::Image(_) => "wasi/wasm image",
             },
+            "index": resolved.index().map(|i| json!({
+                "platform": i.platform(),
+                "manifest": i.entry().digest,
+                "index": serde_json::from_slice::<serde_json::Value>(i.bytes())
+                    .unwrap_or(serde_json::Value::Null),
+            })),
             "manifest": manifest_value,
             "config": config,
             "referrers": referrers.as_ref().map(|r| &r.manifests),
@@ -52,9 +58,18 @@ async fn inspect_artifact(
     }
     outln!("reference  {reference}");
     outln!("digest     {}", resolved.digest());
+    if let Some(index) = resolved.index() {
+        outln!(
+            "index      {} ({} bytes), entry for {}",
+            registry_client::manifest::MEDIA_TYPE_OCI_INDEX,
+            index.bytes().len(),
+            index.platform()
+        );
+    }
     outln!(
-        "manifest   {} ({} bytes)",
+        "manifest   {} {} ({} bytes)",
         registry_client::manifest::MEDIA_TYPE_OCI_MANIFEST,
+        resolved.manifest_digest(),
         resolved.manifest_bytes().len()
     );
     outln!(

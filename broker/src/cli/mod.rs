@@ -98,6 +98,10 @@ enum Command {
         /// Docker run Wasm
         #[arg(long)]
         image: bool,
+        /// With `--image`: tag an OCI image index listing the image for platform `wasi/wasm`,
+        /// as multi-platform builds publish it
+        #[arg(long, requires = "image")]
+        index: bool,
         /// Print the result as JSON
         #[arg(long)]
         json: bool,
@@ -525,8 +529,9 @@ fn run(cli: Cli) -> Result<Exit, CliError> {
             file,
             reference,
             image,
+            index,
             json,
-        } => push::push(&ctx, &runtime, file, reference, image, json),
+        } => push::push(&ctx, &runtime, file, reference, (image, index), json),
         Command::Pull { reference, json } => pull::pull(&ctx, &runtime, reference, json),
         Command::Inspect { reference, json } => inspect::inspect(&ctx, &runtime, reference, json),
         Command::Keygen { out } => keygen::keygen(out),

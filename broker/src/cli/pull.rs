@@ -37,5 +37,9 @@ fn fetched_json(fetched: &Fetched) -> serde_json::Value {
         "layer": { "digest": fetched.layer().digest, "size": fetched.layer().size },
         "path": fetched.module_path(),
         "entrypoint": fetched.image().map(|i| &i.entrypoint),
+        "index": fetched.resolved().index().map(|i| json!({
+            "platform": i.platform(),
+            "manifest": i.entry().digest,
+        })),
     })
 }

@@ -12,13 +12,13 @@ use super::render::print_json;
 use crate::exit::Exit;
 use crate::progress::TerminalProgress;
 
-/// `warrant push FILE REFERENCE [--image]`.
+/// `warrant push FILE REFERENCE [--image [--index]]`.
 pub(super) fn push(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
     file: PathBuf,
     reference: String,
-    image: bool,
+    (image, index): (bool, bool),
     json: bool,
 ) -> Result<Exit, CliError> {
     let target: Reference = reference.parse()?;
@@ -33,16 +33,21 @@ pub(super) fn push(
             .as_deref()
             .filter(|t| registry_client::image_layer::normalise(t).is_ok())
             .unwrap_or("module.wasm");
-        runtime.block_on(client.push_wasm_image(&wasm, name, &target, &progress))?
+        runtime.block_on(client.push_wasm_image(&wasm, name, &target, index, &progress))?
     } else {
         runtime.block_on(client.push_wasm(wasm, title.as_deref(), &target, &progress))?
     };
     if json {
         print_json(&json!({
             "reference": target.to_string(),
-            "format": if image { "wasi/wasm image" } else { "wasm artifact" },
+            "format": match (image, index) {
+                (true, true) => "wasi/wasm image index",
+                (true, false) => "wasi/wasm image",
+                _ => "wasm artifact",
+            },
             "digest": pushed.manifest.digest,
             "size": pushed.manifest.size,
+            "manifest": pushed.index_entry.as_ref().map(|m| json!({ "digest": m.digest, "size": m.size })),
             "kind": pushed.kind.as_str(),
             "layer": { "digest": pushed.layer.digest, "size": pushed.layer.size },
         }));

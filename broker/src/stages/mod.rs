@@ -413,6 +413,10 @@ impl Broker {
         self.record(&records::Pull {
             reference: resolved.reference().to_string(),
             digest: resolved.digest(),
+            platform: resolved
+                .index()
+                .map(registry_client::ResolvedIndex::platform),
+            manifest: resolved.index().map(|_| resolved.manifest_digest()),
         })?;
         Ok(Resolution { resolved })
     }
