@@ -18,6 +18,9 @@
 //!   renames an entry for Go's reader, not for the `tar` crate), a repeated key, a `path` that
 //!   disagrees with a GNU long name, an unreadable `size`, and a global header that sets a
 //!   path, a link or a size;
+//! - a PAX record set or a GNU long name or link over [`MAX_EXTENSION_BYTES`] (refused as
+//!   its header streams past, before the `tar` crate reads its body into memory), a PAX
+//!   `size` other than the header's, and a GNU sparse entry anywhere in the layer;
 //! - more than [`MAX_TAR_ENTRIES`] entries, more decompressed bytes than the limit (a
 //!   decompression bomb), a file larger than the module limit, a short or corrupt archive, and
 //!   anything but zeros after the archive's end (where a second archive, or a second gzip
@@ -46,6 +49,13 @@ pub const MAX_UNPACKED_LAYER_BYTES: u64 = 1024 * 1024 * 1024;
 /// Longest entry or entrypoint path accepted (Linux's `PATH_MAX`): no file system a runtime
 /// unpacks the layer onto could hold a longer one, so a longer one is an attack.
 pub const MAX_ENTRY_PATH_BYTES: usize = 4096;
+
+/// Largest body of a PAX record set (`x`, `g`) or a GNU long name or link (`L`, `K`). The
+/// `tar` crate reads such a body whole into memory before the entry it describes; without this
+/// bound one header in a gzip layer of a megabyte could make it allocate up to the layer bound
+/// (a gigabyte). A path is at most [`MAX_ENTRY_PATH_BYTES`]; 64 KiB leaves room for a link
+/// target and the usual PAX keys (times, owners, extended attributes) many times over.
+pub const MAX_EXTENSION_BYTES: u64 = 64 * 1024;
 
 /// Characters of an untrusted entry name quoted in an error message.
 const MAX_QUOTED_CHARS: usize = 200;
@@ -163,9 +173,23 @@ fn extract_with_max_entries(
         inner: decoder.take(limits.max_layer_bytes.saturating_add(1)),
         read: Rc::clone(&read),
     };
+    // Every header is looked at as it streams past, before the `tar` crate acts on it.
+    let refused = Rc::new(Cell::new(None));
     // A layer cut by the limit breaks the archive wherever it falls: that is the limit's
     // refusal, not a malformed layer.
     let fail = |what: &str, reason: String| {
+        if let Some(refusal) = refused.take() {
+            return match refusal {
+                HeaderRefusal::Extension => Error::TooLarge {
+                    what: "a PAX or GNU long-name record in the image layer".into(),
+                    limit: MAX_EXTENSION_BYTES,
+                },
+                HeaderRefusal::Sparse => Error::Malformed {
+                    what: "image layer".into(),
+                    reason: "a GNU sparse entry: readers disagree on its data".into(),
+                },
+            };
+        }
         if read.get() > limits.max_layer_bytes {
             Error::TooLarge {
                 what: "image layer, decompressed".into(),
@@ -187,7 +211,15 @@ fn extract_with_max_entries(
         found: None,
     };
     {
-        let mut archive = tar::Archive::new(&mut bounded);
+        let mut archive = tar::Archive::new(Headers {
+            inner: &mut bounded,
+            at: 0,
+            next_header: 0,
+            block: [0; BLOCK],
+            filled: 0,
+            lost: false,
+            refused: Rc::clone(&refused),
+        });
         let entries = archive
             .entries()
             .map_err(|e| fail("image layer", format!("not a tar archive: {e}")))?;
@@ -355,7 +387,9 @@ impl Scan<'_> {
         what: &str,
     ) -> Result<(), Error> {
         let global = entry.header().entry_type().is_pax_global_extensions();
-        let size = entry.size();
+        // The header's own size field: a PAX size must agree with it, so every reader (and
+        // the header check, which goes by the field) finds the next entry at one offset.
+        let size = entry.header().entry_size().ok();
         let refuse = |reason: String| malformed(what, reason);
         let Some(records) = entry
             .pax_extensions()
@@ -399,8 +433,10 @@ impl Scan<'_> {
                 }
                 "size" => {
                     let declared = record.value().ok().and_then(|v| v.parse::<u64>().ok());
-                    if declared != Some(size) {
-                        return Err(refuse("an unreadable PAX size".into()));
+                    if declared.is_none() || declared != size {
+                        return Err(refuse(
+                            "a PAX size that is unreadable or not the header's size".into(),
+                        ));
                     }
                 }
                 _ => {}
@@ -466,6 +502,116 @@ impl Scan<'_> {
             )));
         }
         self.found = Some(bytes);
+        Ok(())
+    }
+}
+
+/// Size of a tar block: a header is one, data is padded to a whole number of them.
+const BLOCK: usize = 512;
+
+/// Why [`Headers`] stopped the archive.
+#[derive(Clone, Copy, Debug)]
+enum HeaderRefusal {
+    /// An extension body over [`MAX_EXTENSION_BYTES`].
+    Extension,
+    /// A GNU sparse entry, whose extra header blocks would put this reader and the `tar`
+    /// crate's at different offsets.
+    Sparse,
+}
+
+/// Looks at each tar header as the archive reader reads it, and fails the read that completes
+/// a header the reader must not act on: an extension (`x`, `g`, `L`, `K`, whatever its magic)
+/// whose body is over [`MAX_EXTENSION_BYTES`] — refused before a byte of the body is read — or
+/// a GNU sparse entry. Headers are found as the `tar` crate finds them: each follows the one
+/// before, after its data rounded up to a block, by the header's own size field (the scan
+/// refuses a PAX `size` that differs from it, so the two never disagree). Reads never cross
+/// a header's start, so each header is seen whole before any byte after it is handed on.
+struct Headers<'a, R> {
+    inner: &'a mut R,
+    /// Offset of the next byte to read.
+    at: u64,
+    /// Offset of the next header.
+    next_header: u64,
+    /// The header being read.
+    block: [u8; BLOCK],
+    filled: usize,
+    /// A header whose size the `tar` crate cannot read either: it fails on it, so nothing
+    /// after it is looked at.
+    lost: bool,
+    refused: Rc<Cell<Option<HeaderRefusal>>>,
+}
+
+impl<R: Read> Read for Headers<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.lost {
+            return self.inner.read(buf);
+        }
+        let in_header = self.at >= self.next_header;
+        let room = if in_header {
+            BLOCK - self.filled
+        } else {
+            usize::try_from(self.next_header - self.at).unwrap_or(usize::MAX)
+        };
+        let want = buf.len().min(room);
+        let Some(buf) = buf.get_mut(..want) else {
+            return Ok(0);
+        };
+        let n = self.inner.read(buf)?;
+        self.at = self.at.saturating_add(n as u64);
+        if in_header {
+            let (Some(to), Some(from)) = (
+                self.block.get_mut(self.filled..self.filled + n),
+                buf.get(..n),
+            ) else {
+                return Ok(n);
+            };
+            to.copy_from_slice(from);
+            self.filled += n;
+            if self.filled == BLOCK {
+                self.filled = 0;
+                self.header()?;
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<R> Headers<'_, R> {
+    /// Act on the header just read whole.
+    fn header(&mut self) -> std::io::Result<()> {
+        let refuse = |refusal: HeaderRefusal| {
+            self.refused.set(Some(refusal));
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "refused tar header")
+        };
+        if self.block.iter().all(|&b| b == 0) {
+            // End-of-archive (or padding): the next block is looked at the same way.
+            self.next_header = self.at;
+            return Ok(());
+        }
+        let header = tar::Header::from_byte_slice(&self.block);
+        let Ok(size) = header.entry_size() else {
+            self.lost = true;
+            return Ok(());
+        };
+        let kind = header.entry_type();
+        if kind.is_gnu_sparse() {
+            return Err(refuse(HeaderRefusal::Sparse));
+        }
+        if (kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink())
+            && size > MAX_EXTENSION_BYTES
+        {
+            return Err(refuse(HeaderRefusal::Extension));
+        }
+        let padded = size
+            .checked_add(BLOCK as u64 - 1)
+            .map(|s| s & !(BLOCK as u64 - 1));
+        match padded.and_then(|p| self.at.checked_add(p)) {
+            Some(next) => self.next_header = next,
+            None => self.lost = true,
+        }
         Ok(())
     }
 }
@@ -1063,5 +1209,88 @@ mod tests {
                 "{media_type}"
             );
         }
+    }
+
+    /// `bytes` as the body of an extension entry of `kind` (`x`, `g`, `L`), then the module.
+    fn after_extension(kind: tar::EntryType, bytes: &[u8]) -> Vec<u8> {
+        end(&[
+            raw_entry(b"././@LongLink", kind, None, bytes),
+            raw_entry(b"app.wasm", tar::EntryType::Regular, None, MODULE),
+        ])
+    }
+
+    fn assert_extension_too_large(result: Result<Vec<u8>, Error>) {
+        assert!(
+            matches!(&result, Err(Error::TooLarge { what, limit })
+                if what.contains("PAX or GNU long-name") && *limit == MAX_EXTENSION_BYTES),
+            "{result:?}"
+        );
+    }
+
+    /// Regression (the `tar` crate reads an extension body whole): a PAX record set, a global
+    /// PAX header, a GNU long name and a GNU long link over the bound are refused as their
+    /// header streams past, plain and gzipped; one at the bound is read as before.
+    #[test]
+    fn finding_an_extension_header_cannot_make_the_reader_allocate_the_layer_bound() {
+        let over = MAX_EXTENSION_BYTES as usize + 1;
+        for kind in [
+            tar::EntryType::XHeader,
+            tar::EntryType::XGlobalHeader,
+            tar::EntryType::GNULongName,
+            tar::EntryType::GNULongLink,
+        ] {
+            // A valid record set of `over` bytes: one comment record.
+            let mut record = format!("{over} comment=").into_bytes();
+            record.resize(over - 1, b'a');
+            record.push(b'\n');
+            let tar = after_extension(kind, &record);
+            assert_extension_too_large(get(&tar, "app.wasm"));
+            assert_extension_too_large(extract(
+                &gzip(&tar),
+                Compression::Gzip,
+                "app.wasm",
+                limits(),
+            ));
+        }
+        // At the bound: a comment is not a path, so the module is read.
+        let at = MAX_EXTENSION_BYTES as usize;
+        let mut record = format!("{at} comment=").into_bytes();
+        record.resize(at - 1, b'a');
+        record.push(b'\n');
+        let tar = after_extension(tar::EntryType::XHeader, &record);
+        assert_eq!(get(&tar, "app.wasm").unwrap(), MODULE);
+        // The header check follows entries by their sizes: a huge extension after a large
+        // file (whose data holds header-like bytes) is still found.
+        let mut decoy = vec![0_u8; 4096];
+        decoy[..512].copy_from_slice(
+            raw_entry(b"x", tar::EntryType::XHeader, None, &[])
+                .get(..512)
+                .unwrap(),
+        );
+        let mut record = format!("{over} comment=").into_bytes();
+        record.resize(over - 1, b'a');
+        record.push(b'\n');
+        let tar = end(&[
+            raw_entry(b"data.bin", tar::EntryType::Regular, None, &decoy),
+            raw_entry(b"././@LongLink", tar::EntryType::XHeader, None, &record),
+            raw_entry(b"app.wasm", tar::EntryType::Regular, None, MODULE),
+        ]);
+        assert_extension_too_large(get(&tar, "app.wasm"));
+    }
+
+    #[test]
+    fn a_gnu_sparse_entry_anywhere_and_a_pax_size_other_than_the_header_s_are_refused() {
+        let tar = end(&[
+            raw_entry(b"holes.bin", tar::EntryType::GNUSparse, None, b""),
+            raw_entry(b"app.wasm", tar::EntryType::Regular, None, MODULE),
+        ]);
+        assert_malformed(get(&tar, "app.wasm"), "GNU sparse");
+        // The header says 8 bytes, the PAX record 0: readers that follow the header and
+        // readers that follow the record would see different entries next.
+        let tar = end(&[with_pax(
+            &[("size", b"0")],
+            &raw_entry(b"app.wasm", tar::EntryType::Regular, None, MODULE),
+        )]);
+        assert_malformed(get(&tar, "app.wasm"), "not the header's size");
     }
 }
