@@ -8,7 +8,11 @@ root, state, sockets and config; CRI off) with the shim on its PATH, pushes a si
   - ctr run --rm --runtime io.containerd.warrant.v1 IMAGE ID   (create: read blobs by digest,
     verify, decide, compile or load compiled, audit; start; wait; delete)
   - warrant run IMAGE@DIGEST                                    (the same stages in one process)
-and reports min/median/max wall time of each and the ratio of the medians. Needs root.
+  - ctr run --rm IMAGE ID with runc and a static Linux binary that prints one line
+                                                                (containerd's own floor for a
+                                                                task: no Wasm, no Warrant)
+and reports min/median/max wall time of each and the ratios of the medians. Needs root, and gcc
+and skopeo for the floor (skipped without them).
 Usage:
   python3 scripts/bench-shim.py [--runs N] [--profile release|debug]
 (build first: cargo build --release --bin warrant --bin containerd-shim-warrant-v1)
@@ -33,6 +37,39 @@ def hello_module():
     index = json.load(open(os.path.join(layout, "index.json")))
     manifest = json.loads(blob(index["manifests"][0]["digest"]))
     return blob(manifest["layers"][0]["digest"])
+
+def floor_image(d, ref):
+    """A one-layer linux/amd64 image of a static binary printing one line, pushed to `ref`
+    with skopeo from an image layout written here. False when gcc or skopeo is missing."""
+    import hashlib, io, json, tarfile
+    if not shutil.which("gcc") or not shutil.which("skopeo"):
+        return False
+    with open(f"{d}/floor.c", "w") as f:
+        f.write('#include <unistd.h>\nint main(void){write(1,"hello from runc\\n",16);return 0;}\n')
+    run(["gcc", "-static", "-O2", "-o", f"{d}/floor", f"{d}/floor.c"])
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        info = t.gettarinfo(f"{d}/floor", arcname="floor"); info.uid = info.gid = 0; info.mtime = 0
+        with open(f"{d}/floor", "rb") as f: t.addfile(info, f)
+    layer = layer.getvalue()
+    os.makedirs(f"{d}/floor-layout/blobs/sha256")
+    def put(b):
+        h = hashlib.sha256(b).hexdigest()
+        with open(f"{d}/floor-layout/blobs/sha256/{h}", "wb") as f: f.write(b)
+        return {"digest": f"sha256:{h}", "size": len(b)}
+    lay = put(layer)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Entrypoint": ["/floor"]},
+                         "rootfs": {"type": "layers", "diff_ids": [lay["digest"]]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": dict(put(config), mediaType="application/vnd.oci.image.config.v1+json"),
+                           "layers": [dict(lay, mediaType="application/vnd.oci.image.layer.v1.tar")]}).encode()
+    m = put(manifest)
+    with open(f"{d}/floor-layout/index.json", "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [dict(m, mediaType="application/vnd.oci.image.manifest.v1+json",
+                   annotations={"org.opencontainers.image.ref.name": "v1"})]}, f)
+    with open(f"{d}/floor-layout/oci-layout", "w") as f: f.write('{"imageLayoutVersion":"1.0.0"}')
+    run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{d}/floor-layout:v1", f"docker://{ref}"])
+    return True
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
@@ -88,7 +125,12 @@ def main():
         run([warrant, "--config", cfg, "sign", ref, "--key", f"{d}/node/signer.key"], env=env)
         run(ctr + ["images", "pull", "--plain-http", ref])
         pinned = f"127.0.0.1:{port}/bench/hello@{digest}"
-        shim_t, run_t = [], []
+        floor_ref = f"127.0.0.1:{port}/bench/floor:v1"
+        floor = floor_image(d, floor_ref)
+        if floor:
+            run(ctr + ["images", "pull", "--plain-http", floor_ref])
+            run(ctr + ["run", "--rm", floor_ref, "floor-warm"])
+        shim_t, run_t, floor_t = [], [], []
         # One of each first, unmeasured: the compile cache and the verdict cache warm.
         run(ctr + ["run", "--rm", "--runtime", "io.containerd.warrant.v1", ref, "warm"])
         run([warrant, "--config", cfg, "run", pinned], env=env)
@@ -97,12 +139,20 @@ def main():
             shim_t.append(time.perf_counter() - t)
             t = time.perf_counter(); run([warrant, "--config", cfg, "run", pinned], env=env)
             run_t.append(time.perf_counter() - t)
+            if floor:
+                t = time.perf_counter(); run(ctr + ["run", "--rm", floor_ref, f"f{i}"])
+                floor_t.append(time.perf_counter() - t)
         def line(name, xs):
             return f"{name:<34} min {min(xs)*1e3:7.1f} ms  median {statistics.median(xs)*1e3:7.1f} ms  max {max(xs)*1e3:7.1f} ms"
         print(f"{a.runs} runs each, alternated, {a.profile} build")
         print(line("ctr run (containerd-shim-warrant)", shim_t))
         print(line("warrant run", run_t))
+        if floor:
+            print(line("ctr run (runc, static binary)", floor_t))
         print(f"ratio of medians (shim / warrant run): {statistics.median(shim_t)/statistics.median(run_t):.2f}")
+        if floor:
+            print(f"ratio of medians (shim / runc floor): {statistics.median(shim_t)/statistics.median(floor_t):.2f}")
+            print(f"shim minus floor (medians): {(statistics.median(shim_t)-statistics.median(floor_t))*1e3:.1f} ms")
     finally:
         subprocess.run(["/usr/bin/ctr", "--address", f"{d}/c.sock", "--namespace", "bench", "tasks", "ls"], capture_output=True)
         for p in procs:

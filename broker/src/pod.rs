@@ -66,7 +66,8 @@ pub trait ContentSource {
 pub struct PodSpec {
     /// The image's name in containerd (`registry.example.com/team/app:v1`).
     pub image: String,
-    /// The image's target: its manifest's media type and digest.
+    /// The image's target: its manifest's (or, for a multi-platform image, its index's) media
+    /// type and digest.
     pub manifest: Descriptor,
     /// The Kubernetes namespace (else the containerd namespace).
     pub namespace: String,

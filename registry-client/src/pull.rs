@@ -987,16 +987,7 @@ pub fn wasm_artifact(
     title: Option<&str>,
     max_module_bytes: u64,
 ) -> Result<WasmArtifact, Error> {
-    let kind = WasmKind::detect(wasm).ok_or_else(|| Error::Malformed {
-        what: "module".into(),
-        reason: "not a WebAssembly binary (bad preamble)".into(),
-    })?;
-    if wasm.len() as u64 > max_module_bytes {
-        return Err(Error::TooLarge {
-            what: "module".into(),
-            limit: max_module_bytes,
-        });
-    }
+    let kind = publishable(wasm, max_module_bytes)?;
     let mut layer = Descriptor::of(MEDIA_TYPE_WASM_LAYER, wasm);
     if let Some(title) = title {
         layer
@@ -1039,16 +1030,7 @@ pub fn wasm_image(
     name: &str,
     max_module_bytes: u64,
 ) -> Result<(WasmArtifact, Vec<u8>), Error> {
-    let kind = WasmKind::detect(wasm).ok_or_else(|| Error::Malformed {
-        what: "module".into(),
-        reason: "not a WebAssembly binary (bad preamble)".into(),
-    })?;
-    if wasm.len() as u64 > max_module_bytes {
-        return Err(Error::TooLarge {
-            what: "module".into(),
-            limit: max_module_bytes,
-        });
-    }
+    let kind = publishable(wasm, max_module_bytes)?;
     let path = crate::image_layer::normalise(name)?;
     let tar_error = |e: std::io::Error| Error::Malformed {
         what: format!("image layer for `{}`", crate::text::one_line(&path)),
@@ -1105,6 +1087,22 @@ pub fn wasm_image_index(manifest_bytes: &[u8]) -> Result<Vec<u8>, Error> {
     let mut index = ImageIndex::empty();
     index.manifests.push(entry);
     to_json(&index, "image index")
+}
+
+/// The kind of `wasm`, which is to be published: refused when it is not Wasm or is over
+/// `max_module_bytes`.
+fn publishable(wasm: &[u8], max_module_bytes: u64) -> Result<WasmKind, Error> {
+    let kind = WasmKind::detect(wasm).ok_or_else(|| Error::Malformed {
+        what: "module".into(),
+        reason: "not a WebAssembly binary (bad preamble)".into(),
+    })?;
+    if wasm.len() as u64 > max_module_bytes {
+        return Err(Error::TooLarge {
+            what: "module".into(),
+            limit: max_module_bytes,
+        });
+    }
+    Ok(kind)
 }
 
 fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>, Error> {

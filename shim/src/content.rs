@@ -37,7 +37,8 @@ impl Containerd {
         })
     }
 
-    /// The container's image: its name and its target (the manifest's descriptor).
+    /// The container's image: its name and its target (a manifest's or an image index's
+    /// descriptor).
     pub(crate) async fn image_of(&self, container: &str) -> Result<(String, Descriptor), String> {
         let mut containers = ContainersClient::new(self.channel.clone());
         let request = GetContainerRequest {
