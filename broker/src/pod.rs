@@ -25,7 +25,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use registry_client::limits::{MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
-use registry_client::manifest::{ImageIndex, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
+use registry_client::manifest::{ImageIndex, is_index_type, is_manifest_type};
 use registry_client::{
     Descriptor, Digest, ImageConfig, ImageManifest, Reference, Selector, WasmManifest,
 };
@@ -239,9 +239,10 @@ impl Node {
         };
         // The image's target: a manifest, or (a multi-platform image) an index whose Wasm
         // entry is the manifest run. Each is read by digest and re-hashed.
-        let (index, manifest_descriptor) = match spec.manifest.media_type.as_str() {
-            MEDIA_TYPE_OCI_MANIFEST => (None, spec.manifest.clone()),
-            MEDIA_TYPE_OCI_INDEX => {
+        let target_type = spec.manifest.media_type.as_str();
+        let (index, manifest_descriptor) = match target_type {
+            t if is_manifest_type(t) => (None, spec.manifest.clone()),
+            t if is_index_type(t) => {
                 let bytes = read_checked(
                     content,
                     &spec.manifest.digest,
@@ -253,11 +254,12 @@ impl Node {
                 let entry = ImageIndex::parse(&bytes, &what)
                     .and_then(|index| index.wasm_entry(&what).cloned())
                     .map_err(|e| e.to_string())?;
-                (Some(bytes), entry)
+                (Some((bytes, target_type.to_owned())), entry)
             }
             other => {
                 return Err(format!(
-                    "its target is `{}`, not an OCI image manifest or index",
+                    "its target is `{}`, not an image manifest or index (OCI, or Docker's \
+                     schema 2)",
                     registry_client::text::one_line(other)
                 ));
             }
@@ -319,20 +321,15 @@ impl Node {
         let store = self.broker.store();
         let manifest_descriptor = Descriptor {
             size: manifest_bytes.len() as u64,
-            media_type: MEDIA_TYPE_OCI_MANIFEST.to_owned(),
             ..manifest_descriptor
         };
         let put = || -> Result<(), registry_client::Error> {
             store.put_blob(&layer_bytes, &layer, "layer")?;
             store.put_blob(&config_bytes, &config, "config")?;
             store.put_blob(&manifest_bytes, &manifest_descriptor, "manifest")?;
-            if let Some(index) = &index {
+            if let Some((index, media_type)) = &index {
                 // Last: a stored index's entry is always in the store too.
-                store.put_blob(
-                    index,
-                    &Descriptor::of(MEDIA_TYPE_OCI_INDEX, index),
-                    "image index",
-                )?;
+                store.put_blob(index, &Descriptor::of(media_type, index), "image index")?;
             }
             Ok(())
         };

@@ -110,10 +110,19 @@ impl RegistryClient {
         let Some((bytes, digest)) = found else {
             return Ok(None);
         };
-        Ok(Some(AttachedManifest {
-            manifest: ImageManifest::parse(&bytes)?,
-            digest,
-        }))
+        let manifest = ImageManifest::parse(&bytes)?;
+        // Signature and attestation manifests are OCI, as cosign and Warrant write them; the
+        // Docker twin an image may be is not taken here.
+        if let Some(mt) = manifest.media_type.as_deref()
+            && mt != MEDIA_TYPE_OCI_MANIFEST
+        {
+            return Err(Error::UnsupportedMediaType {
+                what: "manifest".into(),
+                media_type: crate::text::one_line(mt).into_owned(),
+                expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}`"),
+            });
+        }
+        Ok(Some(AttachedManifest { manifest, digest }))
     }
 
     /// A blob named by an attached manifest: at most `limit` bytes, digest-checked.

@@ -63,7 +63,7 @@ const MAX_QUOTED_CHARS: usize = 200;
 /// Layer compression, from the layer's media type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
-    /// `application/vnd.oci.image.layer.v1.tar`.
+    /// `application/vnd.oci.image.layer.v1.tar` (or Docker's `…rootfs.diff.tar`).
     None,
     /// `application/vnd.oci.image.layer.v1.tar+gzip` (or Docker's `…rootfs.diff.tar.gzip`).
     Gzip,
@@ -74,9 +74,10 @@ impl Compression {
     /// not a tar layer Warrant reads (zstd included).
     pub fn from_media_type(media_type: &str) -> Option<Self> {
         match media_type {
-            crate::manifest::MEDIA_TYPE_OCI_LAYER_TAR => Some(Self::None),
+            crate::manifest::MEDIA_TYPE_OCI_LAYER_TAR
+            | crate::manifest::MEDIA_TYPE_DOCKER_LAYER_TAR => Some(Self::None),
             crate::manifest::MEDIA_TYPE_OCI_LAYER_TAR_GZIP
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Some(Self::Gzip),
+            | crate::manifest::MEDIA_TYPE_DOCKER_LAYER_TAR_GZIP => Some(Self::Gzip),
             _ => None,
         }
     }
@@ -1199,6 +1200,10 @@ mod tests {
             (
                 "application/vnd.docker.image.rootfs.diff.tar.gzip",
                 Some(Compression::Gzip),
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar",
+                Some(Compression::None),
             ),
             ("application/vnd.oci.image.layer.v1.tar+zstd", None),
             ("application/vnd.wasm.content.layer.v1+wasm", None),

@@ -14,6 +14,29 @@ use crate::error::Error;
 pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index.
 pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker's image manifest (schema 2), which `docker push` and Docker-format copies write: the
+/// OCI image manifest's shape under another name.
+pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker's manifest list: the OCI image index's shape under another name.
+pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker's image config: the OCI image config's shape under another name.
+pub const MEDIA_TYPE_DOCKER_IMAGE_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Docker's uncompressed layer (written by Docker-format copies of an uncompressed OCI layer).
+pub const MEDIA_TYPE_DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// Docker's gzip-compressed layer.
+pub const MEDIA_TYPE_DOCKER_LAYER_TAR_GZIP: &str =
+    "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// Whether `media_type` names an image manifest Warrant reads: OCI, or Docker schema 2.
+pub fn is_manifest_type(media_type: &str) -> bool {
+    media_type == MEDIA_TYPE_OCI_MANIFEST || media_type == MEDIA_TYPE_DOCKER_MANIFEST
+}
+
+/// Whether `media_type` names an image index Warrant reads: OCI, or a Docker manifest list.
+pub fn is_index_type(media_type: &str) -> bool {
+    media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST
+}
 /// The Wasm artifact config (CNCF TAG-Runtime "Wasm OCI artifact" layout).
 pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 /// The Wasm artifact layer.
@@ -169,12 +192,14 @@ impl ImageIndex {
             });
         }
         if let Some(mt) = &index.media_type
-            && mt != MEDIA_TYPE_OCI_INDEX
+            && !is_index_type(mt)
         {
             return Err(Error::UnsupportedMediaType {
                 what: what.to_owned(),
-                media_type: mt.clone(),
-                expected: format!("`{MEDIA_TYPE_OCI_INDEX}`"),
+                media_type: crate::text::one_line(mt).into_owned(),
+                expected: format!(
+                    "`{MEDIA_TYPE_OCI_INDEX}` or `{MEDIA_TYPE_DOCKER_MANIFEST_LIST}`"
+                ),
             });
         }
         if index.manifests.len() > crate::limits::MAX_INDEX_ENTRIES {
@@ -223,11 +248,11 @@ impl ImageIndex {
                     .into(),
             });
         };
-        if entry.media_type != MEDIA_TYPE_OCI_MANIFEST {
+        if !is_manifest_type(&entry.media_type) {
             return Err(Error::UnsupportedMediaType {
                 what: format!("{what} entry `{}`", entry.digest),
                 media_type: crate::text::one_line(&entry.media_type).into_owned(),
-                expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}`"),
+                expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}` or `{MEDIA_TYPE_DOCKER_MANIFEST}`"),
             });
         }
         if entry.size > crate::limits::MAX_MANIFEST_BYTES {
@@ -264,7 +289,7 @@ impl TopLevel {
         }
         let peek: Peek = crate::json::parse(bytes, "manifest")?;
         Ok(match peek.media_type.as_deref() {
-            Some(MEDIA_TYPE_OCI_INDEX) => Self::Index,
+            Some(mt) if is_index_type(mt) => Self::Index,
             _ => Self::Manifest,
         })
     }
@@ -282,12 +307,12 @@ impl ImageManifest {
         }
         let peek: Peek = crate::json::parse(bytes, "manifest")?;
         if let Some(mt) = peek.media_type.as_deref()
-            && mt != MEDIA_TYPE_OCI_MANIFEST
+            && !is_manifest_type(mt)
         {
             return Err(Error::UnsupportedMediaType {
                 what: "manifest".into(),
                 media_type: mt.to_owned(),
-                expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}`"),
+                expected: format!("`{MEDIA_TYPE_OCI_MANIFEST}` or `{MEDIA_TYPE_DOCKER_MANIFEST}`"),
             });
         }
         let manifest: Self = crate::json::parse(bytes, "manifest")?;
@@ -443,13 +468,16 @@ impl WasmManifest {
     /// - exactly one legacy `application/vnd.wasm.content.layer.v1+wasm` layer.
     ///
     /// - config `application/vnd.oci.image.config.v1+json` with exactly one tar layer
-    ///   (`application/vnd.oci.image.layer.v1.tar`, `+gzip`): a `wasi/wasm` image, whose
-    ///   platform and entrypoint are checked when its config is read.
+    ///   (`application/vnd.oci.image.layer.v1.tar`, `+gzip`), or Docker's config and gzip
+    ///   layer: a `wasi/wasm` image, whose platform and entrypoint are checked when its config
+    ///   is read.
     ///
     /// Anything else is refused, naming the media type that was not accepted.
     pub fn new(manifest: ImageManifest) -> Result<Self, Error> {
         let config_type = manifest.config.media_type.as_str();
-        if config_type == MEDIA_TYPE_OCI_IMAGE_CONFIG {
+        if config_type == MEDIA_TYPE_OCI_IMAGE_CONFIG
+            || config_type == MEDIA_TYPE_DOCKER_IMAGE_CONFIG
+        {
             return Self::image(manifest);
         }
         let accepted_layers: &[&str] = if config_type == MEDIA_TYPE_WASM_CONFIG {

@@ -12,7 +12,7 @@ use crate::limits::{MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
 use crate::manifest::{
     ANNOTATION_TITLE, Descriptor, Form, ImageConfig, ImageIndex, ImageManifest, MEDIA_TYPE_EMPTY,
     MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_LAYER,
-    Platform, TopLevel, WasmConfig, WasmKind, WasmManifest,
+    Platform, TopLevel, WasmConfig, WasmKind, WasmManifest, is_index_type, is_manifest_type,
 };
 use crate::reference::{Reference, RegistryRef, Selector};
 use crate::remote::RegistryClient;
@@ -59,6 +59,7 @@ pub struct Resolved {
 #[derive(Clone, Debug)]
 pub struct ResolvedIndex {
     bytes: Vec<u8>,
+    media_type: String,
     entry: Descriptor,
 }
 
@@ -96,7 +97,14 @@ impl Top {
             TopLevel::Index => {
                 let index = ImageIndex::parse(&bytes, what)?;
                 let entry = index.wasm_entry(what)?.clone();
-                Self::Index(ResolvedIndex { bytes, entry })
+                let media_type = index
+                    .media_type
+                    .unwrap_or_else(|| MEDIA_TYPE_OCI_INDEX.to_owned());
+                Self::Index(ResolvedIndex {
+                    bytes,
+                    media_type,
+                    entry,
+                })
             }
         })
     }
@@ -209,15 +217,20 @@ impl Resolved {
     /// manifest, or the index.
     pub fn descriptor(&self) -> Descriptor {
         match &self.index {
-            Some(index) => Descriptor::of(MEDIA_TYPE_OCI_INDEX, &index.bytes),
+            Some(index) => Descriptor::of(&index.media_type, &index.bytes),
             None => self.manifest_descriptor(),
         }
     }
 
-    /// A descriptor of the Wasm manifest.
+    /// A descriptor of the Wasm manifest (OCI, or Docker's schema 2, as it says it is).
     pub fn manifest_descriptor(&self) -> Descriptor {
         Descriptor {
-            media_type: MEDIA_TYPE_OCI_MANIFEST.to_owned(),
+            media_type: self
+                .wasm
+                .manifest()
+                .media_type
+                .clone()
+                .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_owned()),
             digest: self.manifest_digest.clone(),
             size: self.manifest_bytes.len() as u64,
             artifact_type: None,
@@ -375,8 +388,8 @@ impl RegistryClient {
                         platform: None,
                     }),
                 };
-                if descriptor.media_type != MEDIA_TYPE_OCI_MANIFEST
-                    && descriptor.media_type != MEDIA_TYPE_OCI_INDEX
+                if !is_manifest_type(&descriptor.media_type)
+                    && !is_index_type(&descriptor.media_type)
                 {
                     return Err(Error::UnsupportedMediaType {
                         what: format!("manifest `{}` in `{l}`", descriptor.digest),
@@ -416,8 +429,8 @@ impl RegistryClient {
     async fn get_top(&self, r: &RegistryRef, what: &str) -> Result<(Vec<u8>, Digest), Error> {
         let (bytes, digest, content_type) = self.get_manifest_bytes(r, ACCEPT_MANIFESTS).await?;
         if let Some(ct) = content_type.as_deref()
-            && ct != MEDIA_TYPE_OCI_MANIFEST
-            && ct != MEDIA_TYPE_OCI_INDEX
+            && !is_manifest_type(ct)
+            && !is_index_type(ct)
             && ct != "application/json"
         {
             return Err(Error::UnsupportedMediaType {
@@ -960,8 +973,12 @@ pub struct Attachment {
 
 /// Accept header for manifests: an index is asked for too (a multi-platform image's tag names
 /// one).
-pub(crate) const ACCEPT_MANIFESTS: &str =
-    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+/// Docker's schema 2 types are asked for too: a registry asked for neither may convert a Docker
+/// manifest to schema 1 (another document, another digest) rather than serve it.
+pub(crate) const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// The documents that publish one Wasm binary as a Wasm OCI artifact.
 #[derive(Clone, Debug)]

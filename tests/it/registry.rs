@@ -458,6 +458,78 @@ async fn an_image_index_resolves_to_its_wasi_wasm_entry_and_skopeo_copies_it() {
     assert_eq!(image.extract(&layer, 1 << 20).unwrap(), hello_module());
 }
 
+/// Docker's schema 2, as `docker push` writes it and skopeo does with `--format v2s2`: a
+/// single image (Docker manifest, config and uncompressed layer types) and a manifest list of
+/// Docker manifests, each converted by skopeo from an image `push --image` published, pull to
+/// the same module. The stored index names each document by its own media type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_schema_2_images_and_manifest_lists_skopeo_writes_pull() {
+    use registry_client::manifest::{
+        MEDIA_TYPE_DOCKER_IMAGE_CONFIG, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+    };
+    let registry = TestRegistry::start();
+    let client = client();
+    for (repo, in_index) in [("images/single", false), ("images/multi", true)] {
+        let tag = reference(&registry.reference(repo, "v1"));
+        let pushed = client
+            .push_wasm_image(&hello_module(), "hello.wasm", &tag, in_index, &NoProgress)
+            .await
+            .unwrap();
+        let source = format!("docker://{}", registry.reference(repo, "v1"));
+        let target = format!("docker://{}", registry.reference(repo, "docker"));
+        let mut args = vec![
+            "copy",
+            "--quiet",
+            "--format",
+            "v2s2",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ];
+        if in_index {
+            args.push("--all");
+        }
+        args.extend_from_slice(&[&source, &target]);
+        let out = Command::new("skopeo").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let docker = reference(&registry.reference(repo, "docker"));
+        let resolved = client.resolve(&docker).await.unwrap();
+        assert_ne!(resolved.digest(), &pushed.manifest.digest, "{repo}");
+        let manifest = resolved.manifest().manifest();
+        assert_eq!(
+            manifest.media_type.as_deref(),
+            Some(MEDIA_TYPE_DOCKER_MANIFEST)
+        );
+        assert_eq!(manifest.config.media_type, MEDIA_TYPE_DOCKER_IMAGE_CONFIG);
+        assert_eq!(
+            resolved.descriptor().media_type,
+            if in_index {
+                MEDIA_TYPE_DOCKER_MANIFEST_LIST
+            } else {
+                MEDIA_TYPE_DOCKER_MANIFEST
+            }
+        );
+        assert_eq!(resolved.index().is_some(), in_index);
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let fetched = client.fetch(&resolved, &store, &NoProgress).await.unwrap();
+        let layer = std::fs::read(fetched.module_path()).unwrap();
+        let image = fetched.image().expect("an image");
+        assert_eq!(image.extract(&layer, 1 << 20).unwrap(), hello_module());
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            index["manifests"][0]["mediaType"],
+            resolved.descriptor().media_type.as_str()
+        );
+    }
+}
+
 /// An index entry to write: the manifest's bytes, its platform (os, architecture) and the
 /// media type the index gives it.
 type Entry<'a> = (&'a [u8], Option<(&'a str, &'a str)>, &'a str);

@@ -416,7 +416,8 @@ fn two_tasks_run_at_once() {
 /// pushes one) runs: containerd pulls and unpacks the `wasi/wasm` entry, the shim reads the
 /// index and that entry's manifest from the content store by digest, re-hashes both, and the
 /// signature on the index's digest admits it. The log names the index, the platform and the
-/// manifest. The same index with its entry's manifest changed in the content store is refused.
+/// manifest. So does the same image as a Docker manifest list. The same index with its entry's
+/// manifest changed in the content store is refused.
 #[test]
 fn a_multi_platform_image_runs_its_wasi_wasm_entry() {
     let node = Node::start();
@@ -438,6 +439,43 @@ fn a_multi_platform_image_runs_its_wasi_wasm_entry() {
         .unwrap()
         .to_owned();
     assert!(pull.contains(&manifest), "{pull}");
+
+    // The same image in Docker's schema 2 (a manifest list of Docker manifests, as skopeo
+    // writes it with `--format v2s2`), signed by its own digest, runs the same way.
+    let docker = node.registry.reference("pods/multi", "docker");
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--format",
+            "v2s2",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{hello}"),
+            &format!("docker://{docker}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = node.dir().join("node.key");
+    let out = warrant(
+        node.dir(),
+        &["sign", &docker, "--key", key.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = node.containerd.ctr(&[
+        "images",
+        "pull",
+        "--plain-http",
+        "--platform",
+        "wasi/wasm",
+        &docker,
+    ]);
+    assert!(out.status.success(), "ctr pull: {}", stderr(&out));
+    let out = node.run(&docker, "docker-list", &["--platform", "wasi/wasm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), HELLO_OUTPUT);
 
     // The entry's manifest changed in containerd's content store (one byte of its JSON
     // whitespace-free text, so it still parses): refused by its digest, nothing runs. A new

@@ -942,9 +942,11 @@ fn signature_cases() -> Vec<Case> {
             VerifiedBeside("payload names `{other}`, not the artifact `{digest}`"),
         ),
         case(
-            "the `.sig` tag holds a Docker image manifest (the registry will not serve it as OCI)",
+            "the `.sig` tag holds a Docker image manifest (served as it is: Docker types are asked for)",
             docker_manifest_at_tag,
-            Refused("answered HTTP 400 for manifest `"),
+            Refused(
+                "unsupported media type `application/vnd.docker.distribution.manifest.v2+json` for manifest",
+            ),
         ),
         case(
             "101 signatures, all valid",
