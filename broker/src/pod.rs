@@ -118,6 +118,24 @@ pub struct Node {
     default_memory: u64,
 }
 
+/// The memory a container without a memory limit is run with: `[k8s] memory_bytes`, else
+/// `[run] memory_bytes`, else [`DEFAULT_POD_MEMORY_BYTES`].
+pub fn default_pod_memory(config: &crate::config::Config) -> u64 {
+    config
+        .k8s
+        .memory_bytes
+        .or(config.run.memory_bytes)
+        .map_or(DEFAULT_POD_MEMORY_BYTES, |size| size.0)
+}
+
+/// The deadline a pod's `instantiate` asks for: `[k8s] timeout`, else
+/// [`UNBOUNDED_TIMEOUT_MS`].
+pub fn pod_timeout_ms(k8s: &crate::config::K8sConfig) -> u64 {
+    k8s.timeout.map_or(UNBOUNDED_TIMEOUT_MS, |span| {
+        u64::try_from(span.0.as_millis()).unwrap_or(UNBOUNDED_TIMEOUT_MS)
+    })
+}
+
 impl Node {
     /// The node's configuration file: `$WARRANT_CONFIG`, else [`NODE_CONFIG`].
     pub fn config_path() -> PathBuf {
@@ -169,11 +187,7 @@ impl Node {
             broker_config.verdict_ttl = ttl.0;
         }
         let broker = Broker::open(broker_config)?;
-        let default_memory = config
-            .k8s
-            .memory_bytes
-            .or(config.run.memory_bytes)
-            .map_or(DEFAULT_POD_MEMORY_BYTES, |size| size.0);
+        let default_memory = default_pod_memory(&config);
         Ok(Self {
             broker,
             k8s: config.k8s,
@@ -204,9 +218,7 @@ impl Node {
         let (memory_bytes, env) = self.asks_of(spec)?;
         let asks = Asks {
             memory_bytes,
-            timeout_ms: self.k8s.timeout.map_or(UNBOUNDED_TIMEOUT_MS, |span| {
-                u64::try_from(span.0.as_millis()).unwrap_or(UNBOUNDED_TIMEOUT_MS)
-            }),
+            timeout_ms: pod_timeout_ms(&self.k8s),
             fuel: None,
             dirs: Vec::new(),
             env,

@@ -66,6 +66,9 @@ struct TestRequest {
     timeout_ms: Option<u64>,
     #[serde(default)]
     fuel: Option<u64>,
+    /// With `instantiate` on `k8s/NAMESPACE`: the pod's name (`context.pod`).
+    #[serde(default)]
+    pod: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -338,6 +341,14 @@ fn request(r: &TestRequest) -> Result<Request, String> {
     if limits_only_for_instantiate {
         return Err("`memory_bytes`, `timeout_ms` and `fuel` go with `instantiate` only".into());
     }
+    let pod_namespace = r
+        .resource
+        .as_deref()
+        .filter(|_| r.action == "instantiate")
+        .and_then(|resource| resource.strip_prefix("k8s/"));
+    if r.pod.is_some() && pod_namespace.is_none() {
+        return Err("`pod` goes with `instantiate` on `k8s/NAMESPACE` only".into());
+    }
     Ok(match r.action.as_str() {
         "instantiate" => Request::Instantiate {
             memory_bytes: r
@@ -346,10 +357,18 @@ fn request(r: &TestRequest) -> Result<Request, String> {
             timeout_ms: r.timeout_ms.unwrap_or(10_000),
             // No `fuel`: unmetered; `fuel = 0` is metered with none.
             fuel: r.fuel,
-            // No `resource`, or `cli`: `warrant run`; any other: that `warrant serve` tenant.
-            runtime: match r.resource.as_deref() {
-                None | Some("cli") => crate::policy::Runtime::Cli,
-                Some(name) => crate::policy::Runtime::Tenant(name.to_owned()),
+            // No `resource`, or `cli`: `warrant run`; `k8s/NAMESPACE` (with `pod`): a pod's
+            // container under the containerd shim; any other: that `warrant serve` tenant.
+            runtime: match (r.resource.as_deref(), pod_namespace) {
+                (_, Some(namespace)) => {
+                    let pod = r
+                        .pod
+                        .as_deref()
+                        .ok_or("`instantiate` on `k8s/NAMESPACE` needs a `pod`")?;
+                    crate::policy::Runtime::pod(namespace, pod)?
+                }
+                (None | Some("cli"), None) => crate::policy::Runtime::Cli,
+                (Some(name), None) => crate::policy::Runtime::Tenant(name.to_owned()),
             },
         },
         "fs.read" => Request::FsRead(resource()?.into()),
@@ -619,5 +638,75 @@ artifact = { signers = [{ kind = "keyless", identity = "x" }] }
         let policies = Policies::from_sources(&[]).unwrap();
         let err = run_dir(&policies, dir.path()).unwrap_err();
         assert!(err.contains("expct"), "{err}");
+    }
+
+    /// Finding: a test case could not ask as a pod does. `resource = "k8s/team"` was read as
+    /// a `warrant serve` tenant of that name (parent `Runtime::"serve"`, no `context.pod`), so a
+    /// pod policy's tests decided a request the shim never makes. It is now the pod's
+    /// `Runtime::"k8s/team"` in `Runtime::"k8s"`, with `pod` as `context.pod`.
+    #[test]
+    fn finding_a_case_asks_as_a_pod_does() {
+        let policies = Policies::from_sources(&[(
+            std::path::PathBuf::from("pods.cedar"),
+            r#"
+@id("pods")
+permit (principal, action == Warrant::Action::"instantiate", resource in Warrant::Runtime::"k8s");
+@id("no-batch-pod")
+forbid (principal, action == Warrant::Action::"instantiate", resource)
+when { context has pod && context.pod == "batch" };
+"#
+            .into(),
+        )])
+        .unwrap();
+        let report = run_text(
+            &policies,
+            "pods.toml",
+            r#"
+[[case]]
+name = "a pod in team"
+expect = "allow"
+policies = ["pods"]
+request = { action = "instantiate", resource = "k8s/team", pod = "web" }
+
+[[case]]
+name = "the forbidden pod"
+expect = "deny"
+policies = ["no-batch-pod"]
+request = { action = "instantiate", resource = "k8s/team", pod = "batch" }
+
+[[case]]
+name = "the CLI is not a pod"
+expect = "deny"
+request = { action = "instantiate" }
+
+[[case]]
+name = "no pod name"
+expect = "allow"
+request = { action = "instantiate", resource = "k8s/team" }
+
+[[case]]
+name = "a pod name elsewhere"
+expect = "deny"
+request = { action = "env.read", resource = "HOME", pod = "web" }
+
+[[case]]
+name = "a namespace that is not a name"
+expect = "allow"
+request = { action = "instantiate", resource = "k8s/a/b", pod = "web" }
+"#,
+        )
+        .unwrap();
+        let results = &report.results;
+        assert!(results[0].passed, "{}", results[0].detail);
+        assert!(results[1].passed, "{}", results[1].detail);
+        assert!(results[2].passed, "{}", results[2].detail);
+        for (result, says) in [
+            (&results[3], "needs a `pod`"),
+            (&results[4], "`pod` goes with `instantiate`"),
+            (&results[5], "namespace"),
+        ] {
+            assert!(!result.passed);
+            assert!(result.detail.contains(says), "{}", result.detail);
+        }
     }
 }

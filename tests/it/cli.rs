@@ -430,3 +430,48 @@ async fn sizes_take_units_and_bad_values_are_refused_at_start() {
     assert!(stderr(&out).contains("timeout"), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
 }
+
+/// `--pod` asks as the containerd shim does, so what a pod is never given cannot be asked with
+/// it, and a pod is named `NAMESPACE/POD` with plain names: each is refused before anything is
+/// fetched (exit 2, saying why).
+#[test]
+fn policy_commands_refuse_what_a_pod_cannot_ask() {
+    let home = tempfile::tempdir().unwrap();
+    let prefix = home.path().join("signer");
+    let out = run(warrant(home.path()).args(["keygen", "--out", prefix.to_str().unwrap()]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let key = format!("{}.pub", prefix.display());
+    let reference = "oci-layout:/nonexistent/layout:v1";
+    for (command, extra, says) in [
+        ("explain", vec!["--pod", "team"], "NAMESPACE/POD"),
+        ("suggest", vec!["--pod", "team/a/b"], "pod name"),
+        ("diff", vec!["--pod", "te am/web"], "namespace"),
+        (
+            "explain",
+            vec!["--pod", "team/web", "--dir", "/tmp::/tmp"],
+            "no directory",
+        ),
+        (
+            "suggest",
+            vec!["--pod", "team/web", "--allow-net", "example.com:443"],
+            "no network",
+        ),
+        ("diff", vec!["--pod", "team/web", "--fuel", "10"], "no fuel"),
+        (
+            "explain",
+            vec!["--pod", "team/web", "--timeout", "1s"],
+            "`[k8s] timeout`",
+        ),
+    ] {
+        let mut args = vec!["policy", command, reference, "--key", key.as_str()];
+        args.extend_from_slice(&extra);
+        let out = run(warrant(home.path()).args(&args));
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{command} {extra:?}: {err}");
+        assert!(
+            err.contains(says),
+            "{command} {extra:?}: `{says}` not in {err}"
+        );
+        assert!(!err.contains("/nonexistent/layout"), "fetched: {err}");
+    }
+}

@@ -498,6 +498,75 @@ fn a_multi_platform_image_runs_its_wasi_wasm_entry() {
     assert!(audit.contains("\"kind\":\"refused\""), "{audit}");
 }
 
+/// `warrant policy suggest --pod NAMESPACE/POD` writes what the shim asks: with the node's
+/// policies replaced by the suggestion alone, a container in that namespace with the suggested
+/// environment variable runs; one asking for another variable, or for more memory than the
+/// suggestion bounds, is refused. `policy explain --pod` decides as the shim does, and the
+/// suggestion's own tests pass under `policy test`.
+#[test]
+fn a_policy_suggested_for_a_pod_admits_that_pod_and_no_more() {
+    let node = Node::start();
+    // A guest that reads its environment (and exits with the number of variables), so the
+    // suggestion grants the variables asked for: containerd's `PATH`, and `GREETING`.
+    let environ = wat::parse_str(include_str!("../data/guests/environ_dump.wat")).unwrap();
+    let hello = node.image("pods/environ", "environ.wasm", &environ, Some("node"));
+    // The node's namespace in this containerd; the pod is named by the container id.
+    let pod = "warrant-test/suggested";
+    let out = node.warrant(&["policy", "explain", "--pod", pod, &hello, "--json"]);
+    let explained: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+    assert_eq!(explained["allowed"], true, "{explained}");
+
+    let policies = node.dir().join("policies");
+    std::fs::remove_file(policies.join("pods.cedar")).unwrap();
+    let out = node.warrant(&[
+        "policy",
+        "suggest",
+        "--pod",
+        pod,
+        "--env",
+        "PATH=/usr/bin",
+        "--env",
+        "GREETING=hi",
+        "--name",
+        "hello-pods",
+        "--out",
+        policies.to_str().unwrap(),
+        &hello,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = std::fs::read_to_string(policies.join("hello-pods.cedar")).unwrap();
+    assert!(
+        written.contains("resource == Warrant::Runtime::\"k8s/warrant-test\""),
+        "{written}"
+    );
+    let tests = std::fs::read_to_string(policies.join("tests/hello-pods.toml")).unwrap();
+    assert!(tests.contains("pod = \"suggested\""), "{tests}");
+    let out = node.warrant(&["policy", "test"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = node.run(&hello, "suggested", &["--env", "GREETING=hi"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("GREETING=hi"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for (id, extra, says) in [
+        ("other-env", vec!["--env", "OTHER=x"], "env.read"),
+        (
+            "more-memory",
+            vec!["--env", "GREETING=hi", "--memory-limit", "1073741824"],
+            "denied",
+        ),
+    ] {
+        let out = node.run(&hello, id, &extra);
+        assert_ne!(out.status.code(), Some(0), "{id} ran");
+        let err = stderr(&out);
+        assert!(err.contains(says), "{id}: `{says}` not in: {err}");
+    }
+}
+
 /// containerd stores blobs read-only.
 fn set_writable(path: &PathBuf) {
     use std::os::unix::fs::PermissionsExt as _;

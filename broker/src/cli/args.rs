@@ -78,6 +78,57 @@ impl AskArgs {
     }
 }
 
+/// What a run asks for, for the `policy` commands: also as a pod's container would.
+#[derive(Debug, clap::Args)]
+pub(super) struct PolicyAskArgs {
+    #[command(flatten)]
+    asks: AskArgs,
+    /// Ask as `containerd-shim-warrant-v1` asks for a container of pod `POD` in Kubernetes
+    /// namespace `NAMESPACE`: `instantiate` on `Warrant::Runtime::"k8s/NAMESPACE"` with
+    /// `context.pod`, the memory `--memory` gives (else the node's `[k8s] memory_bytes`), the
+    /// node's pod deadline (`[k8s] timeout`, else none), no fuel, and `env.read` for each
+    /// `--env`; a pod gets no directory or network
+    #[arg(long, value_name = "NAMESPACE/POD")]
+    pod: Option<String>,
+}
+
+impl PolicyAskArgs {
+    pub(super) fn asks(&self, config: &Config) -> Result<Asks, CliError> {
+        let mut asks = self.asks.asks(config)?;
+        let Some(text) = &self.pod else {
+            return Ok(asks);
+        };
+        let (namespace, pod) = text.split_once('/').ok_or_else(|| {
+            CliError::Usage(format!(
+                "`--pod {}`: give NAMESPACE/POD",
+                registry_client::text::one_line(text)
+            ))
+        })?;
+        asks.runtime = crate::policy::Runtime::pod(namespace, pod)
+            .map_err(|e| CliError::Usage(format!("`--pod`: {e}")))?;
+        if !self.asks.dirs.is_empty() || !self.asks.net.is_empty() || self.asks.fuel.is_some() {
+            return Err(CliError::Usage(
+                "a pod is given no directory, no network and no fuel: `--dir`, `--allow-net` \
+                 and `--fuel` do not go with `--pod`"
+                    .into(),
+            ));
+        }
+        if self.asks.memory.is_none() {
+            asks.memory_bytes = crate::pod::default_pod_memory(config);
+        }
+        if self.asks.timeout.is_some() {
+            return Err(CliError::Usage(
+                "a pod's deadline is the node's `[k8s] timeout`: `--timeout` does not go with \
+                 `--pod`"
+                    .into(),
+            ));
+        }
+        asks.timeout_ms = crate::pod::pod_timeout_ms(&config.k8s);
+        asks.fuel = None;
+        Ok(asks)
+    }
+}
+
 /// Who an artifact's signatures may come from.
 #[derive(Debug, clap::Args)]
 pub(super) struct TrustArgs {

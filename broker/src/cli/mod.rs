@@ -46,7 +46,7 @@ mod serve;
 mod sign;
 mod verify;
 
-use args::{AskArgs, TrustArgs};
+use args::{AskArgs, PolicyAskArgs, TrustArgs};
 use context::Context;
 use error::CliError;
 
@@ -353,7 +353,7 @@ enum PolicyCommand {
         #[command(flatten)]
         trust: TrustArgs,
         #[command(flatten)]
-        asks: AskArgs,
+        asks: PolicyAskArgs,
         /// Print the facts and decisions as JSON
         #[arg(long)]
         json: bool,
@@ -368,7 +368,7 @@ enum PolicyCommand {
         #[command(flatten)]
         trust: TrustArgs,
         #[command(flatten)]
-        asks: AskArgs,
+        asks: PolicyAskArgs,
         /// Write the policy and its tests into this policy directory (created when missing;
         /// existing files are never replaced)
         #[arg(long, value_name = "DIR")]
@@ -390,7 +390,7 @@ enum PolicyCommand {
         #[command(flatten)]
         trust: TrustArgs,
         #[command(flatten)]
-        asks: AskArgs,
+        asks: PolicyAskArgs,
         /// Print the rows as JSON
         #[arg(long)]
         json: bool,

@@ -396,9 +396,15 @@ fn toml_request(request: &Request) -> String {
             memory_bytes,
             timeout_ms,
             fuel,
-            ..
+            runtime,
         } => format!(
-            "{{ action = \"instantiate\", memory_bytes = {}, timeout_ms = {}{} }}",
+            "{{ action = \"instantiate\"{}, memory_bytes = {}, timeout_ms = {}{} }}",
+            match runtime {
+                crate::policy::Runtime::Cli => String::new(),
+                crate::policy::Runtime::Tenant(name) => format!(", resource = {}", toml_str(name)),
+                crate::policy::Runtime::Pod { id, pod } =>
+                    format!(", resource = {}, pod = {}", toml_str(id), toml_str(pod)),
+            },
             long(*memory_bytes),
             long(*timeout_ms),
             fuel.map(|f| format!(", fuel = {}", long(f)))
