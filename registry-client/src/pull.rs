@@ -83,6 +83,17 @@ impl ResolvedIndex {
     }
 }
 
+impl ResolvedIndex {
+    /// The chosen entry's manifest, read from `layout` (named `place` in errors) and checked
+    /// against the entry's digest and size.
+    fn read_entry(&self, layout: &Layout, place: &str) -> Result<Vec<u8>, Error> {
+        let what = format!("manifest `{}` in {place}", self.entry.digest);
+        let bytes = layout.read_blob(&self.entry.digest, MAX_MANIFEST_BYTES, &what)?;
+        check_entry(&bytes, &self.entry, &what)?;
+        Ok(bytes)
+    }
+}
+
 /// A top-level document read: a manifest, or an index and the entry it names.
 enum Top {
     Manifest(Vec<u8>),
@@ -169,13 +180,10 @@ impl Resolved {
         let (index, manifest_bytes) = match Top::read(bytes, &what)? {
             Top::Manifest(bytes) => (None, bytes),
             Top::Index(index) => {
-                let child = &index.entry.digest;
-                if !store.layout().has_blob(child) {
+                if !store.layout().has_blob(&index.entry.digest) {
                     return Ok(None);
                 }
-                let what = format!("stored manifest `{child}`");
-                let bytes = store.layout().read_blob(child, MAX_MANIFEST_BYTES, &what)?;
-                check_entry(&bytes, &index.entry, &what)?;
+                let bytes = index.read_entry(store.layout(), "the store")?;
                 (Some(index), bytes)
             }
         };
@@ -412,10 +420,7 @@ impl RegistryClient {
                 )? {
                     Top::Manifest(bytes) => (None, bytes, descriptor.digest),
                     Top::Index(index) => {
-                        let child = &index.entry.digest;
-                        let what = format!("manifest `{child}` in `{l}`");
-                        let bytes = layout.read_blob(child, MAX_MANIFEST_BYTES, &what)?;
-                        check_entry(&bytes, &index.entry, &what)?;
+                        let bytes = index.read_entry(&layout, &format!("`{l}`"))?;
                         (Some(index), bytes, descriptor.digest)
                     }
                 }

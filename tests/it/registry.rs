@@ -353,6 +353,17 @@ async fn a_wasi_wasm_image_pulls_and_a_linux_image_is_refused() {
     );
 }
 
+/// Run skopeo with `args`, which must succeed; its standard output.
+fn skopeo(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("skopeo").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A multi-platform image (as `warrant push --image --index` and multi-platform builds
 /// publish it): the tag names an OCI image index; resolving it reads the `wasi/wasm` entry's
 /// manifest by digest, the index's digest stays the identity, the module comes out of the
@@ -405,16 +416,8 @@ async fn an_image_index_resolves_to_its_wasi_wasm_entry_and_skopeo_copies_it() {
 
     // skopeo reads the tag as an image index, byte for byte what was pushed…
     let remote = format!("docker://{}", registry.reference("images/multi", "v1"));
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", &remote])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(Digest::of(&out.stdout), pushed.manifest.digest);
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &remote]);
+    assert_eq!(Digest::of(&raw), pushed.manifest.digest);
     // …and copies every platform into an image layout, which pulls to the same digest.
     let copy = |dir: &std::path::Path, preserve: bool| {
         let target = format!("oci:{}:v1", dir.display());
@@ -423,12 +426,7 @@ async fn an_image_index_resolves_to_its_wasi_wasm_entry_and_skopeo_copies_it() {
             args.push("--preserve-digests");
         }
         args.extend_from_slice(&[&remote, &target]);
-        let out = Command::new("skopeo").args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        skopeo(&args);
         reference(&format!("oci-layout:{}:v1", dir.display()))
     };
     let preserved = tempfile::tempdir().unwrap();
@@ -489,12 +487,7 @@ async fn docker_schema_2_images_and_manifest_lists_skopeo_writes_pull() {
             args.push("--all");
         }
         args.extend_from_slice(&[&source, &target]);
-        let out = Command::new("skopeo").args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        skopeo(&args);
 
         let docker = reference(&registry.reference(repo, "docker"));
         let resolved = client.resolve(&docker).await.unwrap();
